@@ -1,0 +1,65 @@
+//! The configuration file exactly as written: serde structs whose values keep their spans.
+//!
+//! Nothing here is validated beyond TOML types and known keys; `validate` turns a
+//! [`RawConfig`] into the typed [`Config`](super::Config) and reports every problem
+//! at the value's own line and column.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub listen: Vec<RawListen>,
+    #[serde(default)]
+    pub site: Vec<RawSite>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    pub graceful_shutdown_timeout: Option<Spanned<String>>,
+    pub pid_file: Option<Spanned<String>>,
+    pub access_log: Option<Spanned<String>>,
+    pub log_level: Option<Spanned<String>>,
+    pub user: Option<Spanned<String>>,
+    pub group: Option<Spanned<String>>,
+    pub watchdog: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub max_connections: Option<Spanned<i64>>,
+    pub header_timeout: Option<Spanned<String>>,
+    pub keepalive_timeout: Option<Spanned<String>>,
+    pub send_timeout: Option<Spanned<String>>,
+    pub max_request_line: Option<Spanned<i64>>,
+    pub max_header_bytes: Option<Spanned<i64>>,
+    pub max_headers: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawListen {
+    pub name: Spanned<String>,
+    pub address: Spanned<String>,
+    pub backlog: Option<Spanned<i64>>,
+    pub ipv6_only: Option<bool>,
+    pub no_delay: Option<bool>,
+    pub socket_mode: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSite {
+    pub hosts: Option<Spanned<Vec<Spanned<String>>>>,
+    pub root: Spanned<String>,
+    pub index: Option<Vec<Spanned<String>>>,
+    pub hidden_files: Option<bool>,
+}

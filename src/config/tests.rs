@@ -1,0 +1,175 @@
+//! Unit tests of loading and validation: every error names its line and column.
+
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml(Source::File(PathBuf::from("/etc/graced/t.toml")), text)
+}
+
+fn errors(text: &str) -> Vec<String> {
+    match parse(text) {
+        Ok(_) => panic!("expected errors for:\n{text}"),
+        Err(err) => err.diagnostics().iter().map(|d| d.to_string()).collect(),
+    }
+}
+
+const MINIMAL: &str = "[[listen]]\nname = \"http\"\naddress = \"127.0.0.1:8080\"\n\n[[site]]\nroot = \"/\"\n";
+
+#[test]
+fn the_documented_shape_parses() {
+    let text = r#"
+[server]
+graceful_shutdown_timeout = "30s"
+pid_file = "/run/graced/graced.pid"
+access_log = "journal"
+user = "graced"
+
+[[listen]]
+name = "http"
+address = "0.0.0.0:80"
+
+[[site]]
+hosts = ["Example.org."]
+root = "/"
+index = ["index.html"]
+"#;
+    let config = parse(text).unwrap();
+    assert_eq!(config.server.graceful_shutdown_timeout, Duration::from_secs(30));
+    assert_eq!(config.server.pid_file.as_deref(), Some(Path::new("/run/graced/graced.pid")));
+    assert_eq!(config.server.access_log, AccessLog::Journal);
+    assert_eq!(config.server.user.as_deref(), Some("graced"));
+    assert_eq!(config.listeners[0].address, ListenAddress::Tcp("0.0.0.0:80".parse().unwrap()));
+    assert_eq!(config.listeners[0].backlog, 511);
+    assert_eq!(config.sites[0].hosts, vec!["example.org"]);
+    // The only site is the default even though it names hosts.
+    assert!(config.sites[0].is_default);
+    assert_eq!(config.limits, Limits::default());
+}
+
+#[test]
+fn the_embedded_default_is_valid_and_serves_the_demo_on_8080() {
+    let config = Config::embedded_default();
+    assert_eq!(config.listeners[0].address, ListenAddress::Tcp("127.0.0.1:8080".parse().unwrap()));
+    assert_eq!(config.sites[0].root, Root::BuiltinDemo);
+}
+
+#[test]
+fn a_type_error_names_line_and_column() {
+    let text = "[server]\n\n\n\n\n\ngraceful_shutdown_timeout = 30\n";
+    let errs = errors(text);
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].starts_with("/etc/graced/t.toml:7:29: invalid type"), "{}", errs[0]);
+    assert!(errs[0].contains("hint:"), "{}", errs[0]);
+}
+
+#[test]
+fn unknown_keys_are_errors() {
+    let errs = errors("[server]\nlisten = 80\n");
+    assert!(errs[0].starts_with("/etc/graced/t.toml:2:1: unknown field `listen`"), "{}", errs[0]);
+    let errs = errors("[[listen]]\nname = \"a\"\naddress = \"127.0.0.1:1\"\nport = 1\n");
+    assert!(errs[0].starts_with("/etc/graced/t.toml:4:1: unknown field `port`"), "{}", errs[0]);
+    let errs = errors("[sever]\n");
+    assert!(errs[0].contains("unknown field `sever`"), "{}", errs[0]);
+}
+
+#[test]
+fn bad_addresses_are_located() {
+    for (address, needle) in [
+        ("\"localhost\"", "has no port"),
+        ("\"300.1.1.1:80\"", "is not an IP address"),
+        ("\"[::1]\"", "is not an IP address"),
+        ("\"127.0.0.1:0\"", "port 0"),
+        ("\"unix:relative.sock\"", "must be absolute"),
+    ] {
+        let text = MINIMAL.replace("\"127.0.0.1:8080\"", address);
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].starts_with("/etc/graced/t.toml:3:11: "), "{}", errs[0]);
+        assert!(errs[0].contains(needle), "{}", errs[0]);
+    }
+}
+
+#[test]
+fn ipv6_and_unix_addresses_parse() {
+    assert_eq!(parse_address("[::]:80").unwrap(), ListenAddress::Tcp("[::]:80".parse().unwrap()));
+    assert_eq!(parse_address("/run/g.sock").unwrap(), ListenAddress::Unix("/run/g.sock".into()));
+    assert_eq!(parse_address("unix:/run/g.sock").unwrap(), ListenAddress::Unix("/run/g.sock".into()));
+}
+
+#[test]
+fn duplicate_listeners_are_errors_with_the_first_line() {
+    let text = format!("{MINIMAL}\n[[listen]]\nname = \"http\"\naddress = \"127.0.0.1:8080\"\n");
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(errs[0].starts_with("/etc/graced/t.toml:9:8: duplicate listener name \"http\" (first defined on line 2)"), "{}", errs[0]);
+    assert!(errs[1].starts_with("/etc/graced/t.toml:10:11: address 127.0.0.1:8080 is already used by the listener on line 3"), "{}", errs[1]);
+}
+
+#[test]
+fn a_missing_document_root_is_an_error() {
+    let text = MINIMAL.replace("root = \"/\"", "root = \"/nonexistent/graced-test\"");
+    let errs = errors(&text);
+    assert!(errs[0].starts_with("/etc/graced/t.toml:6:8: document root /nonexistent/graced-test: No such file"), "{}", errs[0]);
+    let text = MINIMAL.replace("root = \"/\"", "root = \"/etc/passwd\"");
+    assert!(errors(&text)[0].contains("is not a directory"));
+}
+
+#[test]
+fn relative_roots_resolve_against_the_config_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("www")).unwrap();
+    let path = dir.path().join("graced.toml");
+    std::fs::write(&path, MINIMAL.replace("root = \"/\"", "root = \"www\"")).unwrap();
+    let config = Config::load(&path).unwrap();
+    assert_eq!(config.sites[0].root, Root::Dir(dir.path().join("www")));
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = "[server]\ngraceful_shutdown_timeout = \"soon\"\nlog_level = \"loud\"\naccess_log = \"syslog\"\n\n[limits]\nmax_connections = 0\nkeepalive_timeout = \"0s\"\n";
+    let errs = errors(text);
+    let joined = errs.join("\n");
+    assert!(joined.contains("t.toml:2:29: invalid duration \"soon\""), "{joined}");
+    assert!(joined.contains("t.toml:3:13: unknown log_level"), "{joined}");
+    assert!(joined.contains("t.toml:4:14: unknown access_log"), "{joined}");
+    assert!(joined.contains("t.toml:7:19: 0 is out of range"), "{joined}");
+    assert!(joined.contains("t.toml:8:21: a duration of zero"), "{joined}");
+    assert!(joined.contains("t.toml:1:1: no [[listen]] table"), "{joined}");
+    assert!(joined.contains("t.toml:1:1: no [[site]] table"), "{joined}");
+}
+
+#[test]
+fn virtual_hosts_choose_sites_and_fall_back_to_the_default() {
+    let text = r#"
+[[listen]]
+name = "http"
+address = "127.0.0.1:8080"
+[[site]]
+hosts = ["a.example"]
+root = "/"
+[[site]]
+root = "/tmp"
+[[site]]
+hosts = ["b.example"]
+root = "/"
+"#;
+    let config = parse(text).unwrap();
+    assert_eq!(config.site_for_host(Some("a.example")).hosts, vec!["a.example"]);
+    assert_eq!(config.site_for_host(Some("b.example")).hosts, vec!["b.example"]);
+    assert_eq!(config.site_for_host(Some("c.example")).root, Root::Dir("/tmp".into()));
+    assert_eq!(config.site_for_host(None).root, Root::Dir("/tmp".into()));
+}
+
+#[test]
+fn two_default_sites_and_shared_hosts_are_errors() {
+    let text = format!("{MINIMAL}[[site]]\nroot = \"/\"\n[[site]]\nhosts = [\"x\"]\nroot = \"/\"\n[[site]]\nhosts = [\"X\"]\nroot = \"/\"\n");
+    let joined = errors(&text).join("\n");
+    assert!(joined.contains("t.toml:8:8: a second default site (the first is on line 6)"), "{joined}");
+    assert!(joined.contains("t.toml:13:10: host \"x\" is already served by the site on line 10"), "{joined}");
+}
+
+#[test]
+fn access_log_accepts_a_path() {
+    let config = parse(&format!("[server]\naccess_log = \"/var/log/graced/access.log\"\n{MINIMAL}")).unwrap();
+    assert_eq!(config.server.access_log, AccessLog::File("/var/log/graced/access.log".into()));
+}
