@@ -1,1 +1,81 @@
-fn main(){}
+//! `graced`: run the server, check a configuration (`-t`), control a running server (`-k`), or print units.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use graced::cli::{Cli, Command, EXIT_CONFIG, EXIT_FAILURE, EXIT_NOT_RUNNING, EXIT_OK, Sub};
+use graced::config::{Config, ConfigError};
+use graced::lifecycle::{self, client};
+
+fn main() -> ExitCode {
+    // Before anything else can own fds 3..: take the sockets systemd passed us.
+    // SAFETY: called once, first thing, while the process has no other threads.
+    let inherited = unsafe { lifecycle::take_inherited_sockets() };
+    let cli = Cli::parse();
+    match run(cli, inherited) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("graced: {err:#}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+type Inherited = Result<Vec<(String, std::os::fd::OwnedFd)>, lifecycle::ActivationError>;
+
+fn run(cli: Cli, inherited: Inherited) -> anyhow::Result<u8> {
+    let config = match Config::locate(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(err) => return Ok(config_error(&err)),
+    };
+    if cli.test {
+        println!("Syntax OK");
+        return Ok(EXIT_OK);
+    }
+    if let Some(Sub::Unit(args)) = &cli.subcommand {
+        let path = cli.config.clone().unwrap_or_else(|| graced::config::DEFAULT_PATH.into());
+        graced::unit::cli::run(&config, &path, args)?;
+        return Ok(EXIT_OK);
+    }
+    let command = match cli.command {
+        None | Some(Command::Start) => None,
+        Some(Command::Stop) => Some(lifecycle::Command::Stop),
+        Some(Command::Restart) => Some(lifecycle::Command::Restart),
+        Some(Command::Graceful) => Some(lifecycle::Command::Reload),
+        Some(Command::GracefulStop) => Some(lifecycle::Command::GracefulStop),
+    };
+    let pid_path = lifecycle::pid_file_path(&config);
+    if let Some(command) = command {
+        let outcome = client::send(&pid_path, command, cli.wait, cli.timeout)
+            .with_context(|| format!("-k {:?}", command))?;
+        return Ok(match outcome {
+            client::Outcome::Done(text) => {
+                println!("graced: {text}");
+                EXIT_OK
+            }
+            client::Outcome::Failed(text) => {
+                eprintln!("graced: {text}");
+                EXIT_FAILURE
+            }
+            client::Outcome::NotRunning(text) => {
+                eprintln!("graced: {text}");
+                EXIT_NOT_RUNNING
+            }
+        });
+    }
+    let log = graced::logging::init(config.server.log_level);
+    let inherited = inherited.context("socket activation")?;
+    lifecycle::serve(config, inherited, log)?;
+    Ok(EXIT_OK)
+}
+
+/// Prints every problem, once, and returns EX_CONFIG.
+fn config_error(err: &ConfigError) -> u8 {
+    eprintln!("{err}");
+    if !err.diagnostics().is_empty() {
+        eprintln!("graced: the configuration is invalid; nothing was changed");
+    }
+    EXIT_CONFIG
+}
+

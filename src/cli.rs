@@ -1,0 +1,68 @@
+//! The `graced` command line (clap), shared with the man page and completion generators.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Exit status: success.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: a runtime failure (bind failed, already running, reload failed).
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit status: `-k` found no running server holding the pid file's lock (LSB "not running").
+pub const EXIT_NOT_RUNNING: u8 = 3;
+/// Exit status: the configuration is invalid (sysexits EX_CONFIG).
+pub const EXIT_CONFIG: u8 = 78;
+
+/// A systemd-native static web server that keeps Apache's signal contract.
+#[derive(Debug, Parser)]
+#[command(name = "graced", version, about, long_about = None, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Configuration file [default: /etc/graced/graced.toml if it exists, else the embedded default]
+    #[arg(short = 'f', long = "config", value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+
+    /// Check the configuration and exit: prints "Syntax OK" or every error as FILE:LINE:COL
+    #[arg(short = 't', long = "test")]
+    pub test: bool,
+
+    /// Send a command to the running server (apachectl style), or start one in the foreground
+    #[arg(short = 'k', value_enum, value_name = "COMMAND")]
+    pub command: Option<Command>,
+
+    /// With -k graceful|restart: return when the new configuration serves (exit 0) or the
+    /// reload failed (exit 1). With -k stop|graceful-stop: return when the server has exited.
+    #[arg(long, requires = "command")]
+    pub wait: bool,
+
+    /// How long --wait waits at most
+    #[arg(long, value_name = "DURATION", default_value = "90s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+
+    #[command(subcommand)]
+    pub subcommand: Option<Sub>,
+}
+
+/// `-k` commands, as apachectl has them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Command {
+    /// Run the server in the foreground (the same as no -k)
+    Start,
+    /// Stop now: in-flight requests are aborted (SIGTERM)
+    Stop,
+    /// Hard restart: abort in-flight requests, reread the configuration (SIGHUP)
+    Restart,
+    /// Graceful reload: reread the configuration; nothing in flight is disturbed (SIGUSR1)
+    Graceful,
+    /// Graceful stop: stop accepting, let requests finish, then exit (SIGWINCH)
+    GracefulStop,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Sub {
+    /// Print or write the systemd units for this configuration
+    Unit(crate::unit::cli::UnitArgs),
+}
+
+const EXIT_CODES: &str = "\
+Exit status: 0 success; 1 runtime failure (already running, bind failed, reload failed);
+2 usage error; 3 no running server (-k); 78 invalid configuration.";

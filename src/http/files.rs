@@ -1,0 +1,264 @@
+//! Finds the file a safe path names: on disk below a document root, or in the built-in demo site.
+//!
+//! Symlink policy: a symlink is followed only while its target stays inside the
+//! document root. Files are opened with `openat2(2)` and `RESOLVE_BENEATH |
+//! RESOLVE_NO_MAGICLINKS` relative to the root, so the kernel itself refuses any
+//! resolution — `..`, absolute symlinks, symlinks climbing out — that would leave it;
+//! such a request gets 403. (No crate wraps this better than rustix's `openat2`;
+//! tower-http's `ServeDir` follows symlinks anywhere.) The root is opened per request,
+//! so a deploy that swaps a `current -> release-N` symlink is seen at once.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::time::SystemTime;
+
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+
+use super::path::SafePath;
+use crate::config::{Root, Site};
+
+/// A file ready to be served.
+#[derive(Debug)]
+pub struct Resource {
+    pub len: u64,
+    pub modified: Option<SystemTime>,
+    /// A strong entity tag, quoted.
+    pub etag: String,
+    pub content_type: &'static str,
+    pub content: Content,
+}
+
+/// Where a resource's bytes come from.
+#[derive(Debug)]
+pub enum Content {
+    File(File),
+    Static(&'static [u8]),
+}
+
+/// The result of looking a path up in a site.
+#[derive(Debug)]
+pub enum Lookup {
+    Found(Resource),
+    /// A directory named without a trailing slash: redirect to add it.
+    AddSlash,
+    NotFound,
+    /// Outside the root (a symlink leading out), unreadable, or a directory without index.
+    Forbidden,
+}
+
+/// Looks `path` up in `site`.
+pub fn lookup(site: &Site, path: &SafePath) -> Lookup {
+    match &site.root {
+        Root::Dir(root) => lookup_dir(root, site, path),
+        Root::BuiltinDemo => lookup_builtin(site, path),
+    }
+}
+
+fn lookup_dir(root: &Path, site: &Site, path: &SafePath) -> Lookup {
+    let root_fd = match rustix::fs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+    {
+        Ok(fd) => fd,
+        Err(err) => {
+            tracing::warn!(root = %root.display(), error = %err, "document root cannot be opened");
+            return Lookup::NotFound;
+        }
+    };
+    let fd = match open_beneath(&root_fd, path.as_relative()) {
+        Ok(fd) => fd,
+        Err(err) => return error_lookup(err),
+    };
+    let file = File::from(fd);
+    let meta = match file.metadata() {
+        Ok(meta) => meta,
+        Err(err) => return error_lookup(err),
+    };
+    if meta.is_dir() {
+        if !path.trailing_slash {
+            return Lookup::AddSlash;
+        }
+        for index in &site.index {
+            let Ok(fd) = open_beneath(&file, Path::new(index)) else { continue };
+            let index_file = File::from(fd);
+            if let Ok(index_meta) = index_file.metadata() {
+                if index_meta.is_file() {
+                    return Lookup::Found(resource(index_file, &index_meta, index));
+                }
+            }
+        }
+        return Lookup::Forbidden;
+    }
+    if !meta.is_file() || path.trailing_slash {
+        return Lookup::NotFound;
+    }
+    let name = path.relative.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    Lookup::Found(resource(file, &meta, name))
+}
+
+/// Opens `relative` below `dir`, refusing anything that resolves outside it.
+/// `O_NONBLOCK` keeps a FIFO from blocking the open; it has no effect on regular files.
+fn open_beneath(dir: impl std::os::fd::AsFd, relative: &Path) -> io::Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+    Ok(rustix::fs::openat2(dir, relative, flags, Mode::empty(), resolve)?)
+}
+
+fn error_lookup(err: io::Error) -> Lookup {
+    match err.raw_os_error() {
+        Some(libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG) => Lookup::NotFound,
+        // EXDEV: resolution would leave the root; ELOOP: too many or forbidden links.
+        Some(libc::EXDEV | libc::ELOOP | libc::EACCES | libc::EPERM) => Lookup::Forbidden,
+        _ => {
+            tracing::warn!(error = %err, "file lookup failed");
+            Lookup::NotFound
+        }
+    }
+}
+
+fn resource(file: File, meta: &std::fs::Metadata, name: &str) -> Resource {
+    use std::os::unix::fs::MetadataExt;
+    let modified = meta.modified().ok();
+    let nanos = meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128;
+    Resource {
+        len: meta.len(),
+        modified,
+        etag: format!("\"{:x}-{:x}-{:x}\"", meta.ino(), meta.len(), nanos),
+        content_type: content_type(name),
+        content: Content::File(file),
+    }
+}
+
+/// The Content-Type for a file name, by extension; text gets `charset=utf-8`.
+pub fn content_type(name: &str) -> &'static str {
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    match ext.as_str() {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "txt" => "text/plain; charset=utf-8",
+        "json" => "application/json",
+        "svg" => "image/svg+xml",
+        "xml" => "application/xml",
+        "md" => "text/markdown; charset=utf-8",
+        "csv" => "text/csv; charset=utf-8",
+        "wasm" => "application/wasm",
+        _ => mime_guess::from_ext(&ext).first_raw().unwrap_or("application/octet-stream"),
+    }
+}
+
+/// The demo site compiled into the binary.
+const DEMO: &[(&str, &[u8])] = &[
+    ("index.html", include_bytes!("../../demo/index.html")),
+    ("style.css", include_bytes!("../../demo/style.css")),
+];
+
+fn lookup_builtin(site: &Site, path: &SafePath) -> Lookup {
+    let relative = path.relative.to_str().unwrap_or("");
+    if relative.is_empty() {
+        if !path.trailing_slash {
+            return Lookup::AddSlash;
+        }
+        return site
+            .index
+            .iter()
+            .find_map(|index| builtin(index))
+            .map_or(Lookup::Forbidden, Lookup::Found);
+    }
+    match builtin(relative) {
+        Some(resource) if !path.trailing_slash => Lookup::Found(resource),
+        _ => Lookup::NotFound,
+    }
+}
+
+fn builtin(name: &str) -> Option<Resource> {
+    let (name, bytes) = DEMO.iter().find(|(n, _)| *n == name)?;
+    Some(Resource {
+        len: bytes.len() as u64,
+        modified: None,
+        etag: format!("\"builtin-{:x}\"", fnv1a(bytes)),
+        content_type: content_type(name),
+        content: Content::Static(bytes),
+    })
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::path::resolve;
+    use std::os::unix::fs::symlink;
+
+    fn site(root: &Path) -> Site {
+        Site {
+            hosts: vec![],
+            root: Root::Dir(root.to_owned()),
+            index: vec!["index.html".into()],
+            hidden_files: false,
+            is_default: true,
+        }
+    }
+
+    fn find(site: &Site, raw: &str) -> Lookup {
+        lookup(site, &resolve(raw, site.hidden_files).unwrap())
+    }
+
+    #[test]
+    fn files_directories_and_index() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("index.html"), "<p>hi</p>").unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::create_dir(dir.path().join("empty")).unwrap();
+        std::fs::write(dir.path().join("sub/a.css"), "a{}").unwrap();
+        let site = site(dir.path());
+        match find(&site, "/") {
+            Lookup::Found(r) => {
+                assert_eq!(r.len, 9);
+                assert_eq!(r.content_type, "text/html; charset=utf-8");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(find(&site, "/sub"), Lookup::AddSlash));
+        assert!(matches!(find(&site, "/empty/"), Lookup::Forbidden));
+        assert!(matches!(find(&site, "/sub/a.css"), Lookup::Found(r) if r.content_type.starts_with("text/css")));
+        assert!(matches!(find(&site, "/sub/a.css/"), Lookup::NotFound));
+        assert!(matches!(find(&site, "/missing"), Lookup::NotFound));
+    }
+
+    #[test]
+    fn symlinks_inside_the_root_are_followed_and_leaving_it_is_forbidden() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("real.txt"), "x").unwrap();
+        symlink("real.txt", dir.path().join("inside.txt")).unwrap();
+        symlink("/etc", dir.path().join("etc")).unwrap();
+        symlink("../", dir.path().join("up")).unwrap();
+        symlink("/etc/passwd", dir.path().join("passwd")).unwrap();
+        let site = site(dir.path());
+        assert!(matches!(find(&site, "/inside.txt"), Lookup::Found(_)));
+        assert!(matches!(find(&site, "/etc/passwd"), Lookup::Forbidden));
+        assert!(matches!(find(&site, "/passwd"), Lookup::Forbidden));
+        assert!(matches!(find(&site, "/up/"), Lookup::Forbidden));
+    }
+
+    #[test]
+    fn special_files_are_not_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, Mode::from_raw_mode(0o644), 0)
+            .unwrap();
+        // O_NONBLOCK: the open returns at once instead of waiting for a writer.
+        assert!(matches!(find(&site(dir.path()), "/fifo"), Lookup::NotFound));
+    }
+
+    #[test]
+    fn the_builtin_demo_has_an_index() {
+        let demo = Site { root: Root::BuiltinDemo, ..site(Path::new("/")) };
+        assert!(matches!(find(&demo, "/"), Lookup::Found(r) if r.len > 100));
+        assert!(matches!(find(&demo, "/style.css"), Lookup::Found(_)));
+        assert!(matches!(find(&demo, "/nope"), Lookup::NotFound));
+        assert!(matches!(find(&demo, "/style.css/"), Lookup::NotFound));
+    }
+}

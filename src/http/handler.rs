@@ -1,0 +1,226 @@
+//! Request → response for a static site: limits, virtual host, method, path, file, preconditions.
+
+use std::time::SystemTime;
+
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version, header};
+
+use super::access_log::Entry;
+use super::body::Body;
+use super::conditional::{self, Outcome};
+use super::files::{self, Content, Lookup, Resource};
+use super::generation::{Counters, Generation};
+use super::path::{self, PathError};
+use crate::config::Config;
+
+const SERVER: HeaderValue = HeaderValue::from_static(concat!("graced/", env!("CARGO_PKG_VERSION")));
+const ALLOW: HeaderValue = HeaderValue::from_static("GET, HEAD, OPTIONS");
+const ACCEPT_RANGES: HeaderValue = HeaderValue::from_static("bytes");
+
+/// Serves one request with `generation` and logs it.
+pub fn handle<B>(req: &Request<B>, generation: &Generation, counters: &Counters, remote: &str) -> Response<Body> {
+    let host = request_host(req);
+    let response = respond(req, &generation.config, host.as_deref());
+    let bytes = match req.method() {
+        &Method::HEAD => None,
+        _ => response.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()),
+    };
+    counters.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    counters.bytes.fetch_add(bytes.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+    let headers = req.headers();
+    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    generation.access_log.log(&Entry {
+        remote,
+        method: req.method().as_str(),
+        target: req.uri().path_and_query().map_or("/", |p| p.as_str()),
+        version: version_str(req.version()),
+        status: response.status().as_u16(),
+        bytes,
+        referer: text(header::REFERER),
+        user_agent: text(header::USER_AGENT),
+        host: host.as_deref(),
+        generation: generation.id,
+    });
+    response
+}
+
+fn respond<B>(req: &Request<B>, config: &Config, host: Option<&str>) -> Response<Body> {
+    let limits = &config.limits;
+    let target_len = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
+    if target_len > limits.max_request_line {
+        return error(StatusCode::URI_TOO_LONG);
+    }
+    let header_bytes: usize = req.headers().iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
+    if header_bytes > limits.max_header_bytes {
+        return error(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    }
+    // RFC 9112 §3.2: a 1.1 request without Host (or with several) is a bad request.
+    let host_count = req.headers().get_all(header::HOST).iter().count();
+    if host_count > 1 || (req.version() == Version::HTTP_11 && host_count == 0 && req.uri().host().is_none()) {
+        return error(StatusCode::BAD_REQUEST);
+    }
+    match *req.method() {
+        Method::GET | Method::HEAD => {}
+        Method::OPTIONS => {
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            response.headers_mut().insert(header::ALLOW, ALLOW);
+            response.headers_mut().insert(header::SERVER, SERVER);
+            return response;
+        }
+        _ => {
+            let mut response = error(StatusCode::METHOD_NOT_ALLOWED);
+            response.headers_mut().insert(header::ALLOW, ALLOW);
+            return response;
+        }
+    }
+    let site = config.site_for_host(host);
+    let safe = match path::resolve(req.uri().path(), site.hidden_files) {
+        Ok(safe) => safe,
+        Err(PathError::BadRequest) => return error(StatusCode::BAD_REQUEST),
+        Err(PathError::EncodedSlash | PathError::Hidden) => return error(StatusCode::NOT_FOUND),
+    };
+    match files::lookup(site, &safe) {
+        Lookup::Found(resource) => serve(req, resource),
+        Lookup::AddSlash => redirect_with_slash(req),
+        Lookup::NotFound => error(StatusCode::NOT_FOUND),
+        Lookup::Forbidden => error(StatusCode::FORBIDDEN),
+    }
+}
+
+fn serve<B>(req: &Request<B>, resource: Resource) -> Response<Body> {
+    let outcome = conditional::evaluate(req.method(), req.headers(), &resource.etag, resource.modified, resource.len);
+    let mut response = Response::new(Body::empty());
+    let headers = response.headers_mut();
+    headers.insert(header::SERVER, SERVER);
+    validators(headers, &resource);
+    let (status, range) = match outcome {
+        Outcome::NotModified => {
+            *response.status_mut() = StatusCode::NOT_MODIFIED;
+            return response;
+        }
+        Outcome::PreconditionFailed => return error(StatusCode::PRECONDITION_FAILED),
+        Outcome::RangeNotSatisfiable => {
+            let mut response = error(StatusCode::RANGE_NOT_SATISFIABLE);
+            response.headers_mut().insert(header::CONTENT_RANGE, header_value(format!("bytes */{}", resource.len)));
+            return response;
+        }
+        Outcome::Full => (StatusCode::OK, 0..resource.len),
+        Outcome::Partial(range) => (StatusCode::PARTIAL_CONTENT, range),
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::ACCEPT_RANGES, ACCEPT_RANGES);
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(resource.content_type));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(range.end - range.start));
+    if status == StatusCode::PARTIAL_CONTENT {
+        let value = format!("bytes {}-{}/{}", range.start, range.end - 1, resource.len);
+        headers.insert(header::CONTENT_RANGE, header_value(value));
+    }
+    *response.status_mut() = status;
+    if req.method() == Method::HEAD {
+        return response;
+    }
+    let body = match resource.content {
+        Content::Static(bytes) => Ok(Body::bytes(&bytes[range.start as usize..range.end as usize])),
+        Content::File(file) => Body::file(file, range.start, range.end - range.start),
+    };
+    match body {
+        Ok(body) => {
+            *response.body_mut() = body;
+            response
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, path = req.uri().path(), "reading a file failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR)
+        }
+    }
+}
+
+fn validators(headers: &mut HeaderMap, resource: &Resource) {
+    headers.insert(header::ETAG, header_value(resource.etag.clone()));
+    if let Some(modified) = resource.modified {
+        // Never claim a modification time in the future (RFC 9110 §8.8.2.1).
+        let modified = modified.min(SystemTime::now());
+        headers.insert(header::LAST_MODIFIED, header_value(httpdate::fmt_http_date(modified)));
+    }
+}
+
+fn redirect_with_slash<B>(req: &Request<B>) -> Response<Body> {
+    let mut location = format!("{}/", req.uri().path());
+    if let Some(query) = req.uri().query() {
+        location.push('?');
+        location.push_str(query);
+    }
+    let mut response = error(StatusCode::MOVED_PERMANENTLY);
+    response.headers_mut().insert(header::LOCATION, header_value(location));
+    response
+}
+
+/// A small HTML error page.
+pub fn error(status: StatusCode) -> Response<Body> {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let page = format!(
+        "<!doctype html>\n<html><head><title>{code} {reason}</title></head>\
+         <body><h1>{code} {reason}</h1></body></html>\n",
+        code = status.as_u16()
+    );
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::SERVER, SERVER);
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(page.len()));
+    *response.body_mut() = Body::bytes(page);
+    response
+}
+
+fn header_value(s: String) -> HeaderValue {
+    HeaderValue::try_from(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+/// The request's host, lower-cased, without port or trailing dot: from an absolute-form
+/// target if there is one (RFC 9112 §3.2.2), else from the Host header.
+fn request_host<B>(req: &Request<B>) -> Option<String> {
+    let raw = match req.uri().host() {
+        Some(host) => host,
+        None => req.headers().get(header::HOST)?.to_str().ok()?,
+    };
+    let host = if let Some(rest) = raw.strip_prefix('[') {
+        // [v6]:port → [v6]
+        let end = rest.find(']')?;
+        &raw[..end + 2]
+    } else {
+        raw.rsplit_once(':').map_or(raw, |(h, _)| h)
+    };
+    Some(host.trim_end_matches('.').to_ascii_lowercase())
+}
+
+fn version_str(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host_of(uri: &str, host: Option<&str>) -> Option<String> {
+        let mut builder = Request::builder().uri(uri);
+        if let Some(h) = host {
+            builder = builder.header(header::HOST, h);
+        }
+        request_host(&builder.body(()).unwrap())
+    }
+
+    #[test]
+    fn hosts_are_normalised() {
+        assert_eq!(host_of("/", Some("Example.ORG:8080")).as_deref(), Some("example.org"));
+        assert_eq!(host_of("/", Some("example.org.")).as_deref(), Some("example.org"));
+        assert_eq!(host_of("/", Some("[::1]:80")).as_deref(), Some("[::1]"));
+        assert_eq!(host_of("http://a.example/x", Some("b.example")).as_deref(), Some("a.example"));
+        assert_eq!(host_of("/", None), None);
+    }
+}

@@ -1,0 +1,259 @@
+//! The HTTP server: accept loops over listeners, the current generation, and the controls the lifecycle uses.
+//!
+//! The server knows nothing of signals or systemd. The lifecycle drives it with
+//! plain calls: [`Server::install`] (a reload), [`Server::abort_connections`] (a hard
+//! stop or restart), [`Server::begin_drain`] and [`Server::wait_connections`] (a
+//! graceful stop). Listeners are owned by the caller, never by a generation; the
+//! server only runs accept loops on duplicates of them.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::connection;
+use super::generation::{Counters, Generation, Registry};
+use super::listener::{AnyListener, Socket2Listener};
+
+/// State shared by the accept loops and every connection.
+pub(super) struct Shared {
+    current: ArcSwap<Generation>,
+    pub(super) counters: Counters,
+    registry: Registry,
+    /// Fired once, when a graceful stop begins.
+    drain: CancellationToken,
+    /// Replaced after each hard abort, so connections accepted later are not aborted.
+    abort: Mutex<CancellationToken>,
+    connections: TaskTracker,
+}
+
+impl Shared {
+    pub(super) fn current(&self) -> Arc<Generation> {
+        self.current.load_full()
+    }
+
+    pub(super) fn is_draining(&self) -> bool {
+        self.drain.is_cancelled()
+    }
+
+    pub(super) fn drained(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.drain.cancelled()
+    }
+
+    fn abort_token(&self) -> CancellationToken {
+        self.abort.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// A point-in-time summary for STATUS= and the control socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub generation: u64,
+    pub connections: usize,
+    pub requests: u64,
+    pub bytes: u64,
+    pub reloads: u64,
+    pub failed_reloads: u64,
+    /// Old generations still finishing requests: (id, requests in flight).
+    pub finishing: Vec<(u64, usize)>,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "generation {}; {} connections; {} requests served",
+            self.generation, self.connections, self.requests
+        )?;
+        for (id, n) in &self.finishing {
+            write!(f, "; G{id} finishing {n}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The running HTTP server.
+pub struct Server {
+    shared: Arc<Shared>,
+    accept_loops: HashMap<String, CancellationToken>,
+    connection_limit: Arc<Semaphore>,
+    limit: usize,
+}
+
+impl Server {
+    /// A server that will serve `generation` once listeners are added.
+    pub fn new(generation: Generation) -> Server {
+        let limit = generation.config.limits.max_connections;
+        let generation = Arc::new(generation);
+        let registry = Registry::default();
+        registry.add(&generation);
+        Server {
+            shared: Arc::new(Shared {
+                current: ArcSwap::new(generation),
+                counters: Counters::default(),
+                registry,
+                drain: CancellationToken::new(),
+                abort: Mutex::new(CancellationToken::new()),
+                connections: TaskTracker::new(),
+            }),
+            accept_loops: HashMap::new(),
+            connection_limit: Arc::new(Semaphore::new(limit)),
+            limit,
+        }
+    }
+
+    pub fn current(&self) -> Arc<Generation> {
+        self.shared.current()
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.shared.counters
+    }
+
+    /// Makes `generation` the one every new request takes. Requests in flight keep theirs.
+    pub fn install(&mut self, generation: Generation) {
+        let limit = generation.config.limits.max_connections;
+        if limit > self.limit {
+            self.connection_limit.add_permits(limit - self.limit);
+        } else if limit < self.limit {
+            self.connection_limit.forget_permits(self.limit - limit);
+        }
+        self.limit = limit;
+        let generation = Arc::new(generation);
+        self.shared.registry.add(&generation);
+        self.shared.current.store(generation);
+    }
+
+    /// Starts accepting on `listener` (a duplicate of its fd; the caller keeps the original).
+    pub fn start_accepting(&mut self, listener: &Socket2Listener) -> io::Result<()> {
+        let tokio_listener = listener.to_tokio()?;
+        let stop = CancellationToken::new();
+        if let Some(old) = self.accept_loops.insert(listener.name.clone(), stop.clone()) {
+            old.cancel();
+        }
+        let shared = self.shared.clone();
+        let limit = self.connection_limit.clone();
+        tokio::spawn(accept_loop(tokio_listener, listener.name.clone(), shared, limit, stop));
+        Ok(())
+    }
+
+    /// Stops the accept loop of the listener called `name`.
+    pub fn stop_accepting(&mut self, name: &str) {
+        if let Some(stop) = self.accept_loops.remove(name) {
+            stop.cancel();
+        }
+    }
+
+    /// Stops every accept loop.
+    pub fn stop_accepting_all(&mut self) {
+        for (_, stop) in self.accept_loops.drain() {
+            stop.cancel();
+        }
+    }
+
+    /// Aborts every open connection now (in-flight requests included). Connections
+    /// accepted afterwards are unaffected.
+    pub fn abort_connections(&self) {
+        let old = std::mem::replace(
+            &mut *self.shared.abort.lock().unwrap_or_else(|e| e.into_inner()),
+            CancellationToken::new(),
+        );
+        old.cancel();
+    }
+
+    /// Begins a graceful stop: responses from now on say `Connection: close`, idle
+    /// keep-alive connections are closed once the peek check allows. Call
+    /// [`stop_accepting_all`](Self::stop_accepting_all) first.
+    pub fn begin_drain(&self) {
+        self.shared.drain.cancel();
+    }
+
+    /// Waits until every connection has closed, or `timeout`; true if they all did.
+    pub async fn wait_connections(&self, timeout: Duration) -> bool {
+        self.shared.connections.close();
+        let done = tokio::time::timeout(timeout, self.shared.connections.wait()).await.is_ok();
+        self.shared.connections.reopen();
+        done
+    }
+
+    pub fn open_connections(&self) -> usize {
+        self.shared.connections.len()
+    }
+
+    /// Resets the counters (a hard restart does, as in Apache).
+    pub fn reset_counters(&self) {
+        self.shared.counters.reset();
+    }
+
+    pub fn status(&self) -> Status {
+        let counters = &self.shared.counters;
+        let generation = self.current().id;
+        Status {
+            generation,
+            connections: self.open_connections(),
+            requests: counters.requests.load(Ordering::Relaxed),
+            bytes: counters.bytes.load(Ordering::Relaxed),
+            reloads: counters.reloads.load(Ordering::Relaxed),
+            failed_reloads: counters.failed_reloads.load(Ordering::Relaxed),
+            finishing: self.shared.registry.finishing(generation),
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: AnyListener,
+    name: String,
+    shared: Arc<Shared>,
+    limit: Arc<Semaphore>,
+    stop: CancellationToken,
+) {
+    let mut last_warning: Option<tokio::time::Instant> = None;
+    loop {
+        // At the connection limit new connections wait in the kernel's backlog.
+        let permit = tokio::select! {
+            permit = limit.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            _ = stop.cancelled() => return,
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.cancelled() => return,
+        };
+        match accepted {
+            Ok((stream, remote)) => {
+                let abort = shared.abort_token();
+                let conn_shared = shared.clone();
+                shared.connections.spawn(async move {
+                    connection::serve(stream, remote, conn_shared, abort).await;
+                    drop(permit);
+                });
+            }
+            Err(err) if is_per_connection(&err) => {}
+            Err(err) => {
+                // EMFILE, ENFILE, ENOBUFS, ENOMEM: back off instead of spinning.
+                let now = tokio::time::Instant::now();
+                if last_warning.is_none_or(|t| now.duration_since(t) > Duration::from_secs(10)) {
+                    tracing::warn!(listener = %name, error = %err, "accept failed; pausing accepts for 100ms");
+                    last_warning = Some(now);
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    _ = stop.cancelled() => return,
+                }
+            }
+        }
+    }
+}
+
+/// Errors that concern one connection only (the client gave up, or the network did).
+fn is_per_connection(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::ECONNABORTED | libc::ECONNRESET | libc::EPROTO | libc::EPERM | libc::ETIMEDOUT | libc::EHOSTUNREACH | libc::ENETUNREACH)
+    )
+}

@@ -1,0 +1,134 @@
+//! `graced -k COMMAND [--wait]`: finds the running server by its pid-file lock and asks it.
+//!
+//! The server is the process the kernel says holds the pid file's lock — never the
+//! number written in the file. The holder is pinned with a pidfd and the lock is
+//! checked again before any signal, so a PID recycled in between cannot be hit.
+//! `--wait` uses the control socket for reloads (the answer is the result) and the
+//! pidfd for stops (readable when the process has exited).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::control::{self, Request};
+use super::pidfile::{self, ProcessInfo, Probe};
+use super::signal::{Command, signal_for};
+
+/// What a `-k` command achieved, for the message and the exit status.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Done; the text says what happened.
+    Done(String),
+    /// The server answered that it failed (a reload with a broken configuration).
+    Failed(String),
+    /// No server holds the pid file's lock.
+    NotRunning(String),
+}
+
+/// Why the command could not be carried out at all.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    #[error(transparent)]
+    PidFile(#[from] pidfile::PidFileError),
+    #[error("cannot signal pid {pid}: {source}")]
+    Signal {
+        pid: u32,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("control socket {}: {source}", path.display())]
+    Control {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("pid {pid} is still running after {}", humantime::format_duration(*.waited))]
+    StillRunning { pid: u32, waited: Duration },
+}
+
+/// Sends `command` to the server whose pid file is `pid_path`.
+pub fn send(pid_path: &Path, command: Command, wait: bool, timeout: Duration) -> Result<Outcome, ClientError> {
+    let holder = match pidfile::probe(pid_path)? {
+        Probe::Absent => {
+            return Ok(Outcome::NotRunning(format!("not running: no pid file at {}", pid_path.display())));
+        }
+        Probe::Stale { named } => {
+            let who = named.map_or("no valid pid".to_owned(), |p| p.to_string());
+            return Ok(Outcome::NotRunning(format!(
+                "not running: {} is stale — it names {who}, which does not hold its lock, so it is not \
+                 graced; nothing was signalled",
+                pid_path.display()
+            )));
+        }
+        Probe::Running { holder, named } => {
+            if named.is_some_and(|n| n != holder) {
+                tracing::warn!(holder, ?named, "the pid file's content disagrees with its lock holder; trusting the lock");
+            }
+            holder
+        }
+    };
+    if wait && matches!(command, Command::Reload | Command::Restart) {
+        return ask(pid_path, holder, Request::Command(command), timeout);
+    }
+    // Pin the process, then make sure it still holds the lock: a PID freed and reused
+    // between the probe and the pin cannot hold our lock.
+    let pidfd = match rustix::process::Pid::from_raw(holder as i32)
+        .ok_or_else(|| std::io::Error::other("pid 0"))
+        .and_then(|pid| rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).map_err(Into::into))
+    {
+        Ok(fd) => fd,
+        Err(source) => return Err(ClientError::Signal { pid: holder, source }),
+    };
+    match pidfile::probe(pid_path)? {
+        Probe::Running { holder: again, .. } if again == holder => {}
+        _ => return Ok(Outcome::NotRunning(format!("not running: pid {holder} exited just now"))),
+    }
+    let signal = rustix::process::Signal::from_named_raw(signal_for(command)).expect("a valid signal number");
+    rustix::process::pidfd_send_signal(&pidfd, signal)
+        .map_err(|e| ClientError::Signal { pid: holder, source: e.into() })?;
+    let sent = format!("sent SIG{} to {}", signal_name(command), ProcessInfo::of(holder));
+    if !wait {
+        return Ok(Outcome::Done(sent));
+    }
+    // Stop or graceful stop: the pidfd becomes readable when the process exits.
+    let started = Instant::now();
+    let mut fds = [rustix::event::PollFd::new(&pidfd, rustix::event::PollFlags::IN)];
+    let timespec = rustix::time::Timespec { tv_sec: timeout.as_secs() as i64, tv_nsec: timeout.subsec_nanos() as i64 };
+    match rustix::event::poll(&mut fds, Some(&timespec)) {
+        Ok(n) if n > 0 => Ok(Outcome::Done(format!(
+            "{sent}; it exited after {}",
+            humantime::format_duration(Duration::from_millis(started.elapsed().as_millis() as u64))
+        ))),
+        _ => Err(ClientError::StillRunning { pid: holder, waited: timeout }),
+    }
+}
+
+fn ask(pid_path: &Path, holder: u32, request: Request, timeout: Duration) -> Result<Outcome, ClientError> {
+    let path = control::socket_path(pid_path);
+    let (peer, reply) = control::request(&path, request, timeout)
+        .map_err(|source| ClientError::Control { path: path.clone(), source })?;
+    if peer != holder {
+        return Err(ClientError::Control {
+            path,
+            source: std::io::Error::other(format!(
+                "answered by pid {peer}, but pid {holder} holds the pid file's lock; refusing to trust it"
+            )),
+        });
+    }
+    Ok(match reply {
+        Ok(text) => Outcome::Done(format!("pid {holder}: {text}")),
+        Err(text) => Outcome::Failed(format!("pid {holder}: {text}")),
+    })
+}
+
+/// Asks the running server for its status line.
+pub fn status(pid_path: &Path, timeout: Duration) -> Result<Outcome, ClientError> {
+    match pidfile::probe(pid_path)? {
+        Probe::Running { holder, .. } => ask(pid_path, holder, Request::Status, timeout),
+        Probe::Absent | Probe::Stale { .. } => Ok(Outcome::NotRunning("not running".into())),
+    }
+}
+
+fn signal_name(command: Command) -> &'static str {
+    super::signal::TABLE.iter().find(|(_, _, c)| *c == command).map_or("?", |(name, _, _)| name)
+}

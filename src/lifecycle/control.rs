@@ -1,0 +1,128 @@
+//! The control socket: `graced -k … --wait` asks, the server answers when the work is done.
+//!
+//! A Unix stream socket next to the pid file (`graced.pid` → `graced.ctl`), mode
+//! 0600, answering only root and the server's own user (SO_PEERCRED). The protocol
+//! is one request line (`graceful`, `restart`, `status`, `stop`, `graceful-stop`)
+//! and one reply that ends with EOF: `ok <text>` or `error <text>` (text may span
+//! lines). It is synchronous: the reply *is* the result, so nothing polls.
+
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixListener;
+use tokio::sync::{mpsc, oneshot};
+
+use super::signal::Command;
+
+/// What a client asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    Command(Command),
+    Status,
+}
+
+impl Request {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Request::Command(Command::Reload) => "graceful",
+            Request::Command(Command::Restart) => "restart",
+            Request::Command(Command::Stop) => "stop",
+            Request::Command(Command::GracefulStop) => "graceful-stop",
+            Request::Status => "status",
+        }
+    }
+
+    fn parse(line: &str) -> Option<Request> {
+        [Command::Reload, Command::Restart, Command::Stop, Command::GracefulStop]
+            .into_iter()
+            .map(Request::Command)
+            .chain([Request::Status])
+            .find(|r| r.as_str() == line.trim())
+    }
+}
+
+/// The answer: `Ok(text)` or `Err(text)`.
+pub type Reply = Result<String, String>;
+
+/// A request waiting for the lifecycle loop to answer it.
+pub type Pending = (Request, oneshot::Sender<Reply>);
+
+/// The socket path that goes with a pid file.
+pub fn socket_path(pid_file: &Path) -> PathBuf {
+    pid_file.with_extension("ctl")
+}
+
+/// Binds the control socket (replacing a stale one: the caller holds the pid-file lock)
+/// and forwards requests to `requests`.
+pub fn serve(path: &Path, requests: mpsc::Sender<Pending>) -> io::Result<()> {
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let own_uid = rustix::process::geteuid().as_raw();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let allowed = rustix::net::sockopt::socket_peercred(stream.as_fd())
+                .map(|cred| cred.uid.as_raw() == 0 || cred.uid.as_raw() == own_uid)
+                .unwrap_or(false);
+            let requests = requests.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let reply = if allowed {
+                    let mut line = String::new();
+                    let mut reader = BufReader::new(read);
+                    match tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await {
+                        Ok(Ok(_)) => match Request::parse(&line) {
+                            Some(request) => {
+                                let (tx, rx) = oneshot::channel();
+                                if requests.send((request, tx)).await.is_err() {
+                                    Err("the server is shutting down".to_owned())
+                                } else {
+                                    rx.await.unwrap_or_else(|_| Err("the server is shutting down".to_owned()))
+                                }
+                            }
+                            None => Err(format!("unknown request {:?}", line.trim())),
+                        },
+                        _ => Err("no request received".to_owned()),
+                    }
+                } else {
+                    Err("permission denied: only root and the server's user may use the control socket".into())
+                };
+                let text = match reply {
+                    Ok(text) => format!("ok {text}\n"),
+                    Err(text) => format!("error {text}\n"),
+                };
+                let _ = write.write_all(text.as_bytes()).await;
+            });
+        }
+    });
+    Ok(())
+}
+
+/// Sends `request` and waits up to `timeout` for the reply. Also returns the server's
+/// pid as the kernel reports it (SO_PEERCRED), so the caller can check it holds the lock.
+pub fn request(path: &Path, request: Request, timeout: Duration) -> io::Result<(u32, Reply)> {
+    let mut stream = std::os::unix::net::UnixStream::connect(path)?;
+    let peer = rustix::net::sockopt::socket_peercred(stream.as_fd())?.pid.as_raw_nonzero().get() as u32;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.write_all(format!("{}\n", request.as_str()).as_bytes())?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).map_err(|err| {
+        if err.kind() == io::ErrorKind::WouldBlock {
+            io::Error::new(io::ErrorKind::TimedOut, format!("no answer within {}", humantime::format_duration(timeout)))
+        } else {
+            err
+        }
+    })?;
+    let text = text.trim_end();
+    let reply = match text.split_once(' ').unwrap_or((text, "")) {
+        ("ok", rest) => Ok(rest.to_owned()),
+        ("error", rest) => Err(rest.to_owned()),
+        _ => Err(format!("unexpected answer {text:?}")),
+    };
+    Ok((peer, reply))
+}

@@ -1,0 +1,437 @@
+//! The server's life under systemd: start, serve, reload, restart, drain, stop — and what it tells systemd.
+//!
+//! * `signal`: the one table from signals to [`Command`]s.
+//! * `notify`: sd_notify datagrams (READY, RELOADING + MONOTONIC_USEC, STOPPING, STATUS, WATCHDOG).
+//! * `activation`: systemd's listening sockets, matched to listeners by name.
+//! * `pidfile`: the lock-guarded pid file; `-k` asks the kernel who holds it.
+//! * `control`: the control socket that makes `-k graceful --wait` synchronous.
+//! * `client`: the `-k` side.
+//!
+//! This module is the only place that composes them; the leaves never import each other.
+
+mod activation;
+pub mod client;
+pub mod control;
+pub mod notify;
+pub mod pidfile;
+pub mod signal;
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+pub use activation::{ActivationError, take_from_env as take_inherited_sockets};
+use control::{Pending, Request};
+use notify::Notifier;
+use pidfile::{PidFile, PidFileError};
+pub use signal::Command;
+
+use crate::config::{Config, ListenAddress};
+use crate::http::access_log::AccessLogSink;
+use crate::http::{Generation, Server, Socket2Listener};
+use crate::logging::{LogHandle, message_id};
+
+/// Why the server could not start (or had to stop).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LifecycleError {
+    #[error(transparent)]
+    PidFile(#[from] PidFileError),
+    #[error(transparent)]
+    Activation(#[from] ActivationError),
+    #[error("cannot listen for {name:?}: {source}")]
+    Bind {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the access log: {0}")]
+    AccessLog(#[source] std::io::Error),
+    #[error("cannot create the control socket {}: {source}", path.display())]
+    Control {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+/// The pid file a configuration asks for: its `pid_file`, else `$RUNTIME_DIRECTORY/graced.pid`
+/// (systemd's `RuntimeDirectory=`), else `/run/graced/graced.pid` for root and
+/// `$XDG_RUNTIME_DIR/graced/graced.pid` (or `/tmp/graced-UID/graced.pid`) for others.
+pub fn pid_file_path(config: &Config) -> PathBuf {
+    if let Some(path) = &config.server.pid_file {
+        return path.clone();
+    }
+    if let Some(dir) = std::env::var_os("RUNTIME_DIRECTORY") {
+        // systemd may list several directories separated by ':'; the first is ours.
+        let first = dir.to_string_lossy().split(':').next().unwrap_or_default().to_owned();
+        return PathBuf::from(first).join("graced.pid");
+    }
+    let uid = rustix::process::geteuid();
+    if uid.is_root() {
+        return PathBuf::from("/run/graced/graced.pid");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) => PathBuf::from(dir).join("graced/graced.pid"),
+        None => PathBuf::from(format!("/tmp/graced-{}/graced.pid", uid.as_raw())),
+    }
+}
+
+/// Runs the server in the foreground until it is stopped. `inherited` are the sockets
+/// taken from systemd (empty when not socket-activated).
+pub fn serve(config: Config, inherited: Vec<(String, OwnedFd)>, log: LogHandle) -> Result<(), LifecycleError> {
+    let pid_path = pid_file_path(&config);
+    let (pidfile, stale) = PidFile::acquire(&pid_path)?;
+    if let Some(stale) = stale {
+        let info = pidfile::ProcessInfo::of(stale);
+        tracing::warn!(
+            message_id = message_id::STALE_PID_FILE,
+            stale_pid = stale,
+            boot_id = pidfile::boot_id().unwrap_or_default(),
+            "pid file {} named {info}, which no longer held its lock; it was replaced (a crash or power \
+             loss leaves such files, and they never block a start)",
+            pid_path.display()
+        );
+    }
+    let activated = !inherited.is_empty();
+    let listeners = if activated {
+        activation::match_listeners(inherited, &config.listeners)?
+    } else {
+        config
+            .listeners
+            .iter()
+            .map(|l| Socket2Listener::bind(l).map_err(|source| LifecycleError::Bind { name: l.name.clone(), source }))
+            .collect::<Result<_, _>>()?
+    };
+    let access_log = AccessLogSink::open(&config.server.access_log).map_err(LifecycleError::AccessLog)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("graced-worker")
+        .build()
+        .map_err(LifecycleError::Runtime)?;
+    runtime.block_on(async move {
+        let server = Server::new(Generation::new(1, Arc::new(config.clone()), access_log));
+        let supervisor = Supervisor {
+            config,
+            server,
+            listeners,
+            activated,
+            pidfile,
+            notifier: Notifier::from_env(),
+            log,
+            next_generation: 2,
+            last_reload_failed: false,
+        };
+        supervisor.run().await
+    })
+}
+
+struct Supervisor {
+    config: Config,
+    server: Server,
+    /// Owned by the process, never by a generation: a reload never closes one it keeps.
+    listeners: Vec<Socket2Listener>,
+    activated: bool,
+    pidfile: PidFile,
+    notifier: Notifier,
+    log: LogHandle,
+    next_generation: u64,
+    last_reload_failed: bool,
+}
+
+enum Exit {
+    Stop,
+    GracefulStop,
+}
+
+impl Supervisor {
+    async fn run(mut self) -> Result<(), LifecycleError> {
+        // Handlers first: USR1 and HUP would otherwise kill us before we are ready.
+        let mut signals = signal::Signals::install().map_err(LifecycleError::Runtime)?;
+        let control_path = control::socket_path(self.pidfile.path());
+        let (control_tx, mut control_rx) = mpsc::channel::<Pending>(16);
+        control::serve(&control_path, control_tx)
+            .map_err(|source| LifecycleError::Control { path: control_path.clone(), source })?;
+        for listener in &self.listeners {
+            self.server
+                .start_accepting(listener)
+                .map_err(|source| LifecycleError::Bind { name: listener.name.clone(), source })?;
+        }
+        let addresses: Vec<String> =
+            self.listeners.iter().map(|l| format!("{}={}", l.name, l.local_addr())).collect();
+        tracing::info!(
+            message_id = message_id::STARTED,
+            generation = 1u64,
+            pid = std::process::id(),
+            socket_activated = self.activated,
+            config = %self.config.source.display_name(),
+            "graced started: listening on {}{}",
+            addresses.join(", "),
+            if self.activated { " (sockets from systemd)" } else { "" }
+        );
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            self.print_first_run_help();
+        }
+        self.notifier.ready(&self.server.status().to_string());
+
+        let watchdog = notify::watchdog_interval();
+        let mut watchdog_tick = tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |d| d / 2));
+        let mut status_tick = tokio::time::interval(Duration::from_secs(5));
+        let mut last_status = String::new();
+        let exit = loop {
+            tokio::select! {
+                (name, command) = signals.recv() => {
+                    tracing::debug!(signal = name, ?command, "signal received");
+                    if let Some(exit) = self.command(command).await.1 { break exit; }
+                }
+                Some((request, reply)) = control_rx.recv() => {
+                    let (answer, exit) = match request {
+                        Request::Status => (Ok(self.status_line()), None),
+                        Request::Command(command) => self.command(command).await,
+                    };
+                    let _ = reply.send(answer);
+                    if let Some(exit) = exit { break exit; }
+                }
+                _ = watchdog_tick.tick(), if watchdog.is_some() => self.notifier.watchdog(),
+                _ = status_tick.tick() => {
+                    let status = self.server.status().to_string();
+                    if status != last_status {
+                        self.notifier.status(&status);
+                        last_status = status;
+                    }
+                }
+            }
+        };
+        match exit {
+            Exit::Stop => self.stop().await,
+            Exit::GracefulStop => self.graceful_stop(&mut signals, watchdog).await,
+        }
+        let _ = std::fs::remove_file(&control_path);
+        let status = self.server.status();
+        tracing::info!(
+            message_id = message_id::STOPPED,
+            generation = status.generation,
+            requests = status.requests,
+            "graced stopped after {} requests",
+            status.requests
+        );
+        Ok(())
+    }
+
+    fn print_first_run_help(&self) {
+        let pid = std::process::id();
+        for listener in &self.listeners {
+            let address = listener.local_addr();
+            if address.starts_with('/') {
+                eprintln!("graced: serving on unix socket {address}");
+            } else {
+                eprintln!("graced: serving http://{address}/");
+            }
+        }
+        eprintln!(
+            "graced: pid {pid} ({}); Ctrl-C stops, `kill -USR1 {pid}` reloads, `kill -WINCH {pid}` stops gracefully",
+            self.pidfile.path().display()
+        );
+    }
+
+    fn status_line(&self) -> String {
+        let status = self.server.status();
+        format!(
+            "pid={} generation={} connections={} requests={} bytes={} reloads={} failed_reloads={}{}",
+            std::process::id(),
+            status.generation,
+            status.connections,
+            status.requests,
+            status.bytes,
+            status.reloads,
+            status.failed_reloads,
+            status.finishing.iter().map(|(g, n)| format!(" G{g}={n}")).collect::<String>()
+        )
+    }
+
+    /// Carries out `command`; returns the reply for a control client and whether to exit.
+    async fn command(&mut self, command: Command) -> (control::Reply, Option<Exit>) {
+        match command {
+            Command::Reload | Command::Restart => {
+                let hard = command == Command::Restart;
+                (self.reload(hard).map(|g| format!("generation {g} serving")), None)
+            }
+            Command::Stop => (Ok("stopping".into()), Some(Exit::Stop)),
+            Command::GracefulStop => (Ok("stopping gracefully".into()), Some(Exit::GracefulStop)),
+        }
+    }
+
+    /// A graceful reload (USR1) or a hard restart (HUP). A configuration that does not
+    /// validate changes nothing: the current generation keeps serving.
+    fn reload(&mut self, hard: bool) -> Result<u64, String> {
+        let what = if hard { "restart" } else { "reload" };
+        self.notifier.reloading(&format!("{what}: rereading {}", self.config.source.display_name()));
+        match self.prepare(hard) {
+            Ok((config, generation)) => {
+                let id = generation.id;
+                if hard {
+                    self.server.abort_connections();
+                    self.server.reset_counters();
+                }
+                self.log.set_level(config.server.log_level);
+                self.config = config;
+                self.server.install(generation);
+                self.server.counters().reloads.fetch_add(1, Ordering::Relaxed);
+                let status = format!("{}; {what}ed", self.server.status());
+                if std::mem::take(&mut self.last_reload_failed) {
+                    self.notifier.send(&[("READY", "1"), ("STATUS", &status), ("ERRNO", "0")]);
+                } else {
+                    self.notifier.ready(&status);
+                }
+                tracing::info!(
+                    message_id = if hard { message_id::RESTARTED } else { message_id::RELOADED },
+                    generation = id,
+                    "{what} complete: generation {id} serves new requests"
+                );
+                Ok(id)
+            }
+            Err(error) => {
+                self.server.counters().failed_reloads.fetch_add(1, Ordering::Relaxed);
+                self.last_reload_failed = true;
+                let current = self.server.current().id;
+                let first_line = error.lines().next().unwrap_or_default();
+                let status = format!("{what} failed, still serving generation {current}: {first_line}");
+                self.notifier.send(&[("READY", "1"), ("STATUS", &status), ("ERRNO", "22")]);
+                tracing::error!(
+                    message_id = message_id::RELOAD_FAILED,
+                    generation = current,
+                    "{what} failed; generation {current} keeps serving:\n{error}"
+                );
+                Err(error)
+            }
+        }
+    }
+
+    /// Everything that can fail, done before anything changes.
+    fn prepare(&mut self, hard: bool) -> Result<(Config, Generation), String> {
+        let config = self.config.reload().map_err(|e| e.to_string())?;
+        let access_log = AccessLogSink::open(&config.server.access_log).map_err(|e| e.to_string())?;
+        self.update_listeners(&config)?;
+        let _ = hard;
+        let id = self.next_generation;
+        self.next_generation += 1;
+        let generation = Generation::new(id, Arc::new(config.clone()), access_log);
+        Ok((config, generation))
+    }
+
+    /// Makes the listeners match `config`: kept sockets stay open (a reload never closes
+    /// one), new ones are bound before any old one is closed. Under socket activation
+    /// the set comes from systemd and cannot change here.
+    fn update_listeners(&mut self, config: &Config) -> Result<(), String> {
+        let wanted: Vec<(&str, &ListenAddress)> =
+            config.listeners.iter().map(|l| (l.name.as_str(), &l.address)).collect();
+        let have: Vec<(&str, &ListenAddress)> =
+            self.config.listeners.iter().map(|l| (l.name.as_str(), &l.address)).collect();
+        if wanted == have {
+            return Ok(());
+        }
+        if self.activated {
+            return Err("the [[listen]] tables changed, but listeners come from systemd's socket unit: \
+                        regenerate the units (`graced unit`), then `systemctl daemon-reload` and restart the socket"
+                .into());
+        }
+        // Bind every new address first: if one fails, nothing has changed.
+        let mut fresh = Vec::new();
+        for listener in &config.listeners {
+            if !self.listeners.iter().any(|s| s.matches(&listener.address)) {
+                let socket = Socket2Listener::bind(listener)
+                    .map_err(|err| format!("cannot listen for {:?}: {err}", listener.name))?;
+                fresh.push(socket);
+            }
+        }
+        self.server.stop_accepting_all();
+        let mut old = std::mem::take(&mut self.listeners);
+        for listener in &config.listeners {
+            let from = if old.iter().any(|s| s.matches(&listener.address)) { &mut old } else { &mut fresh };
+            let i = from.iter().position(|s| s.matches(&listener.address)).expect("bound above");
+            let mut socket = from.swap_remove(i);
+            socket.name = listener.name.clone();
+            self.listeners.push(socket);
+        }
+        // What is left in `old` is no longer configured: closed here.
+        drop(old);
+        self.restart_accept_loops();
+        Ok(())
+    }
+
+    fn restart_accept_loops(&mut self) {
+        for listener in &self.listeners {
+            if let Err(err) = self.server.start_accepting(listener) {
+                tracing::error!(listener = %listener.name, error = %err, "cannot accept on listener");
+            }
+        }
+    }
+
+    /// TERM: close listeners, abort everything in flight.
+    async fn stop(&mut self) {
+        self.notifier.stopping("stopping");
+        self.server.stop_accepting_all();
+        self.listeners.clear();
+        self.server.abort_connections();
+        self.server.wait_connections(Duration::from_secs(2)).await;
+    }
+
+    /// WINCH: stop accepting, remove the pid file, let requests finish until the timeout.
+    async fn graceful_stop(&mut self, signals: &mut signal::Signals, watchdog: Option<Duration>) {
+        let timeout = self.config.server.graceful_shutdown_timeout;
+        let open = self.server.open_connections();
+        self.notifier.stopping(&format!("graceful stop: draining {open} connections"));
+        self.pidfile.remove();
+        self.server.stop_accepting_all();
+        self.listeners.clear();
+        self.server.begin_drain();
+        tracing::info!(
+            message_id = message_id::DRAINING,
+            generation = self.server.current().id,
+            connections = open,
+            "graceful stop: draining {open} connections for at most {}",
+            humantime::format_duration(timeout)
+        );
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut aborted = 0;
+        loop {
+            let left = self.server.open_connections();
+            if left == 0 {
+                break;
+            }
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                aborted = left;
+                tracing::warn!(connections = left, "graceful stop timeout: aborting {left} connections");
+                self.server.abort_connections();
+                self.server.wait_connections(Duration::from_secs(2)).await;
+                break;
+            }
+            // Keep systemd's stop timeout from cutting a drain the configuration allows.
+            let status = format!("draining: {left} connections left, {}s to forced close", remaining.as_secs());
+            self.notifier.extend_timeout(remaining + Duration::from_secs(5), &status);
+            if watchdog.is_some() {
+                self.notifier.watchdog();
+            }
+            tokio::select! {
+                _ = self.server.wait_connections(remaining.min(Duration::from_secs(1))) => {}
+                (_, command) = signals.recv() => {
+                    if command == Command::Stop {
+                        tracing::info!("stop requested during the graceful stop: aborting");
+                        aborted = self.server.open_connections();
+                        self.server.abort_connections();
+                        self.server.wait_connections(Duration::from_secs(2)).await;
+                        break;
+                    }
+                }
+            }
+        }
+        self.notifier.status(&format!("graceful stop complete; {aborted} connections aborted"));
+    }
+}

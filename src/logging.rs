@@ -1,0 +1,88 @@
+//! Diagnostics: natively to the journal when stderr is the journal, otherwise readable text on stderr.
+//!
+//! systemd sets `JOURNAL_STREAM=<dev>:<ino>` for the stream it connects to a
+//! service's stdout/stderr; when that matches `fstat(2)` of fd 2 we send records
+//! over the journal's native protocol, which keeps structured fields (`MESSAGE_ID`,
+//! `GENERATION`, …). If stderr was redirected elsewhere the variable no longer
+//! matches and we write text. The level can be changed at run time (on reload).
+
+use std::os::fd::AsFd;
+
+use tracing::level_filters::LevelFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{Registry, reload};
+
+use crate::config::LogLevel;
+
+/// Stable MESSAGE_IDs of lifecycle events, explained by the journal catalog.
+pub mod message_id {
+    pub const STARTED: &str = "6c3b9f2a1e7d4c0f8a52d9e4b7a1c301";
+    pub const RELOADED: &str = "6c3b9f2a1e7d4c0f8a52d9e4b7a1c302";
+    pub const RELOAD_FAILED: &str = "6c3b9f2a1e7d4c0f8a52d9e4b7a1c303";
+    pub const RESTARTED: &str = "6c3b9f2a1e7d4c0f8a52d9e4b7a1c304";
+    pub const DRAINING: &str = "6c3b9f2a1e7d4c0f8a52d9e4b7a1c305";
+    pub const STOPPED: &str = "6c3b9f2a1e7d4c0f8a52d9e4b7a1c306";
+    pub const STALE_PID_FILE: &str = "6c3b9f2a1e7d4c0f8a52d9e4b7a1c307";
+}
+
+/// Changes the log level after start-up.
+pub struct LogHandle {
+    reload: Option<reload::Handle<LevelFilter, Registry>>,
+    /// Whether records go to the journal natively.
+    pub journal: bool,
+}
+
+impl LogHandle {
+    pub fn set_level(&self, level: LogLevel) {
+        if let Some(reload) = &self.reload {
+            let _ = reload.modify(|filter| *filter = level_filter(level));
+        }
+    }
+}
+
+fn level_filter(level: LogLevel) -> LevelFilter {
+    match level {
+        LogLevel::Error => LevelFilter::ERROR,
+        LogLevel::Warn => LevelFilter::WARN,
+        LogLevel::Info => LevelFilter::INFO,
+        LogLevel::Debug => LevelFilter::DEBUG,
+        LogLevel::Trace => LevelFilter::TRACE,
+    }
+}
+
+/// True when fd 2 is the stream systemd connected to the journal.
+pub fn stderr_is_journal() -> bool {
+    let Some(expected) = std::env::var_os("JOURNAL_STREAM") else { return false };
+    let Some((dev, ino)) = expected.to_str().and_then(|s| s.split_once(':')) else { return false };
+    let Ok(stat) = rustix::fs::fstat(std::io::stderr().as_fd()) else { return false };
+    dev.parse::<u64>().ok() == Some(stat.st_dev) && ino.parse::<u64>().ok() == Some(stat.st_ino)
+}
+
+/// Installs the global subscriber. Safe to call once; later calls return a handle that does nothing.
+pub fn init(level: LogLevel) -> LogHandle {
+    let (filter, reload) = reload::Layer::new(level_filter(level));
+    let journald = if stderr_is_journal() {
+        tracing_journald::layer().ok().map(|layer| {
+            layer
+                .with_field_prefix(None)
+                .with_syslog_identifier("graced".into())
+                .with_priority_mappings(tracing_journald::PriorityMappings {
+                    info: tracing_journald::Priority::Informational,
+                    debug: tracing_journald::Priority::Debug,
+                    ..tracing_journald::PriorityMappings::new()
+                })
+        })
+    } else {
+        None
+    };
+    let journal = journald.is_some();
+    let fmt = (!journal).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_target(false)
+    });
+    let installed = tracing_subscriber::registry().with(filter).with(journald).with(fmt).try_init().is_ok();
+    LogHandle { reload: installed.then_some(reload), journal }
+}
