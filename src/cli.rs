@@ -55,6 +55,8 @@ pub enum Command {
     Graceful,
     /// Graceful stop: stop accepting, let requests finish, then exit (SIGWINCH)
     GracefulStop,
+    /// Print the running server's status (generation, connections, requests)
+    Status,
 }
 
 #[derive(Debug, Subcommand)]

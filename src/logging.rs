@@ -7,6 +7,7 @@
 //! matches and we write text. The level can be changed at run time (on reload).
 
 use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -51,6 +52,13 @@ fn level_filter(level: LogLevel) -> LevelFilter {
     }
 }
 
+static JOURNAL: AtomicBool = AtomicBool::new(false);
+
+/// Whether diagnostics go to the journal natively (set by [`init`]).
+pub fn journal_connected() -> bool {
+    JOURNAL.load(Ordering::Relaxed)
+}
+
 /// True when fd 2 is the stream systemd connected to the journal.
 pub fn stderr_is_journal() -> bool {
     let Some(expected) = std::env::var_os("JOURNAL_STREAM") else { return false };
@@ -77,6 +85,7 @@ pub fn init(level: LogLevel) -> LogHandle {
         None
     };
     let journal = journald.is_some();
+    JOURNAL.store(journal, Ordering::Relaxed);
     let fmt = (!journal).then(|| {
         tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)

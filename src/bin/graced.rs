@@ -44,11 +44,17 @@ fn run(cli: Cli, inherited: Inherited) -> anyhow::Result<u8> {
         Some(Command::Restart) => Some(lifecycle::Command::Restart),
         Some(Command::Graceful) => Some(lifecycle::Command::Reload),
         Some(Command::GracefulStop) => Some(lifecycle::Command::GracefulStop),
+        Some(Command::Status) => None,
     };
     let pid_path = lifecycle::pid_file_path(&config);
-    if let Some(command) = command {
-        let outcome = client::send(&pid_path, command, cli.wait, cli.timeout)
-            .with_context(|| format!("-k {:?}", command))?;
+    let outcome = match (cli.command, command) {
+        (Some(Command::Status), _) => Some(client::status(&pid_path, cli.timeout).context("-k status")?),
+        (_, Some(command)) => {
+            Some(client::send(&pid_path, command, cli.wait, cli.timeout).with_context(|| format!("-k {command:?}"))?)
+        }
+        _ => None,
+    };
+    if let Some(outcome) = outcome {
         return Ok(match outcome {
             client::Outcome::Done(text) => {
                 println!("graced: {text}");

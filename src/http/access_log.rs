@@ -37,10 +37,12 @@ pub enum AccessLogSink {
 
 impl AccessLogSink {
     /// Opens the destination; a file is opened for appending (created 0640 if absent).
+    /// `journal` falls back to plain lines on stderr when the journal is not connected.
     pub fn open(destination: &AccessLog) -> io::Result<AccessLogSink> {
         Ok(match destination {
             AccessLog::Off => AccessLogSink::Off,
-            AccessLog::Journal => AccessLogSink::Journal,
+            AccessLog::Journal if crate::logging::journal_connected() => AccessLogSink::Journal,
+            AccessLog::Journal => AccessLogSink::spawn_writer(Box::new(io::stderr()), "stderr"),
             AccessLog::Stderr => AccessLogSink::spawn_writer(Box::new(io::stderr()), "stderr"),
             AccessLog::File(path) => AccessLogSink::spawn_writer(Box::new(open_append(path)?), "file"),
         })

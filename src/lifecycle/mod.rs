@@ -198,7 +198,16 @@ impl Supervisor {
                     let _ = reply.send(answer);
                     if let Some(exit) = exit { break exit; }
                 }
-                _ = watchdog_tick.tick(), if watchdog.is_some() => self.notifier.watchdog(),
+                _ = watchdog_tick.tick(), if watchdog.is_some() => {
+                    // Ping only if the worker threads that serve requests still run tasks:
+                    // a wedged runtime must stop the pings so systemd restarts us.
+                    let probe = tokio::time::timeout(Duration::from_secs(1), tokio::spawn(async {})).await;
+                    if matches!(probe, Ok(Ok(()))) {
+                        self.notifier.watchdog();
+                    } else {
+                        tracing::error!("the runtime did not run a task within 1s; withholding the watchdog ping");
+                    }
+                }
                 _ = status_tick.tick() => {
                     let status = self.server.status().to_string();
                     if status != last_status {
