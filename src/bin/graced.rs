@@ -25,28 +25,39 @@ fn main() -> ExitCode {
 type Inherited = Result<Vec<(String, std::os::fd::OwnedFd)>, lifecycle::ActivationError>;
 
 fn run(cli: Cli, inherited: Inherited) -> anyhow::Result<u8> {
+    let command = match cli.command {
+        None | Some(Command::Start) | Some(Command::Status) => None,
+        Some(Command::Stop) => Some(lifecycle::Command::Stop),
+        Some(Command::Restart) => Some(lifecycle::Command::Restart),
+        Some(Command::Graceful) => Some(lifecycle::Command::Reload),
+        Some(Command::GracefulStop) => Some(lifecycle::Command::GracefulStop),
+    };
     let config = match Config::locate(cli.config.as_deref()) {
-        Ok(config) => config,
+        Ok(config) => Some(config),
+        // A reload that waits is judged by the server itself: it validates the file,
+        // keeps serving, reports the errors to systemd (STATUS=, ERRNO=) and answers
+        // with them. Stopping or asking for status never needs a valid file.
+        Err(err) if reaches_server_anyway(&cli, command) => {
+            if !cli.wait || !matches!(command, Some(lifecycle::Command::Reload | lifecycle::Command::Restart)) {
+                eprintln!("graced: warning: the configuration is invalid:\n{err}");
+            }
+            None
+        }
         Err(err) => return Ok(config_error(&err)),
     };
     if cli.test {
         println!("Syntax OK");
         return Ok(EXIT_OK);
     }
-    if let Some(Sub::Unit(args)) = &cli.subcommand {
-        let path = cli.config.clone().unwrap_or_else(|| graced::config::DEFAULT_PATH.into());
-        graced::unit::cli::run(&config, &path, args)?;
+    let path = cli.config.clone().unwrap_or_else(|| graced::config::DEFAULT_PATH.into());
+    if let (Some(Sub::Unit(args)), Some(config)) = (&cli.subcommand, &config) {
+        graced::unit::cli::run(config, &path, args)?;
         return Ok(EXIT_OK);
     }
-    let command = match cli.command {
-        None | Some(Command::Start) => None,
-        Some(Command::Stop) => Some(lifecycle::Command::Stop),
-        Some(Command::Restart) => Some(lifecycle::Command::Restart),
-        Some(Command::Graceful) => Some(lifecycle::Command::Reload),
-        Some(Command::GracefulStop) => Some(lifecycle::Command::GracefulStop),
-        Some(Command::Status) => None,
+    let pid_path = match &config {
+        Some(config) => lifecycle::pid_file_path(config),
+        None => lifecycle::pid_file_path_lenient(&path),
     };
-    let pid_path = lifecycle::pid_file_path(&config);
     let outcome = match (cli.command, command) {
         (Some(Command::Status), _) => Some(client::status(&pid_path, cli.timeout).context("-k status")?),
         (_, Some(command)) => {
@@ -70,10 +81,24 @@ fn run(cli: Cli, inherited: Inherited) -> anyhow::Result<u8> {
             }
         });
     }
+    let config = config.expect("serving needs a valid configuration");
     let log = graced::logging::init(config.server.log_level);
     let inherited = inherited.context("socket activation")?;
     lifecycle::serve(config, inherited, log)?;
     Ok(EXIT_OK)
+}
+
+/// `-k stop`, `-k graceful-stop`, `-k status`, and `-k graceful|restart --wait` talk to
+/// the running server even when the configuration file is invalid.
+fn reaches_server_anyway(cli: &Cli, command: Option<lifecycle::Command>) -> bool {
+    if cli.test || cli.subcommand.is_some() {
+        return false;
+    }
+    match command {
+        Some(lifecycle::Command::Stop | lifecycle::Command::GracefulStop) => true,
+        Some(lifecycle::Command::Reload | lifecycle::Command::Restart) => cli.wait,
+        None => cli.command == Some(Command::Status),
+    }
 }
 
 /// Prints every problem, once, and returns EX_CONFIG.

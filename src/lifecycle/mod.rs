@@ -61,13 +61,26 @@ pub enum LifecycleError {
     Runtime(#[source] std::io::Error),
 }
 
-/// The pid file a configuration asks for: its `pid_file`, else `$RUNTIME_DIRECTORY/graced.pid`
-/// (systemd's `RuntimeDirectory=`), else `/run/graced/graced.pid` for root and
-/// `$XDG_RUNTIME_DIR/graced/graced.pid` (or `/tmp/graced-UID/graced.pid`) for others.
+/// The pid file a configuration asks for: its `pid_file`, else [`default_pid_file`].
 pub fn pid_file_path(config: &Config) -> PathBuf {
-    if let Some(path) = &config.server.pid_file {
-        return path.clone();
-    }
+    config.server.pid_file.clone().unwrap_or_else(default_pid_file)
+}
+
+/// The pid file a configuration file names even when the file does not validate, so
+/// that `-k` can still reach the running server (which then reports the errors itself).
+pub fn pid_file_path_lenient(config_file: &std::path::Path) -> PathBuf {
+    let named = std::fs::read_to_string(config_file).ok().and_then(|text| {
+        let table: toml::Table = toml::from_str(&text).ok()?;
+        let path = table.get("server")?.get("pid_file")?.as_str()?.to_owned();
+        Some(config_file.parent().unwrap_or(std::path::Path::new("/")).join(path))
+    });
+    named.unwrap_or_else(default_pid_file)
+}
+
+/// `$RUNTIME_DIRECTORY/graced.pid` (systemd's `RuntimeDirectory=`), else
+/// `/run/graced/graced.pid` for root and `$XDG_RUNTIME_DIR/graced/graced.pid` (or
+/// `/tmp/graced-UID/graced.pid`) for others.
+pub fn default_pid_file() -> PathBuf {
     if let Some(dir) = std::env::var_os("RUNTIME_DIRECTORY") {
         // systemd may list several directories separated by ':'; the first is ours.
         let first = dir.to_string_lossy().split(':').next().unwrap_or_default().to_owned();

@@ -1,0 +1,2 @@
+//! Placeholder until the D-Bus work lands.
+fn main() {}
