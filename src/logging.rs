@@ -72,14 +72,13 @@ pub fn init(level: LogLevel) -> LogHandle {
     let (filter, reload) = reload::Layer::new(level_filter(level));
     let journald = if stderr_is_journal() {
         tracing_journald::layer().ok().map(|layer| {
-            layer
-                .with_field_prefix(None)
-                .with_syslog_identifier("graced".into())
-                .with_priority_mappings(tracing_journald::PriorityMappings {
+            layer.with_field_prefix(None).with_syslog_identifier("graced".into()).with_priority_mappings(
+                tracing_journald::PriorityMappings {
                     info: tracing_journald::Priority::Informational,
                     debug: tracing_journald::Priority::Debug,
                     ..tracing_journald::PriorityMappings::new()
-                })
+                },
+            )
         })
     } else {
         None

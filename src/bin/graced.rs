@@ -38,7 +38,8 @@ fn run(cli: Cli, inherited: Inherited) -> anyhow::Result<u8> {
         // keeps serving, reports the errors to systemd (STATUS=, ERRNO=) and answers
         // with them. Stopping or asking for status never needs a valid file.
         Err(err) if reaches_server_anyway(&cli, command) => {
-            if !cli.wait || !matches!(command, Some(lifecycle::Command::Reload | lifecycle::Command::Restart)) {
+            if !cli.wait || !matches!(command, Some(lifecycle::Command::Reload | lifecycle::Command::Restart))
+            {
                 eprintln!("graced: warning: the configuration is invalid:\n{err}");
             }
             None
@@ -60,9 +61,10 @@ fn run(cli: Cli, inherited: Inherited) -> anyhow::Result<u8> {
     };
     let outcome = match (cli.command, command) {
         (Some(Command::Status), _) => Some(client::status(&pid_path, cli.timeout).context("-k status")?),
-        (_, Some(command)) => {
-            Some(client::send(&pid_path, command, cli.wait, cli.timeout).with_context(|| format!("-k {command:?}"))?)
-        }
+        (_, Some(command)) => Some(
+            client::send(&pid_path, command, cli.wait, cli.timeout)
+                .with_context(|| format!("-k {command:?}"))?,
+        ),
         _ => None,
     };
     if let Some(outcome) = outcome {
@@ -109,4 +111,3 @@ fn config_error(err: &ConfigError) -> u8 {
     }
     EXIT_CONFIG
 }
-

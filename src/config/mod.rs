@@ -199,9 +199,14 @@ pub enum Root {
 impl Config {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with(path, Checks::All)
+    }
+
+    /// Reads and validates `path`, with or without the checks that look at the filesystem.
+    pub fn load_with(path: &Path, checks: Checks) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        Config::from_toml(Source::File(path.to_owned()), &text)
+        Config::from_toml_with(Source::File(path.to_owned()), &text, checks)
     }
 
     /// The configuration compiled into the binary.
@@ -230,6 +235,11 @@ impl Config {
     /// Parses and validates TOML `text`; relative paths are resolved against the
     /// directory of `source`.
     pub fn from_toml(source: Source, text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_with(source, text, Checks::All)
+    }
+
+    /// [`from_toml`](Config::from_toml), choosing which checks run.
+    pub fn from_toml_with(source: Source, text: &str, checks: Checks) -> Result<Config, ConfigError> {
         let file = source.display_name();
         let raw: RawConfig = toml::from_str(text).map_err(|err| {
             let span = err.span().unwrap_or(0..0);
@@ -241,7 +251,7 @@ impl Config {
             Source::File(path) => path.parent().map(Path::to_owned).unwrap_or_default(),
             Source::Embedded => PathBuf::from("/"),
         };
-        let mut check = Checker { file: &file, text, base: &base, problems: Vec::new() };
+        let mut check = Checker { file: &file, text, base: &base, checks, problems: Vec::new() };
         let server = check.server(raw.server);
         let limits = check.limits(raw.limits);
         let listeners = check.listeners(raw.listen);
@@ -273,11 +283,22 @@ fn syntax_hint(message: &str) -> Option<String> {
     }
 }
 
+/// Which validation steps run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checks {
+    /// Everything, including that document roots exist (the server, `graced -t`).
+    All,
+    /// Everything but the filesystem: a unit generator runs at boot, before file
+    /// systems such as /srv are mounted.
+    WithoutFilesystem,
+}
+
 /// Collects every problem while converting raw values.
 struct Checker<'a> {
     file: &'a str,
     text: &'a str,
     base: &'a Path,
+    checks: Checks,
     problems: Vec<Diagnostic>,
 }
 
@@ -295,28 +316,49 @@ impl Checker<'_> {
         let Some(value) = value else { return default };
         match humantime::parse_duration(value.get_ref()) {
             Ok(d) if d.is_zero() => {
-                self.problem(value, "a duration of zero is not allowed here", "give a positive duration such as \"30s\"");
+                self.problem(
+                    value,
+                    "a duration of zero is not allowed here",
+                    "give a positive duration such as \"30s\"",
+                );
                 default
             }
             Ok(d) if d > Duration::from_secs(24 * 3600) => {
-                self.problem(value, format!("duration {:?} is longer than a day", value.get_ref()), "give at most \"24h\"");
+                self.problem(
+                    value,
+                    format!("duration {:?} is longer than a day", value.get_ref()),
+                    "give at most \"24h\"",
+                );
                 default
             }
             Ok(d) => d,
             Err(err) => {
-                self.problem(value, format!("invalid duration {:?}: {err}", value.get_ref()), "write durations like \"500ms\", \"30s\" or \"2min\"");
+                self.problem(
+                    value,
+                    format!("invalid duration {:?}: {err}", value.get_ref()),
+                    "write durations like \"500ms\", \"30s\" or \"2min\"",
+                );
                 default
             }
         }
     }
 
-    fn count(&mut self, value: &Option<Spanned<i64>>, default: usize, range: std::ops::RangeInclusive<i64>) -> usize {
+    fn count(
+        &mut self,
+        value: &Option<Spanned<i64>>,
+        default: usize,
+        range: std::ops::RangeInclusive<i64>,
+    ) -> usize {
         let Some(value) = value else { return default };
         let n = *value.get_ref();
         if range.contains(&n) {
             n as usize
         } else {
-            self.problem(value, format!("{n} is out of range"), &format!("give a number from {} to {}", range.start(), range.end()));
+            self.problem(
+                value,
+                format!("{n} is out of range"),
+                &format!("give a number from {} to {}", range.start(), range.end()),
+            );
             default
         }
     }
@@ -327,10 +369,15 @@ impl Checker<'_> {
     }
 
     fn server(&mut self, raw: RawServer) -> Server {
-        let graceful_shutdown_timeout = self.duration(&raw.graceful_shutdown_timeout, Duration::from_secs(30));
+        let graceful_shutdown_timeout =
+            self.duration(&raw.graceful_shutdown_timeout, Duration::from_secs(30));
         let pid_file = raw.pid_file.as_ref().map(|p| {
             if p.get_ref().is_empty() {
-                self.problem(p, "pid_file is empty", "give an absolute path such as \"/run/graced/graced.pid\"");
+                self.problem(
+                    p,
+                    "pid_file is empty",
+                    "give an absolute path such as \"/run/graced/graced.pid\"",
+                );
             }
             self.absolute(p.get_ref())
         });
@@ -343,7 +390,11 @@ impl Checker<'_> {
                 AccessLog::File(self.absolute(path))
             }
             Some((v, other)) => {
-                self.problem(v, format!("unknown access_log {other:?}"), "use \"journal\", \"stderr\", \"off\" or a file path containing a '/'");
+                self.problem(
+                    v,
+                    format!("unknown access_log {other:?}"),
+                    "use \"journal\", \"stderr\", \"off\" or a file path containing a '/'",
+                );
                 AccessLog::Journal
             }
         };
@@ -356,7 +407,11 @@ impl Checker<'_> {
                 "debug" => LogLevel::Debug,
                 "trace" => LogLevel::Trace,
                 _ => {
-                    self.problem(v, format!("unknown log_level {:?}", v.get_ref()), "use error, warn, info, debug or trace");
+                    self.problem(
+                        v,
+                        format!("unknown log_level {:?}", v.get_ref()),
+                        "use error, warn, info, debug or trace",
+                    );
                     LogLevel::Info
                 }
             },
@@ -369,7 +424,11 @@ impl Checker<'_> {
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
                 && !name.starts_with('-');
             if !valid {
-                self.problem(v, format!("{what} {name:?} is not a valid account name"), "use letters, digits, '_', '-' and '.' (at most 32)");
+                self.problem(
+                    v,
+                    format!("{what} {name:?} is not a valid account name"),
+                    "use letters, digits, '_', '-' and '.' (at most 32)",
+                );
             }
             Some(name.clone())
         };
@@ -394,50 +453,82 @@ impl Checker<'_> {
 
     fn listeners(&mut self, raw: Vec<RawListen>) -> Vec<Listener> {
         if raw.is_empty() {
-            self.problem_at_top("no [[listen]] table", "add one, e.g. [[listen]] name = \"http\" address = \"0.0.0.0:80\"");
+            self.problem_at_top(
+                "no [[listen]] table",
+                "add one, e.g. [[listen]] name = \"http\" address = \"0.0.0.0:80\"",
+            );
         }
         let mut names: HashMap<String, usize> = HashMap::new();
         let mut addresses: HashMap<ListenAddress, usize> = HashMap::new();
         let mut out = Vec::new();
         for l in raw {
             let name = l.name.get_ref().clone();
+            // It becomes FileDescriptorName= and part of a socket unit's name.
             let valid_name = !name.is_empty()
-                && name.len() <= 255
-                && name.chars().all(|c| c.is_ascii_graphic() && c != ':');
+                && name.len() <= 64
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
             if !valid_name {
-                self.problem(&l.name, format!("listener name {name:?} is not usable as a socket name"), "use 1-255 printable ASCII characters without ':' or spaces (it becomes FileDescriptorName=)");
+                self.problem(&l.name, format!("listener name {name:?} is not usable as a socket name"), "use 1-64 letters, digits, '_', '.' or '-' (it becomes FileDescriptorName= and part of a unit name)");
             }
             let (line, _) = diagnostic::line_column(self.text, l.name.span().start);
             if let Some(first) = names.insert(name.clone(), line) {
-                self.problem(&l.name, format!("duplicate listener name {name:?} (first defined on line {first})"), "give each [[listen]] its own name");
+                self.problem(
+                    &l.name,
+                    format!("duplicate listener name {name:?} (first defined on line {first})"),
+                    "give each [[listen]] its own name",
+                );
             }
             let address = match parse_address(l.address.get_ref()) {
                 Ok(ListenAddress::Unix(p)) if !p.is_absolute() => {
-                    self.problem(&l.address, "a Unix socket path must be absolute", "write it as \"/run/graced/http.sock\"");
+                    self.problem(
+                        &l.address,
+                        "a Unix socket path must be absolute",
+                        "write it as \"/run/graced/http.sock\"",
+                    );
                     None
                 }
                 Ok(a) => Some(a),
                 Err(message) => {
-                    self.problem(&l.address, message, "write \"127.0.0.1:8080\", \"[::]:80\" or an absolute Unix socket path");
+                    self.problem(
+                        &l.address,
+                        message,
+                        "write \"127.0.0.1:8080\", \"[::]:80\" or an absolute Unix socket path",
+                    );
                     None
                 }
             };
             if let Some(address) = &address {
                 let (line, _) = diagnostic::line_column(self.text, l.address.span().start);
                 if let Some(first) = addresses.insert(address.clone(), line) {
-                    self.problem(&l.address, format!("address {address} is already used by the listener on line {first}"), "each address may be listened on once");
+                    self.problem(
+                        &l.address,
+                        format!("address {address} is already used by the listener on line {first}"),
+                        "each address may be listened on once",
+                    );
                 }
             }
             let backlog = self.count(&l.backlog, 511, 1..=65_535) as u32;
-            let socket_mode = l.socket_mode.as_ref().and_then(|m| match u32::from_str_radix(m.get_ref(), 8) {
-                Ok(mode) if mode <= 0o777 => Some(mode),
-                _ => {
-                    self.problem(m, format!("socket_mode {:?} is not an octal permission", m.get_ref()), "write it like \"0660\"");
-                    None
-                }
-            });
+            let socket_mode =
+                l.socket_mode.as_ref().and_then(|m| match u32::from_str_radix(m.get_ref(), 8) {
+                    Ok(mode) if mode <= 0o777 => Some(mode),
+                    _ => {
+                        self.problem(
+                            m,
+                            format!("socket_mode {:?} is not an octal permission", m.get_ref()),
+                            "write it like \"0660\"",
+                        );
+                        None
+                    }
+                });
             if let Some(address) = address {
-                out.push(Listener { name, address, backlog, ipv6_only: l.ipv6_only, no_delay: l.no_delay.unwrap_or(true), socket_mode });
+                out.push(Listener {
+                    name,
+                    address,
+                    backlog,
+                    ipv6_only: l.ipv6_only,
+                    no_delay: l.no_delay.unwrap_or(true),
+                    socket_mode,
+                });
             }
         }
         out
@@ -458,12 +549,20 @@ impl Checker<'_> {
                     && host.len() <= 253
                     && host.chars().all(|c| c.is_ascii_alphanumeric() || "-.*[]:".contains(c));
                 if !valid {
-                    self.problem(h, format!("{:?} is not a host name", h.get_ref()), "write host names without scheme, port or path, e.g. \"example.org\"");
+                    self.problem(
+                        h,
+                        format!("{:?} is not a host name", h.get_ref()),
+                        "write host names without scheme, port or path, e.g. \"example.org\"",
+                    );
                     continue;
                 }
                 let (line, _) = diagnostic::line_column(self.text, h.span().start);
                 if let Some(first) = hosts_seen.insert(host.clone(), line) {
-                    self.problem(h, format!("host {host:?} is already served by the site on line {first}"), "a host name may belong to one site only");
+                    self.problem(
+                        h,
+                        format!("host {host:?} is already served by the site on line {first}"),
+                        "a host name may belong to one site only",
+                    );
                 }
                 hosts.push(host);
             }
@@ -472,7 +571,13 @@ impl Checker<'_> {
                 let at = s.hosts.as_ref().map(|h| h.span()).unwrap_or(s.root.span());
                 let (line, _) = diagnostic::line_column(self.text, at.start);
                 if let Some(first) = default_line {
-                    self.problems.push(Diagnostic::at(self.file, self.text, at, format!("a second default site (the first is on line {first})"), Some("give this site hosts = [...], or remove one".into())));
+                    self.problems.push(Diagnostic::at(
+                        self.file,
+                        self.text,
+                        at,
+                        format!("a second default site (the first is on line {first})"),
+                        Some("give this site hosts = [...], or remove one".into()),
+                    ));
                 }
                 default_line = Some(line);
             }
@@ -481,9 +586,18 @@ impl Checker<'_> {
             } else {
                 let path = self.absolute(s.root.get_ref());
                 match std::fs::metadata(&path) {
+                    _ if self.checks == Checks::WithoutFilesystem => {}
                     Ok(m) if m.is_dir() => {}
-                    Ok(_) => self.problem(&s.root, format!("document root {} is not a directory", path.display()), "point root at a directory"),
-                    Err(err) => self.problem(&s.root, format!("document root {}: {err}", path.display()), "create the directory or correct the path"),
+                    Ok(_) => self.problem(
+                        &s.root,
+                        format!("document root {} is not a directory", path.display()),
+                        "point root at a directory",
+                    ),
+                    Err(err) => self.problem(
+                        &s.root,
+                        format!("document root {}: {err}", path.display()),
+                        "create the directory or correct the path",
+                    ),
                 }
                 Root::Dir(path)
             };
@@ -491,17 +605,21 @@ impl Checker<'_> {
             for i in s.index.unwrap_or_else(|| vec![Spanned::new(0..0, "index.html".to_owned())]) {
                 let name = i.get_ref();
                 if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-                    self.problem(&i, format!("index {name:?} is not a file name"), "list plain file names such as \"index.html\"");
+                    self.problem(
+                        &i,
+                        format!("index {name:?} is not a file name"),
+                        "list plain file names such as \"index.html\"",
+                    );
                 } else {
                     index.push(name.clone());
                 }
             }
             out.push(Site { hosts, root, index, hidden_files: s.hidden_files.unwrap_or(false), is_default });
         }
-        if default_line.is_none() {
-            if let Some(first) = out.first_mut() {
-                first.is_default = true;
-            }
+        if default_line.is_none()
+            && let Some(first) = out.first_mut()
+        {
+            first.is_default = true;
         }
         out
     }

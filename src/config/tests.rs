@@ -101,15 +101,31 @@ fn duplicate_listeners_are_errors_with_the_first_line() {
     let text = format!("{MINIMAL}\n[[listen]]\nname = \"http\"\naddress = \"127.0.0.1:8080\"\n");
     let errs = errors(&text);
     assert_eq!(errs.len(), 2, "{errs:?}");
-    assert!(errs[0].starts_with("/etc/graced/t.toml:9:8: duplicate listener name \"http\" (first defined on line 2)"), "{}", errs[0]);
-    assert!(errs[1].starts_with("/etc/graced/t.toml:10:11: address 127.0.0.1:8080 is already used by the listener on line 3"), "{}", errs[1]);
+    assert!(
+        errs[0].starts_with(
+            "/etc/graced/t.toml:9:8: duplicate listener name \"http\" (first defined on line 2)"
+        ),
+        "{}",
+        errs[0]
+    );
+    assert!(
+        errs[1].starts_with(
+            "/etc/graced/t.toml:10:11: address 127.0.0.1:8080 is already used by the listener on line 3"
+        ),
+        "{}",
+        errs[1]
+    );
 }
 
 #[test]
 fn a_missing_document_root_is_an_error() {
     let text = MINIMAL.replace("root = \"/\"", "root = \"/nonexistent/graced-test\"");
     let errs = errors(&text);
-    assert!(errs[0].starts_with("/etc/graced/t.toml:6:8: document root /nonexistent/graced-test: No such file"), "{}", errs[0]);
+    assert!(
+        errs[0].starts_with("/etc/graced/t.toml:6:8: document root /nonexistent/graced-test: No such file"),
+        "{}",
+        errs[0]
+    );
     let text = MINIMAL.replace("root = \"/\"", "root = \"/etc/passwd\"");
     assert!(errors(&text)[0].contains("is not a directory"));
 }
@@ -162,7 +178,9 @@ root = "/"
 
 #[test]
 fn two_default_sites_and_shared_hosts_are_errors() {
-    let text = format!("{MINIMAL}[[site]]\nroot = \"/\"\n[[site]]\nhosts = [\"x\"]\nroot = \"/\"\n[[site]]\nhosts = [\"X\"]\nroot = \"/\"\n");
+    let text = format!(
+        "{MINIMAL}[[site]]\nroot = \"/\"\n[[site]]\nhosts = [\"x\"]\nroot = \"/\"\n[[site]]\nhosts = [\"X\"]\nroot = \"/\"\n"
+    );
     let joined = errors(&text).join("\n");
     assert!(joined.contains("t.toml:8:8: a second default site (the first is on line 6)"), "{joined}");
     assert!(joined.contains("t.toml:13:10: host \"x\" is already served by the site on line 10"), "{joined}");
@@ -172,4 +190,24 @@ fn two_default_sites_and_shared_hosts_are_errors() {
 fn access_log_accepts_a_path() {
     let config = parse(&format!("[server]\naccess_log = \"/var/log/graced/access.log\"\n{MINIMAL}")).unwrap();
     assert_eq!(config.server.access_log, AccessLog::File("/var/log/graced/access.log".into()));
+}
+
+#[test]
+fn listener_names_must_fit_unit_names() {
+    let errs = errors(&MINIMAL.replace("name = \"http\"", "name = \"web server\""));
+    assert!(
+        errs[0].starts_with("/etc/graced/t.toml:2:8: listener name \"web server\" is not usable"),
+        "{}",
+        errs[0]
+    );
+    assert!(parse(&MINIMAL.replace("name = \"http\"", "name = \"http-alt_2.v6\"")).is_ok());
+}
+
+#[test]
+fn generators_can_skip_the_filesystem_checks() {
+    let text = MINIMAL.replace("root = \"/\"", "root = \"/not-mounted-yet/www\"");
+    assert!(parse(&text).is_err());
+    let source = Source::File(PathBuf::from("/etc/graced/t.toml"));
+    let config = Config::from_toml_with(source, &text, Checks::WithoutFilesystem).unwrap();
+    assert_eq!(config.sites[0].root, Root::Dir("/not-mounted-yet/www".into()));
 }

@@ -138,7 +138,8 @@ fn escape(s: &str) -> std::borrow::Cow<'_, str> {
 
 /// Common Log Format time, `10/Oct/2000:13:55:36 +0000`, always in UTC.
 pub fn clf_time(t: SystemTime) -> String {
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] =
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (year, month, day) = civil_from_days((secs / 86_400) as i64);
     let rem = secs % 86_400;
@@ -192,7 +193,10 @@ mod tests {
         };
         let line = combined(&entry);
         assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
-        assert!(line.ends_with("] \"GET /a\\\"b HTTP/1.1\" 200 12 \"-\" \"evil\\x0a127.0.0.1 - - fake\""), "{line}");
+        assert!(
+            line.ends_with("] \"GET /a\\\"b HTTP/1.1\" 200 12 \"-\" \"evil\\x0a127.0.0.1 - - fake\""),
+            "{line}"
+        );
         assert!(!line.contains('\n'));
     }
 }

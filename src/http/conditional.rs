@@ -34,10 +34,10 @@ pub fn evaluate(
         if !etag_list_matches(value, etag, true) {
             return Outcome::PreconditionFailed;
         }
-    } else if let (Some(since), Some(modified)) = (date(headers, header::IF_UNMODIFIED_SINCE), modified) {
-        if modified > since {
-            return Outcome::PreconditionFailed;
-        }
+    } else if let (Some(since), Some(modified)) = (date(headers, header::IF_UNMODIFIED_SINCE), modified)
+        && modified > since
+    {
+        return Outcome::PreconditionFailed;
     }
     // Step 3-4: If-None-Match, else If-Modified-Since (GET and HEAD only).
     let get_or_head = *method == Method::GET || *method == Method::HEAD;
@@ -47,10 +47,9 @@ pub fn evaluate(
         }
     } else if let (true, Some(since), Some(modified)) =
         (get_or_head, date(headers, header::IF_MODIFIED_SINCE), modified)
+        && modified <= since
     {
-        if modified <= since {
-            return Outcome::NotModified;
-        }
+        return Outcome::NotModified;
     }
     // Step 5: Range, guarded by If-Range.
     if *method != Method::GET {
@@ -196,7 +195,10 @@ mod tests {
         // If-None-Match wins over If-Modified-Since.
         let later = "Wed, 01 Jan 2031 00:00:00 GMT";
         let earlier = "Wed, 01 Jan 2020 00:00:00 GMT";
-        assert_eq!(eval(Method::GET, &[(IF_NONE_MATCH, "\"x\""), (IF_MODIFIED_SINCE, later)], 10), Outcome::Full);
+        assert_eq!(
+            eval(Method::GET, &[(IF_NONE_MATCH, "\"x\""), (IF_MODIFIED_SINCE, later)], 10),
+            Outcome::Full
+        );
         assert_eq!(eval(Method::GET, &[(IF_MODIFIED_SINCE, later)], 10), Outcome::NotModified);
         // The resource's sub-second mtime is truncated: the exact Last-Modified matches.
         let exact = httpdate::fmt_http_date(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000));

@@ -127,10 +127,10 @@ impl AsyncWrite for MeteredIo {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.stream).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = result {
-            if n > 0 {
-                this.meter.last_progress.store(now_us(), Ordering::Relaxed);
-            }
+        if let Poll::Ready(Ok(n)) = result
+            && n > 0
+        {
+            this.meter.last_progress.store(now_us(), Ordering::Relaxed);
         }
         result
     }
@@ -141,10 +141,10 @@ impl AsyncWrite for MeteredIo {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = result {
-            if n > 0 {
-                this.meter.last_progress.store(now_us(), Ordering::Relaxed);
-            }
+        if let Poll::Ready(Ok(n)) = result
+            && n > 0
+        {
+            this.meter.last_progress.store(now_us(), Ordering::Relaxed);
         }
         result
     }

@@ -57,14 +57,14 @@ pub fn lookup(site: &Site, path: &SafePath) -> Lookup {
 }
 
 fn lookup_dir(root: &Path, site: &Site, path: &SafePath) -> Lookup {
-    let root_fd = match rustix::fs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-    {
-        Ok(fd) => fd,
-        Err(err) => {
-            tracing::warn!(root = %root.display(), error = %err, "document root cannot be opened");
-            return Lookup::NotFound;
-        }
-    };
+    let root_fd =
+        match rustix::fs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(err) => {
+                tracing::warn!(root = %root.display(), error = %err, "document root cannot be opened");
+                return Lookup::NotFound;
+            }
+        };
     let fd = match open_beneath(&root_fd, path.as_relative()) {
         Ok(fd) => fd,
         Err(err) => return error_lookup(err),
@@ -81,10 +81,10 @@ fn lookup_dir(root: &Path, site: &Site, path: &SafePath) -> Lookup {
         for index in &site.index {
             let Ok(fd) = open_beneath(&file, Path::new(index)) else { continue };
             let index_file = File::from(fd);
-            if let Ok(index_meta) = index_file.metadata() {
-                if index_meta.is_file() {
-                    return Lookup::Found(resource(index_file, &index_meta, index));
-                }
+            if let Ok(index_meta) = index_file.metadata()
+                && index_meta.is_file()
+            {
+                return Lookup::Found(resource(index_file, &index_meta, index));
             }
         }
         return Lookup::Forbidden;
@@ -159,11 +159,7 @@ fn lookup_builtin(site: &Site, path: &SafePath) -> Lookup {
         if !path.trailing_slash {
             return Lookup::AddSlash;
         }
-        return site
-            .index
-            .iter()
-            .find_map(|index| builtin(index))
-            .map_or(Lookup::Forbidden, Lookup::Found);
+        return site.index.iter().find_map(|index| builtin(index)).map_or(Lookup::Forbidden, Lookup::Found);
     }
     match builtin(relative) {
         Some(resource) if !path.trailing_slash => Lookup::Found(resource),
@@ -223,7 +219,9 @@ mod tests {
         }
         assert!(matches!(find(&site, "/sub"), Lookup::AddSlash));
         assert!(matches!(find(&site, "/empty/"), Lookup::Forbidden));
-        assert!(matches!(find(&site, "/sub/a.css"), Lookup::Found(r) if r.content_type.starts_with("text/css")));
+        assert!(
+            matches!(find(&site, "/sub/a.css"), Lookup::Found(r) if r.content_type.starts_with("text/css"))
+        );
         assert!(matches!(find(&site, "/sub/a.css/"), Lookup::NotFound));
         assert!(matches!(find(&site, "/missing"), Lookup::NotFound));
     }
@@ -247,8 +245,14 @@ mod tests {
     fn special_files_are_not_served() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("fifo");
-        rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, Mode::from_raw_mode(0o644), 0)
-            .unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
         // O_NONBLOCK: the open returns at once instead of waiting for a writer.
         assert!(matches!(find(&site(dir.path()), "/fifo"), Lookup::NotFound));
     }

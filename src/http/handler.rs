@@ -17,7 +17,12 @@ const ALLOW: HeaderValue = HeaderValue::from_static("GET, HEAD, OPTIONS");
 const ACCEPT_RANGES: HeaderValue = HeaderValue::from_static("bytes");
 
 /// Serves one request with `generation` and logs it.
-pub fn handle<B>(req: &Request<B>, generation: &Generation, counters: &Counters, remote: &str) -> Response<Body> {
+pub fn handle<B>(
+    req: &Request<B>,
+    generation: &Generation,
+    counters: &Counters,
+    remote: &str,
+) -> Response<Body> {
     let host = request_host(req);
     let response = respond(req, &generation.config, host.as_deref());
     let bytes = match req.method() {
@@ -55,7 +60,8 @@ fn respond<B>(req: &Request<B>, config: &Config, host: Option<&str>) -> Response
     }
     // RFC 9112 §3.2: a 1.1 request without Host (or with several) is a bad request.
     let host_count = req.headers().get_all(header::HOST).iter().count();
-    if host_count > 1 || (req.version() == Version::HTTP_11 && host_count == 0 && req.uri().host().is_none()) {
+    if host_count > 1 || (req.version() == Version::HTTP_11 && host_count == 0 && req.uri().host().is_none())
+    {
         return error(StatusCode::BAD_REQUEST);
     }
     match *req.method() {
@@ -88,7 +94,8 @@ fn respond<B>(req: &Request<B>, config: &Config, host: Option<&str>) -> Response
 }
 
 fn serve<B>(req: &Request<B>, resource: Resource) -> Response<Body> {
-    let outcome = conditional::evaluate(req.method(), req.headers(), &resource.etag, resource.modified, resource.len);
+    let outcome =
+        conditional::evaluate(req.method(), req.headers(), &resource.etag, resource.modified, resource.len);
     let mut response = Response::new(Body::empty());
     let headers = response.headers_mut();
     headers.insert(header::SERVER, SERVER);
@@ -101,7 +108,9 @@ fn serve<B>(req: &Request<B>, resource: Resource) -> Response<Body> {
         Outcome::PreconditionFailed => return error(StatusCode::PRECONDITION_FAILED),
         Outcome::RangeNotSatisfiable => {
             let mut response = error(StatusCode::RANGE_NOT_SATISFIABLE);
-            response.headers_mut().insert(header::CONTENT_RANGE, header_value(format!("bytes */{}", resource.len)));
+            response
+                .headers_mut()
+                .insert(header::CONTENT_RANGE, header_value(format!("bytes */{}", resource.len)));
             return response;
         }
         Outcome::Full => (StatusCode::OK, 0..resource.len),

@@ -94,18 +94,18 @@ fn bind_tcp(addr: SocketAddr, config: &ListenerConfig) -> io::Result<Socket> {
 
 fn bind_unix(path: &Path, config: &ListenerConfig) -> io::Result<Socket> {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if meta.file_type().is_socket() {
-            // A socket file left by an earlier run; nobody can be listening on it
-            // unless another server runs, and then binding would fail anyway.
-            if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    format!("{} is in use by another process", path.display()),
-                ));
-            }
-            std::fs::remove_file(path)?;
+    if let Ok(meta) = std::fs::symlink_metadata(path)
+        && meta.file_type().is_socket()
+    {
+        // A socket file left by an earlier run; nobody can be listening on it
+        // unless another server runs, and then binding would fail anyway.
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("{} is in use by another process", path.display()),
+            ));
         }
+        std::fs::remove_file(path)?;
     }
     let socket = Socket::new(Domain::UNIX, Type::STREAM.cloexec(), None)?;
     socket

@@ -66,9 +66,10 @@ pub fn resolve(raw: &str, hidden_files: bool) -> Result<SafePath, PathError> {
         }
     }
     if !hidden_files {
-        let hidden = segments.iter().enumerate().any(|(i, s)| {
-            s.first() == Some(&b'.') && !(i == 0 && s.as_slice() == b".well-known")
-        });
+        let hidden = segments
+            .iter()
+            .enumerate()
+            .any(|(i, s)| s.first() == Some(&b'.') && !(i == 0 && s.as_slice() == b".well-known"));
         if hidden {
             return Err(PathError::Hidden);
         }
@@ -146,7 +147,9 @@ mod tests {
 
     #[test]
     fn nul_backslash_and_bad_encoding_are_bad_requests() {
-        for raw in ["/..\\..\\etc\\passwd", "/a%5cb", "/index.html%00.txt", "/%", "/%zz", "/%4", "index.html", "*"] {
+        for raw in
+            ["/..\\..\\etc\\passwd", "/a%5cb", "/index.html%00.txt", "/%", "/%zz", "/%4", "index.html", "*"]
+        {
             assert_eq!(resolve(raw, true), Err(PathError::BadRequest), "{raw}");
         }
     }

@@ -49,7 +49,8 @@ pub enum ActivationError {
 /// Call at most once per process, before anything else could own fds 3.. (in
 /// practice: first thing in `main`); each fd is wrapped in an `OwnedFd` exactly once.
 pub unsafe fn take_from_env() -> Result<Vec<(String, OwnedFd)>, ActivationError> {
-    let ours = std::env::var("LISTEN_PID").ok().and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
+    let ours =
+        std::env::var("LISTEN_PID").ok().and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
     if !ours {
         return Ok(Vec::new());
     }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::control::{self, Request};
-use super::pidfile::{self, ProcessInfo, Probe};
+use super::pidfile::{self, Probe, ProcessInfo};
 use super::signal::{Command, signal_for};
 
 /// What a `-k` command achieved, for the message and the exit status.
@@ -47,7 +47,12 @@ pub enum ClientError {
 }
 
 /// Sends `command` to the server whose pid file is `pid_path`.
-pub fn send(pid_path: &Path, command: Command, wait: bool, timeout: Duration) -> Result<Outcome, ClientError> {
+pub fn send(
+    pid_path: &Path,
+    command: Command,
+    wait: bool,
+    timeout: Duration,
+) -> Result<Outcome, ClientError> {
     let holder = match pidfile::probe(pid_path)? {
         Probe::Absent => {
             return Ok(Outcome::NotRunning(format!("not running: no pid file at {}", pid_path.display())));
@@ -62,7 +67,11 @@ pub fn send(pid_path: &Path, command: Command, wait: bool, timeout: Duration) ->
         }
         Probe::Running { holder, named } => {
             if named.is_some_and(|n| n != holder) {
-                tracing::warn!(holder, ?named, "the pid file's content disagrees with its lock holder; trusting the lock");
+                tracing::warn!(
+                    holder,
+                    ?named,
+                    "the pid file's content disagrees with its lock holder; trusting the lock"
+                );
             }
             holder
         }
@@ -74,8 +83,9 @@ pub fn send(pid_path: &Path, command: Command, wait: bool, timeout: Duration) ->
     // between the probe and the pin cannot hold our lock.
     let pidfd = match rustix::process::Pid::from_raw(holder as i32)
         .ok_or_else(|| std::io::Error::other("pid 0"))
-        .and_then(|pid| rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).map_err(Into::into))
-    {
+        .and_then(|pid| {
+            rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).map_err(Into::into)
+        }) {
         Ok(fd) => fd,
         Err(source) => return Err(ClientError::Signal { pid: holder, source }),
     };
@@ -93,7 +103,8 @@ pub fn send(pid_path: &Path, command: Command, wait: bool, timeout: Duration) ->
     // Stop or graceful stop: the pidfd becomes readable when the process exits.
     let started = Instant::now();
     let mut fds = [rustix::event::PollFd::new(&pidfd, rustix::event::PollFlags::IN)];
-    let timespec = rustix::time::Timespec { tv_sec: timeout.as_secs() as i64, tv_nsec: timeout.subsec_nanos() as i64 };
+    let timespec =
+        rustix::time::Timespec { tv_sec: timeout.as_secs() as i64, tv_nsec: timeout.subsec_nanos() as i64 };
     match rustix::event::poll(&mut fds, Some(&timespec)) {
         Ok(n) if n > 0 => Ok(Outcome::Done(format!(
             "{sent}; it exited after {}",

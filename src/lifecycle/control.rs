@@ -90,7 +90,8 @@ pub fn serve(path: &Path, requests: mpsc::Sender<Pending>) -> io::Result<()> {
                         _ => Err("no request received".to_owned()),
                     }
                 } else {
-                    Err("permission denied: only root and the server's user may use the control socket".into())
+                    Err("permission denied: only root and the server's user may use the control socket"
+                        .into())
                 };
                 let text = match reply {
                     Ok(text) => format!("ok {text}\n"),
@@ -113,7 +114,10 @@ pub fn request(path: &Path, request: Request, timeout: Duration) -> io::Result<(
     let mut text = String::new();
     stream.read_to_string(&mut text).map_err(|err| {
         if err.kind() == io::ErrorKind::WouldBlock {
-            io::Error::new(io::ErrorKind::TimedOut, format!("no answer within {}", humantime::format_duration(timeout)))
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no answer within {}", humantime::format_duration(timeout)),
+            )
         } else {
             err
         }

@@ -98,7 +98,11 @@ pub fn default_pid_file() -> PathBuf {
 
 /// Runs the server in the foreground until it is stopped. `inherited` are the sockets
 /// taken from systemd (empty when not socket-activated).
-pub fn serve(config: Config, inherited: Vec<(String, OwnedFd)>, log: LogHandle) -> Result<(), LifecycleError> {
+pub fn serve(
+    config: Config,
+    inherited: Vec<(String, OwnedFd)>,
+    log: LogHandle,
+) -> Result<(), LifecycleError> {
     let pid_path = pid_file_path(&config);
     let (pidfile, stale) = PidFile::acquire(&pid_path)?;
     if let Some(stale) = stale {
@@ -119,7 +123,10 @@ pub fn serve(config: Config, inherited: Vec<(String, OwnedFd)>, log: LogHandle) 
         config
             .listeners
             .iter()
-            .map(|l| Socket2Listener::bind(l).map_err(|source| LifecycleError::Bind { name: l.name.clone(), source }))
+            .map(|l| {
+                Socket2Listener::bind(l)
+                    .map_err(|source| LifecycleError::Bind { name: l.name.clone(), source })
+            })
             .collect::<Result<_, _>>()?
     };
     let access_log = AccessLogSink::open(&config.server.access_log).map_err(LifecycleError::AccessLog)?;
@@ -436,7 +443,8 @@ impl Supervisor {
                 break;
             }
             // Keep systemd's stop timeout from cutting a drain the configuration allows.
-            let status = format!("draining: {left} connections left, {}s to forced close", remaining.as_secs());
+            let status =
+                format!("draining: {left} connections left, {}s to forced close", remaining.as_secs());
             self.notifier.extend_timeout(remaining + Duration::from_secs(5), &status);
             if watchdog.is_some() {
                 self.notifier.watchdog();

@@ -98,10 +98,10 @@ pub fn monotonic_usec() -> u64 {
 /// The watchdog interval systemd asked for this process, if any (`WATCHDOG_USEC`,
 /// honouring `WATCHDOG_PID`).
 pub fn watchdog_interval() -> Option<Duration> {
-    if let Some(pid) = std::env::var_os("WATCHDOG_PID") {
-        if pid.to_str().and_then(|p| p.parse::<u32>().ok()) != Some(std::process::id()) {
-            return None;
-        }
+    if let Some(pid) = std::env::var_os("WATCHDOG_PID")
+        && pid.to_str().and_then(|p| p.parse::<u32>().ok()) != Some(std::process::id())
+    {
+        return None;
     }
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
     (usec > 0).then(|| Duration::from_micros(usec))

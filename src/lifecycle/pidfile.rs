@@ -81,8 +81,14 @@ impl PidFile {
             std::fs::create_dir_all(dir).map_err(io_err)?;
         }
         for _ in 0..5 {
-            let mut file =
-                OpenOptions::new().read(true).write(true).create(true).mode(0o644).open(path).map_err(io_err)?;
+            let mut file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o644)
+                .open(path)
+                .map_err(io_err)?;
             if let Err(err) = set_lock(&file, libc::F_WRLCK) {
                 if matches!(err.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) {
                     let holder = lock_holder(&file).map_err(io_err)?;
@@ -126,10 +132,8 @@ impl PidFile {
             (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
             _ => false,
         };
-        if still_ours {
-            if let Err(err) = std::fs::remove_file(&self.path) {
-                tracing::warn!(path = %self.path.display(), error = %err, "cannot remove the pid file");
-            }
+        if still_ours && let Err(err) = std::fs::remove_file(&self.path) {
+            tracing::warn!(path = %self.path.display(), error = %err, "cannot remove the pid file");
         }
     }
 }
@@ -241,7 +245,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("graced.pid");
         std::fs::write(&path, "999999999\n").unwrap();
-        assert!(matches!(probe(&path).unwrap(), Probe::Stale { named: Some(ProcessInfo { pid: 999999999, comm: None, .. }) }));
+        assert!(matches!(
+            probe(&path).unwrap(),
+            Probe::Stale { named: Some(ProcessInfo { pid: 999999999, comm: None, .. }) }
+        ));
         let (_pidfile, previous) = PidFile::acquire(&path).unwrap();
         assert_eq!(previous, Some(999_999_999));
     }

@@ -69,7 +69,12 @@ impl Site {
     /// `graced -f CONFIG` with `env`, stdout/stderr captured; waits until the port accepts.
     pub fn start(&self, env: &[(&str, &str)]) -> Server {
         let mut command = Command::new(BIN);
-        command.arg("-f").arg(self.config_path()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        command
+            .arg("-f")
+            .arg(self.config_path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         for (k, v) in env {
             command.env(k, v);
         }
@@ -136,7 +141,8 @@ impl Server {
 
     /// One request on a fresh connection with `Connection: close`.
     pub fn get(&self, path: &str) -> Response {
-        self.connect().request(&format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"))
+        self.connect()
+            .request(&format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"))
     }
 }
 
