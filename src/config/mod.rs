@@ -272,15 +272,17 @@ impl Config {
 }
 
 fn syntax_hint(message: &str) -> Option<String> {
-    if message.starts_with("unknown field") {
-        Some("remove the key or correct its spelling; the reference is in README.md".into())
+    Some(if message.starts_with("unknown field") {
+        "remove the key or correct its spelling; the reference is in README.md".into()
     } else if message.starts_with("invalid type") {
-        Some("check the value's type: strings are quoted, numbers are not".into())
+        "check the value's type: strings are quoted, numbers are not".into()
     } else if message.starts_with("missing field") {
-        Some("add the key to this table".into())
+        "add the key to this table".into()
+    } else if message.starts_with("duplicate key") {
+        "each key may appear once per table".into()
     } else {
-        None
-    }
+        "this is not valid TOML here: check quotes, brackets and `key = value` (see https://toml.io)".into()
+    })
 }
 
 /// Which validation steps run.

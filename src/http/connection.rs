@@ -40,6 +40,9 @@ use super::server::Shared;
 /// microseconds; one idle for longer is closed (after the peek check).
 pub const DRAIN_IDLE_GRACE: Duration = Duration::from_millis(250);
 
+/// The smallest head hyper buffers before giving up (see `serve`).
+const HYPER_HEAD_CAP: usize = 72 * 1024;
+
 fn now_us() -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
     START.get_or_init(Instant::now).elapsed().as_micros() as u64
@@ -177,14 +180,18 @@ pub(super) async fn serve(stream: Stream, remote: String, shared: Arc<Shared>, a
             std::future::ready(Ok::<_, Infallible>(response.map(|body| body.with_guard(guard))))
         })
     };
-    let max_head = limits.max_request_line + limits.max_header_bytes + 1024;
+    // hyper's own cap on a request head, beyond which it answers 431 with an empty body.
+    // It is set well above our limits so that the handler sees over-long targets and
+    // header sections and answers 414 / 431 itself; 72 KiB also lets hyper parse a
+    // target up to the `http` crate's 64 KiB maximum (hyper answers 414 beyond it).
+    let max_head = (limits.max_request_line + limits.max_header_bytes + 1024).max(HYPER_HEAD_CAP);
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .max_headers(limits.max_headers)
         .max_header_size(max_head)
-        .max_buf_size(max_head.max(64 * 1024));
+        .max_buf_size(max_head);
     let io = MeteredIo { stream, meter: meter.clone() };
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);

@@ -1,10 +1,11 @@
 //! Finds the file a safe path names: on disk below a document root, or in the built-in demo site.
 //!
-//! Symlink policy: a symlink is followed only while its target stays inside the
-//! document root. Files are opened with `openat2(2)` and `RESOLVE_BENEATH |
-//! RESOLVE_NO_MAGICLINKS` relative to the root, so the kernel itself refuses any
-//! resolution — `..`, absolute symlinks, symlinks climbing out — that would leave it;
-//! such a request gets 403. (No crate wraps this better than rustix's `openat2`;
+//! Symlink policy: a relative symlink is followed only while its target stays
+//! inside the document root; absolute symlinks are never followed (even ones that
+//! point back inside: the kernel resolves them from `/`). Files are opened with
+//! `openat2(2)` and `RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS` relative to the root,
+//! so the kernel itself refuses any resolution that would leave it; such a request
+//! gets 403. (No crate wraps this better than rustix's `openat2`;
 //! tower-http's `ServeDir` follows symlinks anywhere.) The root is opened per request,
 //! so a deploy that swaps a `current -> release-N` symlink is seen at once.
 
@@ -46,6 +47,11 @@ pub enum Lookup {
     NotFound,
     /// Outside the root (a symlink leading out), unreadable, or a directory without index.
     Forbidden,
+    /// The server is out of file descriptors or memory: try again later (503, never a
+    /// cacheable 404).
+    Unavailable,
+    /// Any other failure to open or inspect the file (500).
+    Failed,
 }
 
 /// Looks `path` up in `site`.
@@ -60,10 +66,11 @@ fn lookup_dir(root: &Path, site: &Site, path: &SafePath) -> Lookup {
     let root_fd =
         match rustix::fs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) {
             Ok(fd) => fd,
-            Err(err) => {
-                tracing::warn!(root = %root.display(), error = %err, "document root cannot be opened");
+            Err(err) if err == rustix::io::Errno::NOENT => {
+                tracing::warn!(root = %root.display(), "the document root does not exist");
                 return Lookup::NotFound;
             }
+            Err(err) => return error_lookup(err.into()),
         };
     let fd = match open_beneath(&root_fd, path.as_relative()) {
         Ok(fd) => fd,
@@ -109,9 +116,13 @@ fn error_lookup(err: io::Error) -> Lookup {
         Some(libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG) => Lookup::NotFound,
         // EXDEV: resolution would leave the root; ELOOP: too many or forbidden links.
         Some(libc::EXDEV | libc::ELOOP | libc::EACCES | libc::EPERM) => Lookup::Forbidden,
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM) => {
+            tracing::warn!(error = %err, "cannot open a file right now; answering 503");
+            Lookup::Unavailable
+        }
         _ => {
             tracing::warn!(error = %err, "file lookup failed");
-            Lookup::NotFound
+            Lookup::Failed
         }
     }
 }

@@ -90,6 +90,12 @@ fn respond<B>(req: &Request<B>, config: &Config, host: Option<&str>) -> Response
         Lookup::AddSlash => redirect_with_slash(req),
         Lookup::NotFound => error(StatusCode::NOT_FOUND),
         Lookup::Forbidden => error(StatusCode::FORBIDDEN),
+        Lookup::Unavailable => {
+            let mut response = error(StatusCode::SERVICE_UNAVAILABLE);
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
+        Lookup::Failed => error(StatusCode::INTERNAL_SERVER_ERROR),
     }
 }
 

@@ -286,10 +286,10 @@ impl NotifySocket {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             assert!(!left.is_zero(), "no notify datagram with {needle:?} within {timeout:?}");
-            if let Some(lines) = self.recv(left) {
-                if lines.iter().any(|l| l == needle || l.starts_with(needle)) {
-                    return lines;
-                }
+            if let Some(lines) = self.recv(left)
+                && lines.iter().any(|l| l == needle || l.starts_with(needle))
+            {
+                return lines;
             }
         }
     }
