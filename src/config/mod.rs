@@ -265,8 +265,13 @@ impl Config {
 
     /// The site for a request's Host (already lower-cased, without port).
     pub fn site_for_host(&self, host: Option<&str>) -> &Site {
-        host.and_then(|h| self.sites.iter().find(|s| s.hosts.iter().any(|n| n == h)))
-            .or_else(|| self.sites.iter().find(|s| s.is_default))
+        &self.sites[self.site_index_for_host(host)]
+    }
+
+    /// The index in `sites` of the site for a request's Host.
+    pub fn site_index_for_host(&self, host: Option<&str>) -> usize {
+        host.and_then(|h| self.sites.iter().position(|s| s.hosts.iter().any(|n| n == h)))
+            .or_else(|| self.sites.iter().position(|s| s.is_default))
             .expect("a validated configuration has a default site")
     }
 }

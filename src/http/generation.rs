@@ -10,12 +10,15 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::SystemTime;
 
 use super::access_log::AccessLogSink;
+use super::files::RootDir;
 use crate::config::Config;
 
 /// One configuration being served, with its own access-log sink.
 pub struct Generation {
     pub id: u64,
     pub config: Arc<Config>,
+    /// One per site, in `config.sites` order.
+    pub roots: Vec<RootDir>,
     pub access_log: AccessLogSink,
     pub created: SystemTime,
     in_flight: AtomicUsize,
@@ -23,7 +26,15 @@ pub struct Generation {
 
 impl Generation {
     pub fn new(id: u64, config: Arc<Config>, access_log: AccessLogSink) -> Generation {
-        Generation { id, config, access_log, created: SystemTime::now(), in_flight: AtomicUsize::new(0) }
+        let roots = config.sites.iter().map(|site| RootDir::new(&site.root)).collect();
+        Generation {
+            id,
+            config,
+            roots,
+            access_log,
+            created: SystemTime::now(),
+            in_flight: AtomicUsize::new(0),
+        }
     }
 
     /// Requests currently being served with this generation.

@@ -10,7 +10,6 @@ use super::conditional::{self, Outcome};
 use super::files::{self, Content, Lookup, Resource};
 use super::generation::{Counters, Generation};
 use super::path::{self, PathError};
-use crate::config::Config;
 
 const SERVER: HeaderValue = HeaderValue::from_static(concat!("graced/", env!("CARGO_PKG_VERSION")));
 const ALLOW: HeaderValue = HeaderValue::from_static("GET, HEAD, OPTIONS");
@@ -24,7 +23,7 @@ pub fn handle<B>(
     remote: &str,
 ) -> Response<Body> {
     let host = request_host(req);
-    let response = respond(req, &generation.config, host.as_deref());
+    let response = respond(req, generation, host.as_deref());
     let bytes = match req.method() {
         &Method::HEAD => None,
         _ => response.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()),
@@ -48,7 +47,8 @@ pub fn handle<B>(
     response
 }
 
-fn respond<B>(req: &Request<B>, config: &Config, host: Option<&str>) -> Response<Body> {
+fn respond<B>(req: &Request<B>, generation: &Generation, host: Option<&str>) -> Response<Body> {
+    let config = &generation.config;
     let limits = &config.limits;
     let target_len = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
     if target_len > limits.max_request_line {
@@ -79,13 +79,14 @@ fn respond<B>(req: &Request<B>, config: &Config, host: Option<&str>) -> Response
             return response;
         }
     }
-    let site = config.site_for_host(host);
+    let site_index = config.site_index_for_host(host);
+    let site = &config.sites[site_index];
     let safe = match path::resolve(req.uri().path(), site.hidden_files) {
         Ok(safe) => safe,
         Err(PathError::BadRequest) => return error(StatusCode::BAD_REQUEST),
         Err(PathError::EncodedSlash | PathError::Hidden) => return error(StatusCode::NOT_FOUND),
     };
-    match files::lookup(site, &safe) {
+    match files::lookup(site, &generation.roots[site_index], &safe) {
         Lookup::Found(resource) => serve(req, resource),
         Lookup::AddSlash => redirect_with_slash(req),
         Lookup::NotFound => error(StatusCode::NOT_FOUND),
