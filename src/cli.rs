@@ -63,6 +63,35 @@ pub enum Command {
 pub enum Sub {
     /// Print or write the systemd units for this configuration
     Unit(crate::unit::cli::UnitArgs),
+    /// Write the man page graced(8) into DIR (used when packaging)
+    #[command(hide = true)]
+    Manpage {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    #[command(hide = true)]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Writes `graced.8` into `dir`.
+pub fn write_manpage(dir: &std::path::Path) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    let command = Cli::command();
+    let man = clap_mangen::Man::new(command).section("8");
+    let mut page = Vec::new();
+    man.render(&mut page)?;
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("graced.8"), page)
+}
+
+/// Prints the completion script for `shell` to stdout.
+pub fn print_completions(shell: clap_complete::Shell) {
+    use clap::CommandFactory;
+    clap_complete::generate(shell, &mut Cli::command(), "graced", &mut std::io::stdout());
 }
 
 const EXIT_CODES: &str = "\

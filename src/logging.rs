@@ -94,3 +94,28 @@ pub fn init(level: LogLevel) -> LogHandle {
     let installed = tracing_subscriber::registry().with(filter).with(journald).with(fmt).try_init().is_ok();
     LogHandle { reload: installed.then_some(reload), journal }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::message_id;
+
+    #[test]
+    fn every_message_id_is_explained_by_the_catalog() {
+        let catalog = include_str!("../packaging/graced.catalog");
+        let ids: Vec<&str> = catalog.lines().filter_map(|l| l.strip_prefix("-- ")).collect();
+        for id in [
+            message_id::STARTED,
+            message_id::RELOADED,
+            message_id::RELOAD_FAILED,
+            message_id::RESTARTED,
+            message_id::DRAINING,
+            message_id::STOPPED,
+            message_id::STALE_PID_FILE,
+        ] {
+            assert_eq!(id.len(), 32, "{id}");
+            assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+            assert!(ids.contains(&id), "MESSAGE_ID {id} has no catalog entry");
+        }
+        assert_eq!(ids.len(), 7, "the catalog explains an ID the code does not send");
+    }
+}

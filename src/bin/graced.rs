@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use graced::cli::{Cli, Command, EXIT_CONFIG, EXIT_FAILURE, EXIT_NOT_RUNNING, EXIT_OK, Sub};
+use graced::cli::{self, Cli, Command, EXIT_CONFIG, EXIT_FAILURE, EXIT_NOT_RUNNING, EXIT_OK, Sub};
 use graced::config::{Config, ConfigError};
 use graced::lifecycle::{self, client};
 
@@ -25,6 +25,17 @@ fn main() -> ExitCode {
 type Inherited = Result<Vec<(String, std::os::fd::OwnedFd)>, lifecycle::ActivationError>;
 
 fn run(cli: Cli, inherited: Inherited) -> anyhow::Result<u8> {
+    match &cli.subcommand {
+        Some(Sub::Manpage { dir }) => {
+            cli::write_manpage(dir).with_context(|| format!("writing the man page into {}", dir.display()))?;
+            return Ok(EXIT_OK);
+        }
+        Some(Sub::Completions { shell }) => {
+            cli::print_completions(*shell);
+            return Ok(EXIT_OK);
+        }
+        _ => {}
+    }
     let command = match cli.command {
         None | Some(Command::Start) | Some(Command::Status) => None,
         Some(Command::Stop) => Some(lifecycle::Command::Stop),
