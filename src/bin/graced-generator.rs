@@ -6,7 +6,7 @@
 //! `graced@NAME.service`, `graced@NAME.socket` (plus `graced-LISTENER@NAME.socket` for
 //! further listeners) with `SourcePath=` naming the configuration, and enables the socket
 //! with a `sockets.target.wants/` symlink, as generated units cannot be `systemctl enable`d.
-//! A broken configuration is reported (to /dev/kmsg when writable, else stderr) and
+//! A broken configuration is reported (to /dev/kmsg, else the journal socket, and stderr) and
 //! skipped; the others are still generated, and the exit status is then 1, like Quadlet.
 //!
 //! `GRACED_INSTANCES_DIR` and `GRACED_SYSTEMD_VERSION` override the instance directory and
@@ -200,28 +200,42 @@ fn runtime_directory(bundle: &Bundle) -> String {
         .expect("a bundle has a service")
 }
 
-/// Where problems go: the kernel log during boot (there is no syslog yet), else stderr.
+/// Where problems go: the kernel log (there is no syslog during early boot); where
+/// /dev/kmsg cannot be written (containers), the journal's native socket, which
+/// exists at `daemon-reload`; and always stderr too (a terminal for `--dryrun`; systemd
+/// itself points a generator's stderr at /dev/null).
 struct Log {
     kmsg: Option<std::fs::File>,
+    journal: Option<std::os::unix::net::UnixDatagram>,
 }
+
+const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
 
 impl Log {
     fn open(stderr_only: bool) -> Log {
-        let kmsg =
-            if stderr_only { None } else { std::fs::OpenOptions::new().write(true).open("/dev/kmsg").ok() };
-        Log { kmsg }
+        if stderr_only {
+            return Log { kmsg: None, journal: None };
+        }
+        let kmsg = std::fs::OpenOptions::new().write(true).open("/dev/kmsg").ok();
+        let journal = if kmsg.is_some() {
+            None
+        } else {
+            std::os::unix::net::UnixDatagram::unbound().ok().filter(|s| s.connect(JOURNAL_SOCKET).is_ok())
+        };
+        Log { kmsg, journal }
     }
 
     /// One record per line, each prefixed, at priority "err".
     fn error(&self, message: &str) {
         for line in message.lines() {
-            match &self.kmsg {
+            if let Some(kmsg) = &self.kmsg {
                 // One write(2) per record, as /dev/kmsg requires.
-                Some(kmsg) => {
-                    let _ = (&*kmsg).write_all(format!("<3>graced-generator: {line}\n").as_bytes());
-                }
-                None => eprintln!("graced-generator: {line}"),
+                let _ = (&*kmsg).write_all(format!("<3>graced-generator: {line}\n").as_bytes());
+            } else if let Some(journal) = &self.journal {
+                let record = format!("PRIORITY=3\nSYSLOG_IDENTIFIER=graced-generator\nMESSAGE={line}\n");
+                let _ = journal.send(record.as_bytes());
             }
+            eprintln!("graced-generator: {line}");
         }
     }
 }

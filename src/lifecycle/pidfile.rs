@@ -31,11 +31,14 @@ pub enum PidFileError {
     AlreadyRunning { path: PathBuf, holder: ProcessInfo },
 }
 
-/// What can be said about a process, to explain a refusal.
+/// What can be said about a process, to explain a refusal. Only ever used for
+/// messages: whether graced runs is decided by the lock alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessInfo {
     pub pid: u32,
-    /// `/proc/PID/comm`, if the process exists.
+    /// Whether a process with that pid exists (`kill(pid, 0)` is fine for a message).
+    pub alive: bool,
+    /// `/proc/PID/comm`, if visible (`ProtectProc=invisible` hides other users').
     pub comm: Option<String>,
     /// Start time, seconds since the epoch, if known.
     pub started: Option<u64>,
@@ -44,7 +47,11 @@ pub struct ProcessInfo {
 impl ProcessInfo {
     pub fn of(pid: u32) -> ProcessInfo {
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok().map(|c| c.trim().to_owned());
-        ProcessInfo { pid, comm, started: start_time(pid) }
+        let alive = comm.is_some()
+            || rustix::process::Pid::from_raw(pid as i32).is_some_and(|p| {
+                !matches!(rustix::process::test_kill_process(p), Err(rustix::io::Errno::SRCH))
+            });
+        ProcessInfo { pid, alive, comm, started: start_time(pid) }
     }
 }
 
@@ -53,6 +60,7 @@ impl std::fmt::Display for ProcessInfo {
         write!(f, "pid {}", self.pid)?;
         match &self.comm {
             Some(comm) => write!(f, " ({comm}")?,
+            None if self.alive => return write!(f, " (a process graced may not inspect)"),
             None => return write!(f, " (not running)"),
         }
         if let Some(started) = self.started {
