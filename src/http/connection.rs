@@ -58,6 +58,9 @@ struct Meter {
     read_total: AtomicU64,
     /// `read_total` when the connection last became idle: more read since means a request is arriving.
     read_at_idle: AtomicU64,
+    /// Wakes the connection task when the last request in flight finishes, so the idle
+    /// and drain timers start from that moment.
+    became_idle: tokio::sync::Notify,
 }
 
 impl Meter {
@@ -69,6 +72,7 @@ impl Meter {
             idle_since: AtomicU64::new(now),
             read_total: AtomicU64::new(0),
             read_at_idle: AtomicU64::new(0),
+            became_idle: tokio::sync::Notify::new(),
         }
     }
 
@@ -102,7 +106,9 @@ impl Drop for RequestGuard {
         let meter = &self.meter;
         meter.read_at_idle.store(meter.read_total.load(Ordering::Acquire), Ordering::Release);
         meter.idle_since.store(now_us(), Ordering::Release);
-        meter.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if meter.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            meter.became_idle.notify_one();
+        }
     }
 }
 
@@ -195,14 +201,20 @@ pub(super) async fn serve(stream: Stream, remote: String, shared: Arc<Shared>, a
     let io = MeteredIo { stream, meter: meter.clone() };
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
-    let mut draining = shared.is_draining();
+    // When the graceful stop began for this connection: the drain grace counts from the
+    // later of that and the moment the connection went idle.
+    let mut drain_started: Option<u64> = shared.is_draining().then(now_us);
+    let idle_limit = |drain_started: Option<u64>| match drain_started {
+        Some(started) => (meter.idle_since.load(Ordering::Acquire).max(started), DRAIN_IDLE_GRACE),
+        None => (meter.idle_since.load(Ordering::Acquire), limits.keepalive_timeout),
+    };
     loop {
         let deadline = {
             let base = if meter.in_flight.load(Ordering::Acquire) > 0 {
                 meter.last_progress.load(Ordering::Acquire) + limits.send_timeout.as_micros() as u64
             } else {
-                let limit = if draining { DRAIN_IDLE_GRACE } else { limits.keepalive_timeout };
-                meter.idle_since.load(Ordering::Acquire) + limit.as_micros() as u64
+                let (since, limit) = idle_limit(drain_started);
+                since + limit.as_micros() as u64
             };
             tokio::time::Instant::now() + Duration::from_micros(base.saturating_sub(now_us()))
         };
@@ -214,7 +226,9 @@ pub(super) async fn serve(stream: Stream, remote: String, shared: Arc<Shared>, a
                 return;
             }
             _ = abort.cancelled() => return,
-            _ = shared.drained(), if !draining => draining = true,
+            _ = shared.drained(), if drain_started.is_none() => drain_started = Some(now_us()),
+            // The deadline is recomputed from the new idle time on the next turn.
+            _ = meter.became_idle.notified() => {}
             _ = tokio::time::sleep_until(deadline) => {
                 let now = now_us();
                 if meter.in_flight.load(Ordering::Acquire) > 0 {
@@ -224,9 +238,8 @@ pub(super) async fn serve(stream: Stream, remote: String, shared: Arc<Shared>, a
                         return;
                     }
                 } else {
-                    let limit = if draining { DRAIN_IDLE_GRACE } else { limits.keepalive_timeout };
-                    let idle = now.saturating_sub(meter.idle_since.load(Ordering::Acquire));
-                    if idle >= limit.as_micros() as u64 {
+                    let (since, limit) = idle_limit(drain_started);
+                    if now.saturating_sub(since) >= limit.as_micros() as u64 {
                         if !meter.request_arriving(fd) {
                             return;
                         }

@@ -202,8 +202,10 @@ impl Supervisor {
 
         let watchdog = notify::watchdog_interval();
         let mut watchdog_tick = tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |d| d / 2));
-        let mut status_tick = tokio::time::interval(Duration::from_secs(5));
-        let mut last_status = String::new();
+        // The first tick comes 5 s from now: READY=1 just carried the status.
+        let mut status_tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(5), Duration::from_secs(5));
+        let mut last_status = self.server.status().to_string();
         let exit = loop {
             tokio::select! {
                 (name, command) = signals.recv() => {
@@ -404,10 +406,10 @@ impl Supervisor {
 
     /// TERM: close listeners, abort everything in flight.
     async fn stop(&mut self) {
-        self.notifier.stopping("stopping");
         self.server.stop_accepting_all();
         self.listeners.clear();
         self.server.abort_connections();
+        self.notifier.stopping("stopping");
         self.server.wait_connections(Duration::from_secs(2)).await;
     }
 
@@ -415,11 +417,13 @@ impl Supervisor {
     async fn graceful_stop(&mut self, signals: &mut signal::Signals, watchdog: Option<Duration>) {
         let timeout = self.config.server.graceful_shutdown_timeout;
         let open = self.server.open_connections();
-        self.notifier.stopping(&format!("graceful stop: draining {open} connections"));
+        // Do, then tell: once systemd (or a test) hears STOPPING=1, the pid file is gone
+        // and every response already says `Connection: close`.
         self.pidfile.remove();
         self.server.stop_accepting_all();
         self.listeners.clear();
         self.server.begin_drain();
+        self.notifier.stopping(&format!("graceful stop: draining {open} connections"));
         tracing::info!(
             message_id = message_id::DRAINING,
             generation = self.server.current().id,
