@@ -9,9 +9,12 @@
 //! * [`logging`]: diagnostics to the journal (natively, when stderr is the journal) or stderr.
 //! * [`unit`]: systemd unit files generated from the configuration (pure; no IO).
 //! * [`cli`]: the command line of the `graced` binary.
+//! * [`dbus`]: the `graced-dbus` helper (`org.graced.Control1` on the system bus, acting
+//!   through systemd's D-Bus API), its bus policy/activation/unit files, and `gracectl`.
 
 pub mod cli;
 pub mod config;
+pub mod dbus;
 pub mod http;
 pub mod lifecycle;
 pub mod logging;
