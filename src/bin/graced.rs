@@ -27,7 +27,8 @@ type Inherited = Result<Vec<(String, std::os::fd::OwnedFd)>, lifecycle::Activati
 fn run(cli: Cli, inherited: Inherited) -> anyhow::Result<u8> {
     match &cli.subcommand {
         Some(Sub::Manpage { dir }) => {
-            cli::write_manpage(dir).with_context(|| format!("writing the man page into {}", dir.display()))?;
+            cli::write_manpage(dir)
+                .with_context(|| format!("writing the man page into {}", dir.display()))?;
             return Ok(EXIT_OK);
         }
         Some(Sub::Completions { shell }) => {

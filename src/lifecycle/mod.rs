@@ -203,8 +203,10 @@ impl Supervisor {
         let watchdog = notify::watchdog_interval();
         let mut watchdog_tick = tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |d| d / 2));
         // The first tick comes 5 s from now: READY=1 just carried the status.
-        let mut status_tick =
-            tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(5), Duration::from_secs(5));
+        let mut status_tick = tokio::time::interval_at(
+            tokio::time::Instant::now() + Duration::from_secs(5),
+            Duration::from_secs(5),
+        );
         let mut last_status = self.server.status().to_string();
         let exit = loop {
             tokio::select! {
