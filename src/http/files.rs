@@ -387,7 +387,7 @@ mod tests {
         symlink("/etc", dir.path().join("abs")).unwrap();
         symlink("loop", dir.path().join("loop")).unwrap();
         let root = File::open(dir.path()).unwrap();
-        let walk = |p: &str| open_beneath_by_walking(root.as_fd(), Path::new(p)).map(|fd| File::from(fd));
+        let walk = |p: &str| open_beneath_by_walking(root.as_fd(), Path::new(p)).map(File::from);
         let read = |p: &str| std::io::read_to_string(walk(p).unwrap()).unwrap();
         let errno = |p: &str| walk(p).unwrap_err().raw_os_error();
         assert_eq!(read("a/b/f.txt"), "x");
