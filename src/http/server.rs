@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -81,7 +82,10 @@ impl std::fmt::Display for Status {
 /// The running HTTP server.
 pub struct Server {
     shared: Arc<Shared>,
-    accept_loops: HashMap<String, CancellationToken>,
+    accept_loops: HashMap<String, (CancellationToken, JoinHandle<()>)>,
+    /// Accept loops told to stop that may not have returned yet: until they have, one
+    /// of them may still hand over a connection it has just accepted.
+    stopping: Vec<JoinHandle<()>>,
     connection_limit: Arc<Semaphore>,
     limit: usize,
 }
@@ -103,6 +107,7 @@ impl Server {
                 connections: TaskTracker::new(),
             }),
             accept_loops: HashMap::new(),
+            stopping: Vec::new(),
             connection_limit: Arc::new(Semaphore::new(limit)),
             limit,
         }
@@ -134,26 +139,32 @@ impl Server {
     pub fn start_accepting(&mut self, listener: &Socket2Listener) -> io::Result<()> {
         let tokio_listener = listener.to_tokio()?;
         let stop = CancellationToken::new();
-        if let Some(old) = self.accept_loops.insert(listener.name.clone(), stop.clone()) {
-            old.cancel();
-        }
         let shared = self.shared.clone();
         let limit = self.connection_limit.clone();
-        tokio::spawn(accept_loop(tokio_listener, listener.name.clone(), shared, limit, stop));
+        let task =
+            tokio::spawn(accept_loop(tokio_listener, listener.name.clone(), shared, limit, stop.clone()));
+        if let Some((old, task)) = self.accept_loops.insert(listener.name.clone(), (stop, task)) {
+            old.cancel();
+            self.stopping.push(task);
+        }
         Ok(())
     }
 
     /// Stops the accept loop of the listener called `name`.
     pub fn stop_accepting(&mut self, name: &str) {
-        if let Some(stop) = self.accept_loops.remove(name) {
+        if let Some((stop, task)) = self.accept_loops.remove(name) {
             stop.cancel();
+            self.stopping.push(task);
         }
     }
 
-    /// Stops every accept loop.
+    /// Stops every accept loop. A loop that had just accepted a connection still hands
+    /// it over: [`open_connections`](Self::open_connections) counts such loops until they
+    /// have returned, so a drain never ends while a connection may still appear.
     pub fn stop_accepting_all(&mut self) {
-        for (_, stop) in self.accept_loops.drain() {
+        for (_, (stop, task)) in self.accept_loops.drain() {
             stop.cancel();
+            self.stopping.push(task);
         }
     }
 
@@ -174,16 +185,26 @@ impl Server {
         self.shared.drain.cancel();
     }
 
-    /// Waits until every connection has closed, or `timeout`; true if they all did.
-    pub async fn wait_connections(&self, timeout: Duration) -> bool {
+    /// Waits until every stopped accept loop has returned and every connection has
+    /// closed, or `timeout`; true if they all did.
+    pub async fn wait_connections(&mut self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        for task in self.stopping.drain(..) {
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
+                return false;
+            }
+        }
         self.shared.connections.close();
-        let done = tokio::time::timeout(timeout, self.shared.connections.wait()).await.is_ok();
+        let done = tokio::time::timeout_at(deadline, self.shared.connections.wait()).await.is_ok();
         self.shared.connections.reopen();
         done
     }
 
-    pub fn open_connections(&self) -> usize {
-        self.shared.connections.len()
+    /// Open connections, plus stopped accept loops that have not returned yet (each may
+    /// still hand over one connection).
+    pub fn open_connections(&mut self) -> usize {
+        self.stopping.retain(|task| !task.is_finished());
+        self.shared.connections.len() + self.stopping.len()
     }
 
     /// Resets the counters (a hard restart does, as in Apache).
@@ -196,7 +217,7 @@ impl Server {
         let generation = self.current().id;
         Status {
             generation,
-            connections: self.open_connections(),
+            connections: self.shared.connections.len(),
             requests: counters.requests.load(Ordering::Relaxed),
             bytes: counters.bytes.load(Ordering::Relaxed),
             reloads: counters.reloads.load(Ordering::Relaxed),
@@ -216,13 +237,16 @@ async fn accept_loop(
     let mut last_warning: Option<tokio::time::Instant> = None;
     loop {
         // At the connection limit new connections wait in the kernel's backlog.
+        // `biased`: once told to stop, never accept again, even with connections queued.
         let permit = tokio::select! {
-            permit = limit.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            biased;
             _ = stop.cancelled() => return,
+            permit = limit.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
         };
         let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+            biased;
             _ = stop.cancelled() => return,
+            accepted = listener.accept() => accepted,
         };
         match accepted {
             Ok((stream, remote)) => {
