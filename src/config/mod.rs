@@ -73,6 +73,11 @@ pub struct Server {
     pub group: Option<String>,
     /// `WatchdogSec=` for the generated unit; the server pings whenever systemd asks.
     pub watchdog: Option<Duration>,
+    /// Keep the listeners in systemd's fd store too (`FDSTORE=1`): the generated unit
+    /// gets `FileDescriptorStoreMax=` + `FileDescriptorStorePreserve=yes` (systemd ≥ 254,
+    /// which tells the server through `$FDSTORE`). Off by default: socket units already
+    /// keep the listeners, and a stored copy keeps a stopped socket unit's port bound.
+    pub fd_store: bool,
 }
 
 /// Where access-log lines go.
@@ -442,7 +447,8 @@ impl Checker<'_> {
         let user = account(&raw.user, "user");
         let group = account(&raw.group, "group");
         let watchdog = raw.watchdog.as_ref().map(|_| self.duration(&raw.watchdog, Duration::from_secs(30)));
-        Server { graceful_shutdown_timeout, pid_file, access_log, log_level, user, group, watchdog }
+        let fd_store = raw.fd_store.unwrap_or(false);
+        Server { graceful_shutdown_timeout, pid_file, access_log, log_level, user, group, watchdog, fd_store }
     }
 
     fn limits(&mut self, raw: RawLimits) -> Limits {

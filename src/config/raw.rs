@@ -30,6 +30,7 @@ pub(super) struct RawServer {
     pub user: Option<Spanned<String>>,
     pub group: Option<Spanned<String>>,
     pub watchdog: Option<Spanned<String>>,
+    pub fd_store: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

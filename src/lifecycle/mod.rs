@@ -16,7 +16,7 @@ pub mod notify;
 pub mod pidfile;
 pub mod signal;
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -116,9 +116,19 @@ pub fn serve(
             pid_path.display()
         );
     }
+    let notifier = Notifier::from_env();
     let activated = !inherited.is_empty();
+    let mut stale_names = Vec::new();
     let listeners = if activated {
-        activation::match_listeners(inherited, &config.listeners)?
+        let matched = activation::match_listeners(inherited, &config.listeners, notifier.fd_store_max() > 0)?;
+        if matched.duplicates > 0 {
+            tracing::debug!(
+                copies = matched.duplicates,
+                "sockets passed twice (socket unit and fd store) used once"
+            );
+        }
+        stale_names = matched.stale_names;
+        matched.listeners
     } else {
         config
             .listeners
@@ -129,6 +139,7 @@ pub fn serve(
             })
             .collect::<Result<_, _>>()?
     };
+    sync_fd_store(&notifier, config.server.fd_store, &listeners, &stale_names);
     let access_log = AccessLogSink::open(&config.server.access_log).map_err(LifecycleError::AccessLog)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -143,13 +154,52 @@ pub fn serve(
             listeners,
             activated,
             pidfile,
-            notifier: Notifier::from_env(),
+            notifier,
             log,
             next_generation: 2,
             last_reload_failed: false,
         };
         supervisor.run().await
     })
+}
+
+/// Keeps systemd's fd store in step with the listeners: names of dropped sockets are
+/// removed, and with `[server] fd_store = true` every listener is stored under its name
+/// (`FDSTORE=1`, `FDNAME=`). Needs a unit with `FileDescriptorStoreMax=` under systemd
+/// ≥ 254, which announces it in `$FDSTORE`; with the store off in the configuration but
+/// present in the unit, graced's names are taken out of it.
+fn sync_fd_store(notifier: &Notifier, enabled: bool, listeners: &[Socket2Listener], stale: &[String]) {
+    let max = notifier.fd_store_max();
+    if max == 0 {
+        if enabled && notifier.enabled() {
+            tracing::warn!(
+                "fd_store = true, but systemd offers no fd store ($FDSTORE is unset: FileDescriptorStoreMax=0, or \
+                 systemd < 254); the listeners are not stored"
+            );
+        }
+        return;
+    }
+    for name in stale {
+        notifier.remove_stored(name);
+    }
+    if !enabled {
+        for listener in listeners {
+            notifier.remove_stored(&listener.name);
+        }
+        return;
+    }
+    if listeners.len() > max {
+        tracing::warn!(
+            "{} listeners, but FileDescriptorStoreMax={max}: systemd keeps only {max}",
+            listeners.len()
+        );
+    }
+    for listener in listeners {
+        if let Err(err) = notifier.store_fd(&listener.name, listener.as_fd()) {
+            tracing::warn!(listener = %listener.name, error = %err, "cannot hand the listener to systemd's fd store");
+        }
+    }
+    tracing::debug!(listeners = listeners.len(), max, "listeners handed to systemd's fd store");
 }
 
 struct Supervisor {
@@ -392,8 +442,10 @@ impl Supervisor {
             socket.name = listener.name.clone();
             self.listeners.push(socket);
         }
-        // What is left in `old` is no longer configured: closed here.
+        // What is left in `old` is no longer configured: closed here (and out of the fd store).
+        let removed: Vec<String> = old.iter().map(|s| s.name.clone()).collect();
         drop(old);
+        sync_fd_store(&self.notifier, config.server.fd_store, &self.listeners, &removed);
         self.restart_accept_loops();
         Ok(())
     }

@@ -16,6 +16,10 @@ use crate::config::{AccessLog, Config, ListenAddress, Listener, Root};
 pub const MIN_SYSTEMD: u32 = 247;
 /// `Type=notify-reload` + `ReloadSignal=`; 252 silently reads the type as `simple`.
 pub const NOTIFY_RELOAD_SINCE: u32 = 253;
+/// `FileDescriptorStorePreserve=` and `$FDSTORE` (how the server learns that it may store
+/// fds). `FileDescriptorStoreMax=` itself is older, but without `$FDSTORE` the server does
+/// not store, so `[server] fd_store` writes both directives from 254 on and neither before.
+pub const FD_STORE_SINCE: u32 = 254;
 /// `PrivateIPC=`.
 const PRIVATE_IPC_SINCE: u32 = 248;
 /// The version assumed when it cannot be asked: its unit form is correct on every newer one.
@@ -448,6 +452,13 @@ impl Builder<'_> {
             restart: Restart::OnFailure,
             restart_sec: RESTART_SEC,
             watchdog: config.server.watchdog,
+            // Opt-in: the socket units already keep every listener across restart, crash and
+            // stop + start; a stored copy adds nothing for them, and keeps the port of a
+            // stopped socket unit bound (restarting graced.socket then fails: EADDRINUSE).
+            fd_store: (config.server.fd_store && systemd >= FD_STORE_SINCE).then(|| FdStore {
+                max: config.listeners.len().max(1) as u32,
+                preserve: FdStorePreserve::Yes,
+            }),
             account: match (&config.server.user, &config.server.group) {
                 (Some(user), group) => Account::Static { user: user.clone(), group: group.clone() },
                 (None, group) => Account::Dynamic { group: group.clone() },

@@ -153,6 +153,8 @@ pub struct ServiceSection {
     pub restart: Restart,
     pub restart_sec: Duration,
     pub watchdog: Option<Duration>,
+    /// `FileDescriptorStoreMax=` + `FileDescriptorStorePreserve=` (`[server] fd_store`).
+    pub fd_store: Option<FdStore>,
     pub account: Account,
     /// Relative to `/run`; holds the pid file and the control socket.
     pub runtime_directory: String,
@@ -163,6 +165,22 @@ pub struct ServiceSection {
     /// Octal, e.g. `0o027`.
     pub umask: u32,
     pub sandbox: Sandbox,
+}
+
+/// systemd's fd store for the service: how many fds it keeps, and until when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FdStore {
+    /// `FileDescriptorStoreMax=`.
+    pub max: u32,
+    /// `FileDescriptorStorePreserve=` (systemd ≥ 254).
+    pub preserve: FdStorePreserve,
+}
+
+/// `FileDescriptorStorePreserve=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FdStorePreserve {
+    /// Kept while the unit is loaded, across `stop` + `start` too.
+    Yes,
 }
 
 /// `ProtectSystem=`.

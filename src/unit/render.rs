@@ -156,6 +156,16 @@ impl Display for ServiceSection {
         key(f, "Restart", self.restart)?;
         key(f, "RestartSec", Span(self.restart_sec))?;
         opt(f, "WatchdogSec", &self.watchdog.map(Span))?;
+        if let Some(store) = &self.fd_store {
+            key(f, "FileDescriptorStoreMax", store.max)?;
+            key(
+                f,
+                "FileDescriptorStorePreserve",
+                match store.preserve {
+                    FdStorePreserve::Yes => "yes",
+                },
+            )?;
+        }
         match &self.account {
             Account::Static { user, group } => {
                 key(f, "User", user)?;

@@ -1,4 +1,4 @@
-//! Real-systemd test containers: boots the machine's systemd as PID 1 of an isolated container and drives it.
+//! Real-systemd test containers: boots the machine's systemd — or the one of another OS tree — as PID 1 of an isolated container and drives it.
 //!
 //! The container recipe is the one of the shared `sdbox` tool (see `boot-container`, which
 //! builds the sandbox inside the new namespaces and is the only place systemd is executed);
@@ -22,11 +22,17 @@
 //! Commands run inside with `nsenter` into all of the container's namespaces, with a clean
 //! environment; network clients run in threads of the test process that joined the
 //! container's network namespace ([`Container::in_netns`]).
+//!
+//! Which systemd boots ([`Os`]): the machine's own (overlay lower layer `/`), or the one of
+//! a complete OS tree given as the lower layer instead — [`Target::Trixie`] is Debian 13
+//! with systemd 257, debootstrapped once and cached under `target/` ([`rootfs`]). The tree
+//! is read-only to the container exactly like `/` is; nothing else changes.
 
 #![allow(dead_code)]
 
 pub mod http;
 pub mod json;
+pub mod rootfs;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -61,8 +67,67 @@ pub fn boot_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/harness/boot-container")
 }
 
+/// Which operating system a container boots: the overlay's lower layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Os {
+    /// The machine's own root filesystem and systemd (Debian 12: 252).
+    Host,
+    /// A complete OS tree (canonical path), e.g. the cached trixie tree; its systemd boots.
+    Rootfs(PathBuf),
+}
+
+impl Os {
+    /// The systemd binary as the host sees it (checked, never executed on the host).
+    fn systemd(&self) -> PathBuf {
+        match self {
+            Os::Host => PathBuf::from(SYSTEMD),
+            // relative links (lib -> usr/lib) resolve inside the tree
+            Os::Rootfs(root) => root.join(SYSTEMD.trim_start_matches('/')),
+        }
+    }
+}
+
+/// The systemd generations the end-to-end suite runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The machine's own systemd (252 on Debian 12): the `Type=notify` + waiting `ExecReload=` form.
+    Host,
+    /// systemd 257 from a Debian trixie tree: the `Type=notify-reload` form.
+    Trixie,
+}
+
+impl Target {
+    /// Short label for container names and messages.
+    pub fn label(self) -> &'static str {
+        match self {
+            Target::Host => "host",
+            Target::Trixie => "trixie",
+        }
+    }
+}
+
 /// Why containers cannot run here, or `None` when they can.
 pub fn unavailable() -> Option<String> {
+    unavailable_for(&Os::Host)
+}
+
+/// Why containers booting `os` cannot run here, or `None` when they can.
+pub fn unavailable_for(os: &Os) -> Option<String> {
+    prerequisites().or_else(|| missing_systemd(os))
+}
+
+fn missing_systemd(os: &Os) -> Option<String> {
+    if os.systemd().exists() {
+        return None;
+    }
+    Some(match os {
+        Os::Host => format!("{SYSTEMD} is missing (apt-get install systemd)"),
+        Os::Rootfs(root) => format!("{} has no {SYSTEMD}", root.display()),
+    })
+}
+
+/// Why no container can run here (whichever systemd), or `None`.
+fn prerequisites() -> Option<String> {
     if !rustix::process::geteuid().is_root() {
         return Some("not root (the real-systemd tests need root for namespaces and mounts)".into());
     }
@@ -70,9 +135,6 @@ pub fn unavailable() -> Option<String> {
         if which(tool).is_none() {
             return Some(format!("`{tool}` is not installed (util-linux / passwd)"));
         }
-    }
-    if !Path::new(SYSTEMD).exists() {
-        return Some(format!("{SYSTEMD} is missing (apt-get install systemd)"));
     }
     let filesystems = fs::read_to_string("/proc/filesystems").unwrap_or_default();
     if !filesystems.lines().any(|l| l.split_whitespace().last() == Some("overlay")) {
@@ -104,7 +166,7 @@ pub fn visible(line: &str) {
 }
 
 /// Whether a missing prerequisite must fail the test instead of skipping it (CI runs them all).
-fn required() -> bool {
+pub fn required() -> bool {
     let set = |k: &str| std::env::var(k).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
     set("CI") || set("GRACED_E2E_REQUIRE")
 }
@@ -251,6 +313,10 @@ pub struct Container {
     console_thread: Option<JoinHandle<()>>,
     /// How long the boot took (up to `systemctl is-system-running` saying running).
     pub boot_time: Duration,
+    /// The booted systemd's version (first line of `systemctl --version` inside).
+    pub systemd_version: u32,
+    /// What was booted.
+    pub os: Os,
     started: Instant,
 }
 
@@ -259,22 +325,58 @@ impl Container {
     /// cannot run (not root, no namespaces, no overlayfs). Under CI (`CI=true`) or with
     /// `GRACED_E2E_REQUIRE=1` a missing prerequisite fails instead.
     pub fn boot_or_skip(tag: &str, limit: Duration) -> Option<Container> {
-        if let Some(reason) = unavailable() {
+        Container::boot_or_skip_on(Target::Host, tag, limit)
+    }
+
+    /// Like [`Container::boot_or_skip`] for `target`. For [`Target::Trixie`] the cached
+    /// trixie tree is used, built first if needed (debootstrap, ~50 s, once); where it
+    /// cannot be built (no debootstrap, no network) the test prints SKIP — or fails under
+    /// CI / `GRACED_E2E_REQUIRE=1`. A build that fails for any other reason fails the test.
+    pub fn boot_or_skip_on(target: Target, tag: &str, limit: Duration) -> Option<Container> {
+        let skip = |reason: String| {
             if required() {
                 panic!("the real-systemd tests must run here (CI / GRACED_E2E_REQUIRE), but: {reason}");
             }
-            visible(&format!("SKIP: {tag}: {reason}"));
+            visible(&format!("SKIP: {tag} ({}): {reason}", target.label()));
+        };
+        if let Some(reason) = prerequisites() {
+            skip(reason);
             return None;
         }
-        match Container::boot(tag, limit) {
+        let os = match target {
+            Target::Host => Os::Host,
+            Target::Trixie => match rootfs::trixie() {
+                Ok(root) => Os::Rootfs(root),
+                Err(rootfs::Error::Unavailable(reason)) => {
+                    skip(format!("no systemd 257 tree: {reason}"));
+                    return None;
+                }
+                Err(rootfs::Error::Failed(reason)) => panic!("cannot build the trixie tree: {reason}"),
+            },
+        };
+        if let Some(reason) = missing_systemd(&os) {
+            skip(reason);
+            return None;
+        }
+        match Container::boot_os(tag, limit, &os) {
             Ok(c) => Some(c),
-            Err(err) => panic!("cannot boot the test container {tag}: {err}"),
+            Err(err) => panic!("cannot boot the test container {tag} ({}): {err}", target.label()),
         }
     }
 
-    /// Boots systemd in a new container named `TAG-<test pid>`; the watchdog kills it after `limit`.
+    /// Boots the machine's systemd in a new container named `TAG-<test pid>`; the watchdog
+    /// kills it after `limit`.
     pub fn boot(tag: &str, limit: Duration) -> Result<Container, String> {
+        Container::boot_os(tag, limit, &Os::Host)
+    }
+
+    /// Boots the systemd of `os` in a new container named `TAG-<test pid>`; the watchdog
+    /// kills it after `limit`.
+    pub fn boot_os(tag: &str, limit: Duration, os: &Os) -> Result<Container, String> {
         let started = Instant::now();
+        if let Os::Rootfs(root) = os {
+            rootfs::check_lower_layer(root)?;
+        }
         let name = format!("{tag}-{}", std::process::id());
         let valid = name.len() <= 32
             && name
@@ -333,8 +435,20 @@ impl Container {
             let name = name.clone();
             let cgroup = cgroup.clone();
             let host_mnt_ns = host_mnt_ns.clone();
+            let lower = match os {
+                Os::Host => None,
+                Os::Rootfs(root) => Some(root.clone()),
+            };
             std::thread::spawn(move || {
-                let spawned = spawn_unshare(&name, &state, &cgroup, &slave, &slave_name, &host_mnt_ns);
+                let spawned = spawn_unshare(
+                    &name,
+                    &state,
+                    &cgroup,
+                    &slave,
+                    &slave_name,
+                    &host_mnt_ns,
+                    lower.as_deref(),
+                );
                 drop(slave);
                 let mut child = match spawned {
                     Ok(child) => child,
@@ -432,12 +546,23 @@ impl Container {
             keeper: Some(exit_rx),
             console_thread: Some(console_thread),
             boot_time: Duration::ZERO,
+            systemd_version: 0,
+            os: os.clone(),
             started,
         };
         if let Err(err) = container.wait_running() {
             return Err(format!("{err}\n--- console\n{}", container.console_log()));
         }
         container.boot_time = started.elapsed();
+        let version = container.exec(&["systemctl", "--version"]);
+        container.systemd_version = version
+            .stdout
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("systemd "))
+            .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("cannot read the container's systemd version: {version}"))?;
         // systemd brings lo up itself; make sure (clients use 127.0.0.1 in the container's netns).
         if container.in_netns(|| !loopback_is_up()) {
             container.in_netns(set_loopback_up).map_err(|e| format!("cannot bring lo up: {e}"))?;
@@ -872,6 +997,7 @@ fn spawn_unshare(
     slave: &OwnedFd,
     slave_name: &str,
     host_mnt_ns: &Path,
+    lower: Option<&Path>,
 ) -> Result<std::process::Child, String> {
     let script = boot_script();
     if !script.is_file() {
@@ -907,6 +1033,9 @@ fn spawn_unshare(
         .stdin(stdio()?)
         .stdout(stdio()?)
         .stderr(stdio()?);
+    if let Some(lower) = lower {
+        cmd.env("GRACED_E2E_ROOTFS", lower);
+    }
     let parent = std::process::id() as i32;
     // SAFETY: only async-signal-safe calls (setsid, prctl, getppid) between fork and exec.
     unsafe {

@@ -89,6 +89,27 @@ fn watchdog_only_when_configured() {
 }
 
 #[test]
+fn fd_store_only_when_configured_and_from_systemd_254_on() {
+    let text = |config: &Config, v| render(config, v, &plain()).remove(0).1;
+    assert!(!base().server.fd_store, "off by default");
+    for v in [252, 254, 257] {
+        assert!(!text(&base(), v).contains("FileDescriptorStore"), "{v}: off unless configured");
+    }
+    let mut config = config(&BASE.replace("[server]\n", "[server]\nfd_store = true\n"));
+    assert!(config.server.fd_store, "`[server] fd_store = true` is read");
+    // 252 has no FileDescriptorStorePreserve= and no $FDSTORE, which tells the server to store.
+    assert!(!text(&config, 252).contains("FileDescriptorStore"));
+    assert!(!text(&config, 253).contains("FileDescriptorStore"));
+    for v in [254, 257] {
+        let t = text(&config, v);
+        assert!(t.contains("FileDescriptorStoreMax=1\nFileDescriptorStorePreserve=yes\n"), "{v}: {t}");
+    }
+    // one stored fd per listener
+    config.listeners.push(Listener { name: "alt".into(), ..config.listeners[0].clone() });
+    assert!(text(&config, 257).contains("FileDescriptorStoreMax=2\n"));
+}
+
+#[test]
 fn too_old_systemd_is_refused_and_private_ipc_needs_248() {
     assert!(matches!(build(&base(), 246, &plain()), Err(Error::SystemdTooOld { version: 246 })));
     let text = |v| render(&base(), v, &plain()).remove(0).1;
