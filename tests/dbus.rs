@@ -90,8 +90,14 @@ impl Bus {
         stderr
     }
 
+    /// A connection whose method calls fail after 60 s instead of waiting forever, so a
+    /// lost reply is a named failure, never a hung test run.
     async fn connect(&self) -> Connection {
-        zbus::connection::Builder::address(self.address.as_str()).build().await.unwrap()
+        zbus::connection::Builder::address(self.address.as_str())
+            .method_timeout(Duration::from_secs(60))
+            .build()
+            .await
+            .unwrap()
     }
 }
 

@@ -17,7 +17,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use futures_core::Stream;
 use zbus::proxy::CacheProperties;
-use zbus::{Connection, OwnedVariant};
+use zbus::OwnedVariant;
 
 use super::error::{ControlError, zbus_error_name};
 use super::systemd::graced_unit_name;
@@ -188,11 +188,16 @@ async fn next<S: Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
     std::future::poll_fn(|cx| Pin::new(&mut *stream).poll_next(cx)).await
 }
 
+/// No call may wait longer than the helper's longest operation (a 10-minute drain) plus
+/// a margin: a helper that never answers is reported, not waited for forever.
+const METHOD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(11 * 60);
+
 async fn connect(cli: &Cli) -> Result<Control1Proxy<'static>, zbus::Error> {
-    let conn = match &cli.address {
-        Some(address) => zbus::connection::Builder::address(address.as_str()).build().await?,
-        None => Connection::system().await?,
+    let builder = match &cli.address {
+        Some(address) => zbus::connection::Builder::address(address.as_str()),
+        None => zbus::connection::Builder::system(),
     };
+    let conn = builder.method_timeout(METHOD_TIMEOUT).build().await?;
     Control1Proxy::builder(&conn).cache_properties(CacheProperties::No).build().await
 }
 
