@@ -16,8 +16,8 @@ use std::pin::Pin;
 use std::time::{Duration, UNIX_EPOCH};
 
 use futures_core::Stream;
-use zbus::proxy::CacheProperties;
 use zbus::OwnedVariant;
+use zbus::proxy::CacheProperties;
 
 use super::error::{ControlError, zbus_error_name};
 use super::systemd::graced_unit_name;
