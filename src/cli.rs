@@ -34,6 +34,12 @@ pub struct Cli {
     #[arg(long, requires = "command")]
     pub wait: bool,
 
+    /// With -k graceful|restart --wait: the reload signal was already sent (by systemd, as
+    /// `ReloadSignal=` of a `Type=notify-reload` unit); wait for that reload's outcome
+    /// instead of asking for another
+    #[arg(long, requires = "wait")]
+    pub signalled: bool,
+
     /// How long --wait waits at most
     #[arg(long, value_name = "DURATION", default_value = "90s", value_parser = humantime::parse_duration)]
     pub timeout: std::time::Duration,

@@ -2,8 +2,8 @@
 //!
 //! Every scenario runs twice: `host::*` boots the machine's own systemd (252 on Debian 12,
 //! the `Type=notify` + waiting `ExecReload=` unit form), `trixie::*` boots systemd 257 from
-//! a Debian trixie tree (the `Type=notify-reload` + `ReloadSignal=` + `ExecReload=graced -t`
-//! form; the tree is debootstrapped once and cached under `target/e2e-rootfs`, see
+//! a Debian trixie tree (the `Type=notify-reload` + `ReloadSignal=` + `ExecReload=graced -k
+//! graceful --wait --signalled` form; the tree is debootstrapped once and cached under `target/e2e-rootfs`, see
 //! `tests/harness/rootfs.rs`). Each test boots its systemd as PID 1 of an isolated
 //! container (`tests/harness`), installs the freshly built `graced` and `graced-generator`,
 //! writes `/etc/graced/graced.toml`, creates the `graced` user, generates the units *inside*
@@ -193,7 +193,8 @@ fn generated_units(c: &Container, config: &str, version: &str) -> BTreeMap<Strin
 /// Scenario h: the unit systemd runs is the one `graced unit` wrote for this systemd —
 /// hardened, no drop-ins, and the reload form of its version: < 253 `Type=notify` + a
 /// waiting `ExecReload=`, ≥ 253 `Type=notify-reload` + `ReloadSignal=SIGUSR1` +
-/// `ExecReload=graced -t` (the config check, which can fail the reload job).
+/// `ExecReload=graced -k graceful --wait --signalled` (the outcome of the reload the signal
+/// started, which can fail the reload job).
 fn assert_generated_unit_unchanged(c: &Container) {
     let p = c.show(
         "graced.service",
@@ -219,8 +220,9 @@ fn assert_generated_unit_unchanged(c: &Container) {
         assert_eq!(p["Type"], "notify-reload", "{p:?}");
         assert_eq!(p.get("ReloadSignal").map(String::as_str), Some("10"), "SIGUSR1: {p:?}");
         assert!(
-            p["ExecReload"].contains(&format!("argv[]=/usr/sbin/graced -t -f {CONFIG} ")),
-            "≥ 253 form: ExecReload= is the config check: {p:?}"
+            p["ExecReload"]
+                .contains(&format!("argv[]=/usr/sbin/graced -k graceful --wait --signalled -f {CONFIG} ")),
+            "≥ 253 form: ExecReload= waits for the signalled reload's outcome: {p:?}"
         );
     } else {
         assert_eq!(p["Type"], "notify", "{p:?}");
@@ -447,25 +449,13 @@ fn b_reload_tells_the_truth(target: Target) {
     let error_line = journal.lines().find(|l| l.contains(&position)).unwrap_or_default().to_owned();
 
     // The server itself rejecting a reload (here: a listener change under socket
-    // activation, which `-t` accepts) says why in STATUS= and ERRNO=. On < 253 the waiting
-    // ExecReload= carries the server's answer, so `systemctl reload` fails too. On ≥ 253
-    // the job's result is ExecReload='s (`graced -t`, which passes) and no sd_notify field
-    // can fail it (research/systemd-trixie.md §3c): it returns 0 — measured, and reported.
+    // activation, which `graced -t` accepts) says why in STATUS= and ERRNO=, and fails
+    // `systemctl reload` on both forms: < 253 the waiting ExecReload= carries the server's
+    // answer; ≥ 253 no sd_notify field can fail the job (research/systemd-trixie.md §3c),
+    // but ExecReload= runs after the signal and asks the server for that reload's outcome.
     c.write_file(CONFIG, config("/srv/www", "10s", "127.0.0.1:81").as_bytes(), 0o644);
     let rejected = c.systemctl(&["reload", "graced"]);
-    if notify_reload(&c) {
-        assert!(rejected.success(), "≥ 253: the job result is ExecReload='s (graced -t passes): {rejected}");
-        finding(
-            &c,
-            "b",
-            "a reload the server rejects after `graced -t` passed it (here a [[listen]] change under socket \
-             activation) returns 0 from `systemctl reload` on the notify-reload form: the error is only in \
-             StatusText/StatusErrno=22 (and the journal). Closing it needs an ExecReload= that waits for the \
-             signal-triggered reload's result without signalling again",
-        );
-    } else {
-        assert!(!rejected.success(), "a reload the server rejects must fail: {rejected}");
-    }
+    assert!(!rejected.success(), "a reload the server rejects must fail: {rejected}");
     let p = c.show("graced.service", &["StatusText", "StatusErrno", "ActiveState", "SubState"]);
     assert!(p["StatusText"].contains("reload failed, still serving generation 2"), "{p:?}");
     assert_eq!(p["StatusErrno"], "22", "{p:?}");
@@ -881,9 +871,9 @@ fn f_the_journal_tells_the_story(target: Target) {
     c.must(&["systemctl", "reload", "graced"]);
     assert_eq!(body(&c, HTTP, "/"), "two\n");
     // reload failed, rejected by the server: `systemctl reload` with a listener change
-    // (which fails the job on < 253 only, see scenario b)…
+    // (which fails the job on both forms, see scenario b)…
     c.write_file(CONFIG, config("/srv/www2", "10s", "127.0.0.1:81").as_bytes(), 0o644);
-    assert_eq!(c.systemctl(&["reload", "graced"]).success(), notify_reload(&c));
+    assert!(!c.systemctl(&["reload", "graced"]).success(), "a reload the server rejects fails");
     // …and a signal straight to the server with a type error in the file (`graced -k`
     // and ExecReload= refuse to signal with an invalid file; the server must cope anyway).
     let (broken, position) = broken_config("/srv/www2");
@@ -988,7 +978,9 @@ fn g_the_generator_turns_instance_configs_into_units(target: Target) {
         let form = "Type=notify-reload\nNotifyAccess=main\nReloadSignal=SIGUSR1\n";
         assert!(unit.contains(form), "{unit}");
         assert!(
-            unit.contains("ExecReload=/usr/sbin/graced -t -f /etc/graced/instances/site2.toml\n"),
+            unit.contains(
+                "ExecReload=/usr/sbin/graced -k graceful --wait --signalled -f /etc/graced/instances/site2.toml\n"
+            ),
             "{unit}"
         );
     } else {
@@ -1390,7 +1382,7 @@ fn units_differ_only_in_what_the_systemd_version_selects() {
                     format!("# Generated by `graced unit` from {CONFIG} for systemd {v_new}."),
                     "Type=notify-reload".to_owned(),
                     "ReloadSignal=SIGUSR1".to_owned(),
-                    format!("ExecReload=/usr/sbin/graced -t -f {CONFIG}"),
+                    format!("ExecReload=/usr/sbin/graced -k graceful --wait --signalled -f {CONFIG}"),
                 ];
                 if fd_store {
                     want_new.extend([

@@ -100,7 +100,11 @@ fn reload_form_follows_the_systemd_version() {
     assert!(old.contains("ExecReload=/usr/sbin/graced -k graceful --wait -f /etc/graced/graced.toml\n"));
     let new = case_bundle("one-listener-252", 253, false, None).files[0].to_string();
     assert!(new.contains("Type=notify-reload\n") && new.contains("ReloadSignal=SIGUSR1\n"));
-    assert!(new.contains("ExecReload=/usr/sbin/graced -t -f /etc/graced/graced.toml\n"));
+    assert!(
+        new.contains(
+            "ExecReload=/usr/sbin/graced -k graceful --wait --signalled -f /etc/graced/graced.toml\n"
+        )
+    );
 }
 
 // --- systemd-analyze -------------------------------------------------------------------

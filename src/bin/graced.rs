@@ -73,6 +73,9 @@ fn run(cli: Cli, inherited: Inherited) -> anyhow::Result<u8> {
     };
     let outcome = match (cli.command, command) {
         (Some(Command::Status), _) => Some(client::status(&pid_path, cli.timeout).context("-k status")?),
+        (_, Some(lifecycle::Command::Reload | lifecycle::Command::Restart)) if cli.signalled => {
+            Some(client::await_reload(&pid_path, cli.timeout).context("-k … --signalled")?)
+        }
         (_, Some(command)) => Some(
             client::send(&pid_path, command, cli.wait, cli.timeout)
                 .with_context(|| format!("-k {command:?}"))?,

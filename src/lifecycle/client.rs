@@ -132,6 +132,15 @@ fn ask(pid_path: &Path, holder: u32, request: Request, timeout: Duration) -> Res
     })
 }
 
+/// Waits for the outcome of the reload a signal already asked for (what `ExecReload=`
+/// runs under `Type=notify-reload`, after systemd sent `ReloadSignal=`).
+pub fn await_reload(pid_path: &Path, timeout: Duration) -> Result<Outcome, ClientError> {
+    match pidfile::probe(pid_path)? {
+        Probe::Running { holder, .. } => ask(pid_path, holder, Request::AwaitReload, timeout),
+        Probe::Absent | Probe::Stale { .. } => Ok(Outcome::NotRunning("not running".into())),
+    }
+}
+
 /// Asks the running server for its status line.
 pub fn status(pid_path: &Path, timeout: Duration) -> Result<Outcome, ClientError> {
     match pidfile::probe(pid_path)? {

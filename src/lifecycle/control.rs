@@ -2,7 +2,8 @@
 //!
 //! A Unix stream socket next to the pid file (`graced.pid` → `graced.ctl`), mode
 //! 0600, answering only root and the server's own user (SO_PEERCRED). The protocol
-//! is one request line (`graceful`, `restart`, `status`, `stop`, `graceful-stop`)
+//! is one request line (`graceful`, `restart`, `status`, `stop`, `graceful-stop`,
+//! `await-reload`)
 //! and one reply that ends with EOF: `ok <text>` or `error <text>` (text may span
 //! lines). It is synchronous: the reply *is* the result, so nothing polls.
 
@@ -22,6 +23,9 @@ use super::signal::Command;
 pub enum Request {
     Command(Command),
     Status,
+    /// The result of the reload a signal already asked for (systemd ≥ 253 sends
+    /// `ReloadSignal=` first, then runs `ExecReload=`, which asks this).
+    AwaitReload,
 }
 
 impl Request {
@@ -32,6 +36,7 @@ impl Request {
             Request::Command(Command::Stop) => "stop",
             Request::Command(Command::GracefulStop) => "graceful-stop",
             Request::Status => "status",
+            Request::AwaitReload => "await-reload",
         }
     }
 
@@ -39,7 +44,7 @@ impl Request {
         [Command::Reload, Command::Restart, Command::Stop, Command::GracefulStop]
             .into_iter()
             .map(Request::Command)
-            .chain([Request::Status])
+            .chain([Request::Status, Request::AwaitReload])
             .find(|r| r.as_str() == line.trim())
     }
 }

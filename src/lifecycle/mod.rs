@@ -158,6 +158,7 @@ pub fn serve(
             log,
             next_generation: 2,
             last_reload_failed: false,
+            last_reload: None,
         };
         supervisor.run().await
     })
@@ -213,6 +214,8 @@ struct Supervisor {
     log: LogHandle,
     next_generation: u64,
     last_reload_failed: bool,
+    /// The outcome of the latest reload or restart, for `await-reload`.
+    last_reload: Option<Result<u64, String>>,
 }
 
 enum Exit {
@@ -267,6 +270,7 @@ impl Supervisor {
                 Some((request, reply)) = control_rx.recv() => {
                     let (answer, exit) = match request {
                         Request::Status => (Ok(self.status_line()), None),
+                        Request::AwaitReload => self.await_reload(&mut signals).await,
                         Request::Command(command) => self.command(command).await,
                     };
                     let _ = reply.send(answer);
@@ -350,9 +354,37 @@ impl Supervisor {
         }
     }
 
+    /// Answers `await-reload`: systemd (`Type=notify-reload`) sent the reload signal
+    /// before it ran `ExecReload=`, which asks this. The signal was delivered before that
+    /// command even started, so any signal still queued is handled first; then the
+    /// latest reload's outcome is the answer — a configuration the server rejected fails
+    /// `systemctl reload` even where `graced -t` would accept the file (a listener change
+    /// under socket activation, an access log that cannot be opened).
+    async fn await_reload(&mut self, signals: &mut signal::Signals) -> (control::Reply, Option<Exit>) {
+        loop {
+            let pending = tokio::select! {
+                biased;
+                (_, command) = signals.recv() => Some(command),
+                _ = std::future::ready(()) => None,
+            };
+            let Some(command) = pending else { break };
+            if let (_, Some(exit)) = self.command(command).await {
+                return (Err("the server is stopping".into()), Some(exit));
+            }
+        }
+        let outcome = self.last_reload.clone().unwrap_or_else(|| Err("no reload has happened yet".into()));
+        (outcome.map(|g| format!("generation {g} serving")), None)
+    }
+
     /// A graceful reload (USR1) or a hard restart (HUP). A configuration that does not
     /// validate changes nothing: the current generation keeps serving.
     fn reload(&mut self, hard: bool) -> Result<u64, String> {
+        let outcome = self.reload_inner(hard);
+        self.last_reload = Some(outcome.clone());
+        outcome
+    }
+
+    fn reload_inner(&mut self, hard: bool) -> Result<u64, String> {
         let what = if hard { "restart" } else { "reload" };
         self.notifier.reloading(&format!("{what}: rereading {}", self.config.source.display_name()));
         match self.prepare(hard) {
@@ -477,6 +509,9 @@ impl Supervisor {
         self.server.stop_accepting_all();
         self.listeners.clear();
         self.server.begin_drain();
+        // Let the stopped accept loops return (each may still hand over a connection it
+        // had just accepted), so every count below is of connections only.
+        self.server.wait_connections(Duration::from_millis(50)).await;
         self.notifier.stopping(&format!("graceful stop: draining {open} connections"));
         tracing::info!(
             message_id = message_id::DRAINING,

@@ -436,13 +436,16 @@ impl Builder<'_> {
             notify_access: NotifyAccess::Main,
             reload_signal: notify_reload.then_some(Signal::Usr1),
             sockets: names.sockets.clone(),
-            exec_start_pre: vec![check.clone()],
+            exec_start_pre: vec![check],
             exec_start: exec.command(&[]),
             // ≥ 253: systemd signals and waits for READY=1, but no notify field can fail the job;
-            // an ExecReload= that exits non-zero can. < 253: the command itself sends USR1 and
-            // waits until the new configuration serves, or fails.
+            // an ExecReload= that exits non-zero can, and it runs after the signal: it asks the
+            // server for that reload's outcome (`--signalled`), so a configuration the server
+            // rejects fails the reload even where `graced -t` would accept the file.
+            // < 253: the command itself sends USR1 and waits until the new configuration
+            // serves, or fails.
             exec_reload: vec![if notify_reload {
-                check
+                exec.command(&["-k", "graceful", "--wait", "--signalled"])
             } else {
                 exec.command(&["-k", "graceful", "--wait"])
             }],
