@@ -27,7 +27,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use graced::dbus::files;
-use harness::{Container, Output, http};
+use harness::{Container, Output, http, pattern};
 
 const GRACED: &str = env!("CARGO_BIN_EXE_graced");
 const HELPER: &str = env!("CARGO_BIN_EXE_graced-dbus");
@@ -56,20 +56,6 @@ fn config(root: &str) -> String {
          root = \"{root}\"\n\
          index = [\"index.html\"]\n"
     )
-}
-
-/// Deterministic, non-repeating bytes.
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// graced with its generated units, the helper with its three files, and the users:

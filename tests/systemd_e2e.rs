@@ -31,7 +31,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use harness::http::{self, KeepAlive};
-use harness::{Container, Target};
+use harness::{Container, Target, pattern};
 
 const GRACED: &str = env!("CARGO_BIN_EXE_graced");
 const GENERATOR: &str = env!("CARGO_BIN_EXE_graced-generator");
@@ -39,15 +39,7 @@ const CONFIG: &str = "/etc/graced/graced.toml";
 const PID_FILE: &str = "/run/graced/graced.pid";
 const HTTP: &str = "127.0.0.1:80";
 
-/// Stable MESSAGE_IDs of graced's lifecycle events (src/logging.rs, `message_id`).
-mod message_id {
-    pub const STARTED: &str = "6c3b9f2a1e7d4c0f8a52d9e4b7a1c301";
-    pub const RELOADED: &str = "6c3b9f2a1e7d4c0f8a52d9e4b7a1c302";
-    pub const RELOAD_FAILED: &str = "6c3b9f2a1e7d4c0f8a52d9e4b7a1c303";
-    pub const DRAINING: &str = "6c3b9f2a1e7d4c0f8a52d9e4b7a1c305";
-    pub const STOPPED: &str = "6c3b9f2a1e7d4c0f8a52d9e4b7a1c306";
-    pub const STALE_PID_FILE: &str = "6c3b9f2a1e7d4c0f8a52d9e4b7a1c307";
-}
+use graced::logging::message_id;
 
 /// Boots the container of `target` for the scenario `tag`, or SKIPs (see the harness).
 fn boot(target: Target, tag: &str, limit: Duration) -> Option<Container> {
@@ -109,20 +101,6 @@ fn broken_config(root: &str) -> (String, String) {
         .find_map(|(i, l)| l.find("= 30").map(|c| (i + 1, c + 3)))
         .expect("the broken line");
     (text, format!("{CONFIG}:{line}:{col}"))
-}
-
-/// Deterministic, non-repeating bytes (so a misplaced chunk cannot go unnoticed).
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// Installs graced into a booted container: the binaries, the `graced` user, two sites

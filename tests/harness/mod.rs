@@ -1093,3 +1093,18 @@ fn set_loopback_up() -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Deterministic, non-repeating bytes (xorshift), so a misplaced or lost chunk of a large
+/// response cannot go unnoticed.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
