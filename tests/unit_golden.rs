@@ -206,8 +206,30 @@ fn systemd_analyze_security_exposure_is_at_most_1_0() {
 // --- graced-generator ------------------------------------------------------------------
 
 /// Instance configurations: `good.toml`, `broken.toml` and a file that is not one.
-fn instances() -> PathBuf {
-    golden_dir("generator")
+/// The fixture instance configurations, copied to a directory the generator accepts
+/// wherever the checkout is: it (rightly) refuses configurations under /tmp or /var/tmp,
+/// which a `PrivateTmp=yes` service cannot see. /dev/shm is neither.
+struct Instances {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl std::ops::Deref for Instances {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn instances() -> Instances {
+    let shm = Path::new("/dev/shm");
+    let dir = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() }.unwrap();
+    for entry in fs::read_dir(golden_dir("generator")).unwrap() {
+        let entry = entry.unwrap();
+        fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    let path = dir.path().to_owned();
+    Instances { _dir: dir, path }
 }
 
 fn generator(instances: &Path) -> Command {
