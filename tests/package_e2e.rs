@@ -43,38 +43,28 @@ const HTTP: &str = "127.0.0.1:80";
 
 /// The D-Bus helper's files as the packages install them (relative to /), from the library.
 fn dbus_files() -> Vec<(&'static str, String)> {
-    vec![
-        (files::POLICY_PATH.trim_start_matches('/'), files::bus_policy(graced::dbus::DEFAULT_ADMIN_GROUP)),
-        (files::ACTIVATION_PATH.trim_start_matches('/'), files::activation_file()),
-        ("usr/lib/systemd/system/graced-dbus.service", files::helper_service(Path::new("/usr/sbin"))),
-    ]
+    files::bundle(graced::dbus::DEFAULT_ADMIN_GROUP, Path::new("/usr/sbin"))
+        .expect("the bus policy validates")
+        .into_iter()
+        .map(|(path, text)| (path.trim_start_matches('/'), text))
+        .collect()
 }
 
-/// packaging/dbus/ is what `packaging/install` ships until `graced unit` writes these files
-/// itself (the TODO there); it must be exactly the library's text.
+/// `graced unit --dbus` (what `packaging/install` runs) writes exactly the library's files,
+/// laid out as installed.
 #[test]
-fn dbus_files_match_the_library() {
-    let dir = Path::new(ROOT).join("packaging/dbus");
-    let update = std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1");
-    let mut drifted = Vec::new();
+fn graced_unit_dbus_writes_the_helper_files_as_installed() {
+    let out = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_graced"))
+        .args(["unit", "--dbus", "--out"])
+        .arg(out.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
     for (rel, text) in dbus_files() {
-        let path = dir.join(rel);
-        if fs::read_to_string(&path).ok().as_deref() == Some(text.as_str()) {
-            continue;
-        }
-        if update {
-            fs::create_dir_all(path.parent().unwrap()).unwrap();
-            fs::write(&path, &text).unwrap();
-        } else {
-            drifted.push(format!("{} differs from src/dbus/files.rs:\n{text}", path.display()));
-        }
+        let written = fs::read_to_string(out.path().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+        assert_eq!(written, text, "{rel}");
     }
-    files::validate_policy(&dbus_files()[0].1).expect("the packaged bus policy validates");
-    assert!(
-        drifted.is_empty(),
-        "{}\nrun UPDATE_GOLDEN=1 cargo test --test package_e2e dbus_files",
-        drifted.join("\n")
-    );
 }
 
 // ---------------------------------------------------------------------------------------

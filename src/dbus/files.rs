@@ -63,6 +63,22 @@ pub fn activation_file() -> String {
     )
 }
 
+/// Where the helper's unit is installed.
+pub const HELPER_UNIT_PATH: &str = "/usr/lib/systemd/system/graced-dbus.service";
+
+/// Every file the D-Bus helper needs, as (install path, text): the bus policy for
+/// `admin_group` — validated first, since dbus-daemon silently skips a malformed one —
+/// the activation file, and the helper's unit with `graced-dbus` in `bin_dir`.
+pub fn bundle(admin_group: &str, bin_dir: &Path) -> Result<Vec<(&'static str, String)>, PolicyError> {
+    let policy = bus_policy(admin_group);
+    validate_policy(&policy)?;
+    Ok(vec![
+        (POLICY_PATH, policy),
+        (ACTIVATION_PATH, activation_file()),
+        (HELPER_UNIT_PATH, helper_service(bin_dir)),
+    ])
+}
+
 /// The helper's own unit, with `graced-dbus` in `bin_dir` (e.g. `/usr/sbin`).
 ///
 /// It runs as root — systemd lets uid 0 stop, kill and reload units without asking

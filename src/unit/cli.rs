@@ -34,6 +34,15 @@ pub struct UnitArgs {
     /// The configuration path the units pass to `-f` (default: the configuration read, made absolute).
     #[arg(long, value_name = "PATH")]
     pub unit_config: Option<PathBuf>,
+    /// Write the D-Bus helper's files instead: the system bus policy (validated first),
+    /// the activation file and graced-dbus.service, laid out under DIR as installed
+    /// (usr/share/dbus-1/…, usr/lib/systemd/system/…). graced-dbus is taken to sit
+    /// beside --binary.
+    #[arg(long)]
+    pub dbus: bool,
+    /// With --dbus: the group whose members may call the helper (besides root).
+    #[arg(long, value_name = "GROUP", default_value = crate::dbus::DEFAULT_ADMIN_GROUP)]
+    pub admin_group: String,
 }
 
 /// `--systemd-version`.
@@ -67,6 +76,9 @@ impl fmt::Display for SystemdVersion {
 
 /// Runs `graced unit`.
 pub fn run(config: &Config, config_path: &Path, args: &UnitArgs) -> anyhow::Result<()> {
+    if args.dbus {
+        return write_dbus_files(args);
+    }
     let systemd = match args.systemd_version {
         SystemdVersion::Version(n) => n,
         SystemdVersion::Auto => detect_systemd_version()
@@ -104,6 +116,28 @@ pub fn run(config: &Config, config_path: &Path, args: &UnitArgs) -> anyhow::Resu
         eprintln!("enable with: systemctl daemon-reload && systemctl enable --now {socket}");
         Ok(())
     }
+}
+
+/// `graced unit --dbus`: the D-Bus helper's files, printed or written under `args.out`
+/// (each written to a temporary name and renamed, so dbus-daemon's directory watch never
+/// reads half a policy).
+fn write_dbus_files(args: &UnitArgs) -> anyhow::Result<()> {
+    let bin_dir = args.binary.parent().unwrap_or(Path::new("/usr/sbin"));
+    let files = crate::dbus::files::bundle(&args.admin_group, bin_dir)
+        .context("the generated bus policy does not validate")?;
+    for (install_path, text) in files {
+        if args.out == Path::new("-") {
+            print!("---{install_path}---\n{text}");
+            continue;
+        }
+        let path = args.out.join(install_path.trim_start_matches('/'));
+        let dir = path.parent().expect("install paths have a directory");
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let temporary = path.with_extension("graced-tmp");
+        std::fs::write(&temporary, text).with_context(|| format!("cannot write {}", temporary.display()))?;
+        std::fs::rename(&temporary, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// Prints every file as `---NAME---` followed by its text (Quadlet's dry-run format);
