@@ -40,22 +40,7 @@ fn addr() -> SocketAddr {
 }
 
 fn config(root: &str) -> String {
-    format!(
-        "[server]\n\
-         graceful_shutdown_timeout = \"20s\"\n\
-         pid_file = \"/run/graced/graced.pid\"\n\
-         access_log = \"journal\"\n\
-         user = \"graced\"\n\
-         group = \"graced\"\n\
-         \n\
-         [[listen]]\n\
-         name = \"http\"\n\
-         address = \"{HTTP}\"\n\
-         \n\
-         [[site]]\n\
-         root = \"{root}\"\n\
-         index = [\"index.html\"]\n"
-    )
+    harness::graced_config(root, "20s", HTTP)
 }
 
 /// graced with its generated units, the helper with its three files, and the users:

@@ -31,7 +31,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use harness::http::{self, KeepAlive};
-use harness::{Container, Target, pattern};
+use harness::{Container, Target, graced_config as config, pattern};
 
 const GRACED: &str = env!("CARGO_BIN_EXE_graced");
 const GENERATOR: &str = env!("CARGO_BIN_EXE_graced-generator");
@@ -67,27 +67,6 @@ fn notify_reload(c: &Container) -> bool {
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
-}
-
-/// The configuration the tests install; `root` is the default site's document root.
-fn config(root: &str, drain: &str, listen: &str) -> String {
-    format!(
-        "# graced e2e test configuration\n\
-         [server]\n\
-         graceful_shutdown_timeout = \"{drain}\"\n\
-         pid_file = \"{PID_FILE}\"\n\
-         access_log = \"journal\"\n\
-         user = \"graced\"\n\
-         group = \"graced\"\n\
-         \n\
-         [[listen]]\n\
-         name = \"http\"\n\
-         address = \"{listen}\"\n\
-         \n\
-         [[site]]\n\
-         root = \"{root}\"\n\
-         index = [\"index.html\"]\n"
-    )
 }
 
 /// A configuration with a type error: `graceful_shutdown_timeout` is a number, not a

@@ -1108,3 +1108,26 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
     out.truncate(len);
     out
 }
+
+/// The graced configuration the e2e tests install: the default site's document root, the
+/// graceful-stop drain time, one listener "http" on `listen`, the pid file in
+/// /run/graced, the access log to the journal, running as user `graced`.
+pub fn graced_config(root: &str, drain: &str, listen: &str) -> String {
+    format!(
+        "# graced e2e test configuration\n\
+         [server]\n\
+         graceful_shutdown_timeout = \"{drain}\"\n\
+         pid_file = \"/run/graced/graced.pid\"\n\
+         access_log = \"journal\"\n\
+         user = \"graced\"\n\
+         group = \"graced\"\n\
+         \n\
+         [[listen]]\n\
+         name = \"http\"\n\
+         address = \"{listen}\"\n\
+         \n\
+         [[site]]\n\
+         root = \"{root}\"\n\
+         index = [\"index.html\"]\n"
+    )
+}
