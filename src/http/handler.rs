@@ -1,10 +1,12 @@
 //! Request → response for a static site: limits, virtual host, method, path, file, preconditions.
 
+use std::borrow::Cow;
 use std::time::SystemTime;
 
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version, header};
+use http_body::Body as _;
 
-use super::access_log::Entry;
+use super::access_log::{AccessLogSink, Entry};
 use super::body::Body;
 use super::conditional::{self, Outcome};
 use super::files::{self, Content, Lookup, Resource};
@@ -24,12 +26,21 @@ pub fn handle<B>(
 ) -> Response<Body> {
     let host = request_host(req);
     let response = respond(req, generation, host.as_deref());
+    // A HEAD response's body is empty; a GET body's length is what hyper sends as Content-Length.
+    let body_len = response.body().size_hint().exact().unwrap_or(0);
+    counters.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    counters.bytes.fetch_add(body_len, std::sync::atomic::Ordering::Relaxed);
+    if matches!(generation.access_log, AccessLogSink::Off) {
+        return response;
+    }
     let bytes = match req.method() {
         &Method::HEAD => None,
-        _ => response.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()),
+        _ => response
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .or_else(|| matches!(response.status().as_u16(), 200 | 206).then_some(body_len)),
     };
-    counters.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    counters.bytes.fetch_add(bytes.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
     let headers = req.headers();
     let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     generation.access_log.log(&Entry {
@@ -59,7 +70,12 @@ fn respond<B>(req: &Request<B>, generation: &Generation, host: Option<&str>) -> 
         return error(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
     }
     // RFC 9112 §3.2: a 1.1 request without Host (or with several) is a bad request.
-    let host_count = req.headers().get_all(header::HOST).iter().count();
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let host_count = match (hosts.next(), hosts.next()) {
+        (None, _) => 0,
+        (Some(_), None) => 1,
+        _ => 2,
+    };
     if host_count > 1 || (req.version() == Version::HTTP_11 && host_count == 0 && req.uri().host().is_none())
     {
         return error(StatusCode::BAD_REQUEST);
@@ -101,8 +117,13 @@ fn respond<B>(req: &Request<B>, generation: &Generation, host: Option<&str>) -> 
 }
 
 fn serve<B>(req: &Request<B>, resource: Resource) -> Response<Body> {
-    let outcome =
-        conditional::evaluate(req.method(), req.headers(), &resource.etag, resource.modified, resource.len);
+    let outcome = conditional::evaluate(
+        req.method(),
+        req.headers(),
+        resource.etag_str(),
+        resource.modified,
+        resource.len,
+    );
     let mut response = Response::new(Body::empty());
     let headers = response.headers_mut();
     headers.insert(header::SERVER, SERVER);
@@ -126,7 +147,10 @@ fn serve<B>(req: &Request<B>, resource: Resource) -> Response<Body> {
     let headers = response.headers_mut();
     headers.insert(header::ACCEPT_RANGES, ACCEPT_RANGES);
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(resource.content_type));
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(range.end - range.start));
+    if req.method() == Method::HEAD {
+        // With a body, hyper writes Content-Length from the body's exact length.
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(range.end - range.start));
+    }
     if status == StatusCode::PARTIAL_CONTENT {
         let value = format!("bytes {}-{}/{}", range.start, range.end - 1, resource.len);
         headers.insert(header::CONTENT_RANGE, header_value(value));
@@ -137,7 +161,9 @@ fn serve<B>(req: &Request<B>, resource: Resource) -> Response<Body> {
     }
     let body = match resource.content {
         Content::Static(bytes) => Ok(Body::bytes(&bytes[range.start as usize..range.end as usize])),
+        Content::Cached(bytes) => Ok(Body::bytes(bytes.slice(range.start as usize..range.end as usize))),
         Content::File(file) => Body::file(file, range.start, range.end - range.start),
+        Content::Open(file) => Body::open_file(file, range.start, range.end - range.start),
     };
     match body {
         Ok(body) => {
@@ -152,11 +178,17 @@ fn serve<B>(req: &Request<B>, resource: Resource) -> Response<Body> {
 }
 
 fn validators(headers: &mut HeaderMap, resource: &Resource) {
-    headers.insert(header::ETAG, header_value(resource.etag.clone()));
-    if let Some(modified) = resource.modified {
-        // Never claim a modification time in the future (RFC 9110 §8.8.2.1).
-        let modified = modified.min(SystemTime::now());
-        headers.insert(header::LAST_MODIFIED, header_value(httpdate::fmt_http_date(modified)));
+    headers.insert(header::ETAG, resource.etag.clone());
+    match (&resource.last_modified, resource.modified) {
+        (Some(formatted), _) => {
+            headers.insert(header::LAST_MODIFIED, formatted.clone());
+        }
+        (None, Some(modified)) => {
+            // Never claim a modification time in the future (RFC 9110 §8.8.2.1).
+            let modified = modified.min(SystemTime::now());
+            headers.insert(header::LAST_MODIFIED, header_value(httpdate::fmt_http_date(modified)));
+        }
+        (None, None) => {}
     }
 }
 
@@ -195,7 +227,7 @@ fn header_value(s: String) -> HeaderValue {
 
 /// The request's host, lower-cased, without port or trailing dot: from an absolute-form
 /// target if there is one (RFC 9112 §3.2.2), else from the Host header.
-fn request_host<B>(req: &Request<B>) -> Option<String> {
+fn request_host<B>(req: &Request<B>) -> Option<Cow<'_, str>> {
     let raw = match req.uri().host() {
         Some(host) => host,
         None => req.headers().get(header::HOST)?.to_str().ok()?,
@@ -207,7 +239,12 @@ fn request_host<B>(req: &Request<B>) -> Option<String> {
     } else {
         raw.rsplit_once(':').map_or(raw, |(h, _)| h)
     };
-    Some(host.trim_end_matches('.').to_ascii_lowercase())
+    let host = host.trim_end_matches('.');
+    Some(if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    })
 }
 
 fn version_str(version: Version) -> &'static str {
@@ -228,7 +265,7 @@ mod tests {
         if let Some(h) = host {
             builder = builder.header(header::HOST, h);
         }
-        request_host(&builder.body(()).unwrap())
+        request_host(&builder.body(()).unwrap()).map(Cow::into_owned)
     }
 
     #[test]

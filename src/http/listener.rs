@@ -153,6 +153,31 @@ impl Stream {
             Stream::Unix(s) => s.as_fd(),
         }
     }
+
+    /// Runs the non-blocking write `op` on the socket once it is writable, through the
+    /// runtime's readiness tracking (a `WouldBlock` waits for the next readiness).
+    pub fn poll_write_with<R>(
+        &self,
+        cx: &mut Context<'_>,
+        mut op: impl FnMut(BorrowedFd<'_>) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        loop {
+            let result = match self {
+                Stream::Tcp(s) => {
+                    std::task::ready!(s.poll_write_ready(cx))?;
+                    s.try_io(tokio::io::Interest::WRITABLE, || op(s.as_fd()))
+                }
+                Stream::Unix(s) => {
+                    std::task::ready!(s.poll_write_ready(cx))?;
+                    s.try_io(tokio::io::Interest::WRITABLE, || op(s.as_fd()))
+                }
+            };
+            match result {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => return Poll::Ready(other),
+            }
+        }
+    }
 }
 
 macro_rules! delegate {

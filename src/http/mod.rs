@@ -4,9 +4,10 @@
 //! * `connection`: one connection under hyper, and when graced may close it.
 //! * `handler`: request → response (limits, virtual host, method, path, file).
 //! * `path`: request path → a safe relative path (traversal wall one).
-//! * `files`: open below the root with `openat2(RESOLVE_BENEATH)` (wall two), or the built-in demo.
+//! * `files`: open below the root with `openat2(RESOLVE_BENEATH)` (wall two), or the built-in demo;
+//!   per-thread caches of file versions (validators, small contents, open descriptors).
 //! * `conditional`: If-Match / If-None-Match / If-Modified-Since / Range (RFC 9110 order).
-//! * `body`: in-memory or streamed file bodies that carry the request's guard.
+//! * `body`: in-memory, `sendfile` or streamed file bodies that carry the request's guard.
 //! * `generation`: per-request configuration generations and counters.
 //! * `access_log`: Apache combined format to the journal, stderr or a file.
 //! * `listener`: TCP and Unix listening sockets, bound or inherited.

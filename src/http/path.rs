@@ -47,6 +47,16 @@ impl SafePath {
 /// (RFC 8615) is always allowed.
 pub fn resolve(raw: &str, hidden_files: bool) -> Result<SafePath, PathError> {
     let rest = raw.strip_prefix('/').ok_or(PathError::BadRequest)?;
+    // The common case: nothing to decode or normalise, no empty, dot or hidden segment.
+    if !rest.starts_with('.')
+        && !rest.contains("//")
+        && !rest.contains("/.")
+        && !rest.bytes().any(|b| matches!(b, b'%' | b'\\' | 0))
+    {
+        let trailing_slash = rest.is_empty() || rest.ends_with('/');
+        let relative = PathBuf::from(rest.strip_suffix('/').unwrap_or(rest));
+        return Ok(SafePath { relative, trailing_slash });
+    }
     let mut segments: Vec<Vec<u8>> = Vec::new();
     // "/a/", "/a/." and "/a/.." all name directories.
     let mut trailing_slash = false;

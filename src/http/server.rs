@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::connection;
+use super::connection::{self, ABORT_ALL, ABORT_IN_FLIGHT, Control, DRAIN};
 use super::generation::{Counters, Generation, Registry};
 use super::listener::{AnyListener, Socket2Listener};
 
@@ -27,11 +27,22 @@ pub(super) struct Shared {
     current: ArcSwap<Generation>,
     pub(super) counters: Counters,
     registry: Registry,
-    /// Fired once, when a graceful stop begins.
-    drain: CancellationToken,
-    /// Replaced after each hard abort, so connections accepted later are not aborted.
-    abort: Mutex<CancellationToken>,
+    /// Set once, when a graceful stop begins: responses say `Connection: close`.
+    draining: AtomicBool,
+    /// Every open connection's control, by connection number: how aborts and the
+    /// graceful stop reach each connection.
+    controls: Mutex<Controls>,
     connections: TaskTracker,
+}
+
+#[derive(Default)]
+struct Controls {
+    by_id: HashMap<u64, Arc<Control>>,
+    next_id: u64,
+    /// Events every connection registered from now on starts with: DRAIN once a
+    /// graceful stop began, ABORT_ALL after a stop aborted everything (a stopped accept
+    /// loop may still hand over one last connection).
+    sticky: u8,
 }
 
 impl Shared {
@@ -40,15 +51,45 @@ impl Shared {
     }
 
     pub(super) fn is_draining(&self) -> bool {
-        self.drain.is_cancelled()
+        self.draining.load(Ordering::Acquire)
     }
 
-    pub(super) fn drained(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
-        self.drain.cancelled()
+    fn controls(&self) -> std::sync::MutexGuard<'_, Controls> {
+        self.controls.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn abort_token(&self) -> CancellationToken {
-        self.abort.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    /// Registers a new connection; its entry is removed when the registration drops.
+    fn register(self: &Arc<Self>) -> Registration {
+        let mut controls = self.controls();
+        let id = controls.next_id;
+        controls.next_id += 1;
+        let control = Arc::new(Control::new(controls.sticky));
+        controls.by_id.insert(id, control.clone());
+        Registration { shared: self.clone(), id, control }
+    }
+
+    /// Sends `event` to every open connection; `sticky` also to every later one.
+    fn signal_all(&self, event: u8, sticky: bool) {
+        let mut controls = self.controls();
+        if sticky {
+            controls.sticky |= event;
+        }
+        for control in controls.by_id.values() {
+            control.signal(event);
+        }
+    }
+}
+
+/// A connection's entry in [`Shared::controls`], removed when the connection ends.
+struct Registration {
+    shared: Arc<Shared>,
+    id: u64,
+    control: Arc<Control>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.shared.controls().by_id.remove(&self.id);
     }
 }
 
@@ -102,8 +143,8 @@ impl Server {
                 current: ArcSwap::new(generation),
                 counters: Counters::default(),
                 registry,
-                drain: CancellationToken::new(),
-                abort: Mutex::new(CancellationToken::new()),
+                draining: AtomicBool::new(false),
+                controls: Mutex::new(Controls::default()),
                 connections: TaskTracker::new(),
             }),
             accept_loops: HashMap::new(),
@@ -138,6 +179,8 @@ impl Server {
     /// Starts accepting on `listener` (a duplicate of its fd; the caller keeps the original).
     pub fn start_accepting(&mut self, listener: &Socket2Listener) -> io::Result<()> {
         let tokio_listener = listener.to_tokio()?;
+        // Accepting again after a stop's abort: new connections must not inherit it.
+        self.shared.controls().sticky &= !ABORT_ALL;
         let stop = CancellationToken::new();
         let shared = self.shared.clone();
         let limit = self.connection_limit.clone();
@@ -168,21 +211,26 @@ impl Server {
         }
     }
 
-    /// Aborts every open connection now (in-flight requests included). Connections
-    /// accepted afterwards are unaffected.
+    /// Aborts the requests in flight now. While the server still accepts (a hard
+    /// restart) that is all it does: a keep-alive connection between requests stays
+    /// open and its next request takes the new generation, so a restart fails no request
+    /// that had not started; connections accepted afterwards are unaffected. Once
+    /// accepting stopped (a stop, or the end of a graceful stop), every open connection
+    /// is closed, and so is any a stopped accept loop still hands over.
     pub fn abort_connections(&self) {
-        let old = std::mem::replace(
-            &mut *self.shared.abort.lock().unwrap_or_else(|e| e.into_inner()),
-            CancellationToken::new(),
-        );
-        old.cancel();
+        if self.accept_loops.is_empty() {
+            self.shared.signal_all(ABORT_ALL, true);
+        } else {
+            self.shared.signal_all(ABORT_IN_FLIGHT, false);
+        }
     }
 
     /// Begins a graceful stop: responses from now on say `Connection: close`, idle
     /// keep-alive connections are closed once the peek check allows. Call
     /// [`stop_accepting_all`](Self::stop_accepting_all) first.
     pub fn begin_drain(&self) {
-        self.shared.drain.cancel();
+        self.shared.draining.store(true, Ordering::Release);
+        self.shared.signal_all(DRAIN, true);
     }
 
     /// Waits until every stopped accept loop has returned and every connection has
@@ -250,10 +298,12 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, remote)) => {
-                let abort = shared.abort_token();
+                // Registered before the task first runs, so an abort right now reaches it.
+                let registration = shared.register();
                 let conn_shared = shared.clone();
                 shared.connections.spawn(async move {
-                    connection::serve(stream, remote, conn_shared, abort).await;
+                    connection::serve(stream, remote, conn_shared, registration.control.clone()).await;
+                    drop(registration);
                     drop(permit);
                 });
             }
