@@ -62,16 +62,7 @@ fn install(c: &Container) {
     c.write_file("/srv/www/index.html", b"one\n", 0o644);
     c.write_file("/srv/www2/index.html", b"two\n", 0o644);
     c.write_file(CONFIG, config("/srv/www").as_bytes(), 0o644);
-    c.must(&[
-        "/usr/sbin/graced",
-        "unit",
-        "--systemd-version",
-        "auto",
-        "--out",
-        "/etc/systemd/system",
-        "-f",
-        CONFIG,
-    ]);
+    c.generate_units(CONFIG);
 
     let policy = files::bus_policy(graced::dbus::DEFAULT_ADMIN_GROUP);
     files::validate_policy(&policy).expect("the generated policy validates");

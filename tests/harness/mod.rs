@@ -663,6 +663,22 @@ impl Container {
         })
     }
 
+    /// Writes graced's units for `config` into /etc/systemd/system with the installed
+    /// `/usr/sbin/graced`, for the systemd that runs here (`--systemd-version auto`: 252
+    /// gets the waiting `ExecReload=` form, ≥ 253 notify-reload); panics if it fails.
+    pub fn generate_units(&self, config: &str) {
+        self.must(&[
+            "/usr/sbin/graced",
+            "unit",
+            "--systemd-version",
+            "auto",
+            "--out",
+            "/etc/systemd/system",
+            "-f",
+            config,
+        ]);
+    }
+
     /// Runs `argv` and panics (showing its output) unless it exits 0; returns stdout.
     pub fn must(&self, argv: &[&str]) -> String {
         let out = self.exec(argv);
