@@ -70,8 +70,9 @@ class Server:
     reload_sig = signal.SIGUSR1
     stop_sig = signal.SIGWINCH
 
-    def __init__(self, tag, port, root=WWW):
-        self.tag, self.port, self.root = tag, port, root
+    def __init__(self, tag, port, root=WWW, workers=None):
+        # workers: None = the server's own "one per CPU" default (nginx `auto`, graced "auto").
+        self.tag, self.port, self.root, self.workers = tag, port, root, workers
         self.dir = f"{STATE}/{self.name}"
         os.makedirs(self.dir, exist_ok=True)
         self.conf = f"{self.dir}/{tag}.conf"
@@ -119,6 +120,7 @@ class Graced(Server):
 pid_file = "{self.dir}/{self.tag}.pid"
 access_log = "off"
 graceful_shutdown_timeout = "10s"
+workers = {self.workers or '"auto"'}
 
 [[listen]]
 name = "http"
@@ -150,7 +152,7 @@ class Nginx(Server):
     def conf_text(self, root):
         d = self.dir
         return f"""# nginx, benchmark configuration (bench/bench.py)
-worker_processes auto;
+worker_processes {self.workers or 'auto'};
 daemon off;
 master_process on;
 pid {d}/{self.tag}.pid;
@@ -445,17 +447,24 @@ def wrk_cmd(port, path, conns, secs, close=False, latency=False):
 # ------------------------------------------------------------------ phases
 
 
-def phase_throughput(results, runs, secs):
-    log(f"throughput: wrk -t1 -c64 -d{secs}s --latency, {runs} runs, servers interleaved")
-    servers = {name: KINDS[name]("main", PORTS[name]) for name in KINDS}
-    if GracedBefore.binary:
-        servers = {"graced-before": GracedBefore("main", BASELINE_PORT), **servers}
+def phase_throughput(results, runs, secs, one_worker=False):
+    """wrk against every server, interleaved. one_worker: graced `workers = 1` and nginx
+    `worker_processes 1` (Apache has no comparable single-threaded setting), i.e. each server
+    gets the one core the load client leaves it."""
+    what = "one worker each" if one_worker else "servers' default workers"
+    log(f"throughput ({what}): wrk -t1 -c64 -d{secs}s --latency, {runs} runs, servers interleaved")
+    if one_worker:
+        servers = {name: KINDS[name]("w1", PORTS[name], workers=1) for name in ("graced", "nginx")}
+    else:
+        servers = {name: KINDS[name]("main", PORTS[name]) for name in KINDS}
+        if GracedBefore.binary:
+            servers = {"graced-before": GracedBefore("main", BASELINE_PORT), **servers}
     for s in servers.values():
         s.start()
     time.sleep(1)
     idle = {name: tree_mem(s.proc.pid) for name, s in servers.items()}
-    raw = results.setdefault("throughput", [])
-    loaded = results.setdefault("rss_loaded", [])
+    raw = results.setdefault("throughput_1w" if one_worker else "throughput", [])
+    loaded = results.setdefault("rss_loaded_1w" if one_worker else "rss_loaded", [])
     try:
         for run in range(runs):
             for size in SIZES:
@@ -500,7 +509,8 @@ def phase_throughput(results, runs, secs):
     finally:
         for s in servers.values():
             s.stop()
-    results["rss_idle_longrun"] = {k: {"rss_kib": v[0], "pss_kib": v[1], "procs": v[2]} for k, v in idle.items()}
+    if not one_worker:
+        results["rss_idle_longrun"] = {k: {"rss_kib": v[0], "pss_kib": v[1], "procs": v[2]} for k, v in idle.items()}
 
 
 def run_clients(port, secs, disturb):
@@ -697,6 +707,11 @@ def summary(results):
                 s[f"rps_{size}", name] = med([r["rps"] for r in rows])
                 s[f"p99_{size}", name] = med([r["p99_ms"] for r in rows])
                 s[f"cpu_{size}", name] = med([r.get("server_cpu_us") for r in rows])
+            rows = [r for r in results.get("throughput_1w", []) if r["server"] == name and r["size"] == size]
+            if rows:
+                s[f"rps1_{size}", name] = med([r["rps"] for r in rows])
+                s[f"p99_1_{size}", name] = med([r["p99_ms"] for r in rows])
+                s[f"cpu1_{size}", name] = med([r.get("server_cpu_us") for r in rows])
     for name in KINDS:
         rows = [r for r in results.get("rss_loaded", []) if r["server"] == name]
         if rows:
@@ -761,6 +776,20 @@ def render(results, args):
         add("Idle memory of the long-running instances before the load: "
             + ", ".join(f"{k} {x['rss_kib']} KiB RSS / {x['pss_kib']} KiB PSS ({x['procs']} processes)"
                         for k, x in results.get("rss_idle_longrun", {}).items()))
+        add("")
+    if results.get("throughput_1w"):
+        add("## Static throughput, one worker each (graced `workers = 1`, nginx `worker_processes 1`)")
+        add("")
+        add("The same measurement with each server held to one worker: the core the load client "
+            "does not use. Apache is left out: mpm_event has no single-threaded setting to compare.")
+        add("")
+        add("| run | size | server | req/s | p99 ms | requests | errors (connect/read/write/timeout/non-2xx) "
+            "| server CPU µs/req | wrk CPU µs/req | wrk cores |")
+        add("|---|---|---|---:|---:|---:|---|---:|---:|---:|")
+        for r in results["throughput_1w"]:
+            add(f"| {r['run']} | {r['size']} | {r['server']} | {r['rps']:.0f} | {r['p99_ms']} | {r['requests']} | "
+                f"{r['connect']}/{r['read']}/{r['write']}/{r['timeout']}/{r['non2xx']} | "
+                f"{r.get('server_cpu_us', '–')} | {r.get('wrk_cpu_us', '–')} | {r.get('wrk_cores', '–')} |")
         add("")
     for key, title, what in (("reload_storm", "Reload storm", "reloads"), ("restart_storm", "Restart storm", "restarts")):
         if not results.get(key):
@@ -853,6 +882,12 @@ def summary_table(s, results):
         ("Throughput 100 KiB, p99 ms", "p99_100k", 2),
         ("Server CPU per request, 1 KiB, µs", "cpu_1k", 2),
         ("Server CPU per request, 100 KiB, µs", "cpu_100k", 2),
+        ("One worker each: throughput 1 KiB, req/s", "rps1_1k", 0),
+        ("One worker each: throughput 100 KiB, req/s", "rps1_100k", 0),
+        ("One worker each: throughput 1 KiB, p99 ms", "p99_1_1k", 2),
+        ("One worker each: throughput 100 KiB, p99 ms", "p99_1_100k", 2),
+        ("One worker each: server CPU per request 1 KiB, µs", "cpu1_1k", 2),
+        ("One worker each: server CPU per request 100 KiB, µs", "cpu1_100k", 2),
         ("Reload latency to first new response, ms", "lat_first", 3),
         ("Reload latency to all new requests, ms", "lat_all", 3),
         ("Start-up to first 200, ms", "startup", 2),
@@ -919,7 +954,7 @@ def update_benchmarks_md(text_table, results, path):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--phases", default="startup,throughput,latency,reload,restart")
+    ap.add_argument("--phases", default="startup,throughput,throughput1,latency,reload,restart")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--secs", type=int, default=10, help="seconds per throughput run")
     ap.add_argument("--storm-secs", type=int, default=20)
@@ -953,6 +988,8 @@ def main():
             phase_startup(results, args.startups)
         if "throughput" in phases:
             phase_throughput(results, args.runs, args.secs)
+        if "throughput1" in phases:
+            phase_throughput(results, args.runs, args.secs, one_worker=True)
         if "latency" in phases:
             phase_latency(results, args.n)
         if "reload" in phases:

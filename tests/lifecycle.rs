@@ -185,6 +185,57 @@ fn watchdog_pings_only_for_the_pid_named_by_watchdog_pid() {
     assert_eq!(code(status), 0);
 }
 
+/// The threads of `pid` named `graced-worker` (the runtime's workers; its blocking pool
+/// shares the name but starts no thread unless a large file is streamed).
+fn worker_threads(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter(|t| {
+            let comm = std::fs::read_to_string(t.as_ref().unwrap().path().join("comm")).unwrap_or_default();
+            comm.trim() == "graced-worker"
+        })
+        .count()
+}
+
+#[test]
+fn workers_sets_the_worker_threads_and_a_reload_that_changes_it_says_it_needs_a_start() {
+    let site = Site::new();
+    site.write_config_with_server("access_log = \"off\"\nworkers = 3", "");
+    let (notes, mut server, stderr) = start_notified(&site, &[]);
+    assert!(stderr.wait_for("workers=3", T), "the start message names the workers: {}", stderr.text());
+    for _ in 0..20 {
+        hello(&server.get("/"));
+    }
+    assert_eq!(worker_threads(server.pid()), 3);
+
+    site.write_config_with_server("access_log = \"off\"\nworkers = 1", "");
+    signal_reload(
+        &server,
+        &notes,
+        libc::SIGUSR1,
+        &format!("STATUS=reload: rereading {}", config_name(&site)),
+    );
+    notes.wait_for("READY=1", T);
+    assert!(
+        stderr.wait_for(
+            "[server] workers changed: 3 worker threads keep serving until graced is started again",
+            T
+        ),
+        "{}",
+        stderr.text()
+    );
+    hello(&server.get("/"));
+    assert_eq!(worker_threads(server.pid()), 3);
+    server.signal(libc::SIGTERM);
+    assert_eq!(code(server.wait_exit(T)), 0);
+
+    let (_notes, mut server, _stderr) = start_notified(&site, &[]);
+    hello(&server.get("/"));
+    assert_eq!(worker_threads(server.pid()), 1, "applied at the next start");
+    server.signal(libc::SIGTERM);
+    assert_eq!(code(server.wait_exit(T)), 0);
+}
+
 #[test]
 fn winch_drains_an_in_flight_response_byte_for_byte_after_removing_the_pid_file() {
     let site = Site::new();

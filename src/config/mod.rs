@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use diagnostic::{ConfigError, Diagnostic};
-use raw::{RawConfig, RawLimits, RawListen, RawServer, RawSite};
+use raw::{RawConfig, RawLimits, RawListen, RawServer, RawSite, RawWorkers};
 use toml::Spanned;
 
 /// Where the server looks for its configuration when no `-f` is given.
@@ -28,6 +28,9 @@ pub const EMBEDDED_NAME: &str = "<embedded default>";
 
 /// A `root` value that serves the demo site compiled into the binary.
 pub const BUILTIN_DEMO_ROOT: &str = "builtin:demo";
+
+/// The most worker threads `[server] workers` may ask for.
+pub const MAX_WORKERS: usize = 1024;
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,6 +81,9 @@ pub struct Server {
     /// which tells the server through `$FDSTORE`). Off by default: socket units already
     /// keep the listeners, and a stored copy keeps a stopped socket unit's port bound.
     pub fd_store: bool,
+    /// Worker threads serving connections (`None`: one per CPU graced may use). Read at
+    /// start; a reload that changes it is applied at the next start.
+    pub workers: Option<usize>,
 }
 
 /// Where access-log lines go.
@@ -448,7 +454,37 @@ impl Checker<'_> {
         let group = account(&raw.group, "group");
         let watchdog = raw.watchdog.as_ref().map(|_| self.duration(&raw.watchdog, Duration::from_secs(30)));
         let fd_store = raw.fd_store.unwrap_or(false);
-        Server { graceful_shutdown_timeout, pid_file, access_log, log_level, user, group, watchdog, fd_store }
+        let workers = raw.workers.as_ref().and_then(|v| match v.get_ref() {
+            RawWorkers::Word(word) if word == "auto" => None,
+            RawWorkers::Count(n) if (1..=MAX_WORKERS as i64).contains(n) => Some(*n as usize),
+            RawWorkers::Count(n) => {
+                self.problem(
+                    v,
+                    format!("workers = {n} is out of range"),
+                    &format!("give \"auto\" (one per CPU) or a number from 1 to {MAX_WORKERS}"),
+                );
+                None
+            }
+            RawWorkers::Word(word) => {
+                self.problem(
+                    v,
+                    format!("unknown workers {word:?}"),
+                    "give \"auto\" (one per CPU) or a number of threads such as 4",
+                );
+                None
+            }
+        });
+        Server {
+            graceful_shutdown_timeout,
+            pid_file,
+            access_log,
+            log_level,
+            user,
+            group,
+            watchdog,
+            fd_store,
+            workers,
+        }
     }
 
     fn limits(&mut self, raw: RawLimits) -> Limits {

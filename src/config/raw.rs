@@ -31,6 +31,38 @@ pub(super) struct RawServer {
     pub group: Option<Spanned<String>>,
     pub watchdog: Option<Spanned<String>>,
     pub fd_store: Option<bool>,
+    pub workers: Option<Spanned<RawWorkers>>,
+}
+
+/// `workers = "auto"` or a number.
+#[derive(Debug)]
+pub(super) enum RawWorkers {
+    Count(i64),
+    Word(String),
+}
+
+// By hand rather than `#[serde(untagged)]`, whose error ("data did not match any
+// variant") would not say what the key takes.
+impl<'de> Deserialize<'de> for RawWorkers {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = RawWorkers;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("\"auto\" or a number of worker threads")
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<RawWorkers, E> {
+                Ok(RawWorkers::Count(n))
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<RawWorkers, E> {
+                Ok(RawWorkers::Count(i64::try_from(n).unwrap_or(i64::MAX)))
+            }
+            fn visit_str<E: serde::de::Error>(self, word: &str) -> Result<RawWorkers, E> {
+                Ok(RawWorkers::Word(word.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

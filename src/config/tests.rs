@@ -211,3 +211,20 @@ fn generators_can_skip_the_filesystem_checks() {
     let config = Config::from_toml_with(source, &text, Checks::WithoutFilesystem).unwrap();
     assert_eq!(config.sites[0].root, Root::Dir("/not-mounted-yet/www".into()));
 }
+
+#[test]
+fn workers_is_auto_or_a_count_and_anything_else_is_located() {
+    assert_eq!(parse(MINIMAL).unwrap().server.workers, None, "auto by default");
+    let with = |value: &str| format!("[server]\nworkers = {value}\n{MINIMAL}");
+    assert_eq!(parse(&with("\"auto\"")).unwrap().server.workers, None);
+    assert_eq!(parse(&with("3")).unwrap().server.workers, Some(3));
+    let errs = errors(&with("0"));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].starts_with("/etc/graced/t.toml:2:11: workers = 0 is out of range"), "{errs:?}");
+    assert!(errs[0].contains("from 1 to 1024"), "{errs:?}");
+    let errs = errors(&with("\"many\""));
+    assert!(errs[0].starts_with("/etc/graced/t.toml:2:11: unknown workers \"many\""), "{errs:?}");
+    let errs = errors(&with("true"));
+    assert!(errs[0].starts_with("/etc/graced/t.toml:2:11:"), "{errs:?}");
+    assert!(errs[0].contains("expected \"auto\" or a number of worker threads"), "{errs:?}");
+}

@@ -141,8 +141,10 @@ pub fn serve(
     };
     sync_fd_store(&notifier, config.server.fd_store, &listeners, &stale_names);
     let access_log = AccessLogSink::open(&config.server.access_log).map_err(LifecycleError::AccessLog)?;
+    let workers = worker_threads(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .worker_threads(workers)
         .thread_name("graced-worker")
         .build()
         .map_err(LifecycleError::Runtime)?;
@@ -159,9 +161,17 @@ pub fn serve(
             next_generation: 2,
             last_reload_failed: false,
             last_reload: None,
+            workers,
         };
         supervisor.run().await
     })
+}
+
+/// The worker threads `[server] workers` asks for: a number, or one per CPU this
+/// process may use (affinity and cgroup CPU quota included), like nginx's
+/// `worker_processes auto`. Read once at start.
+fn worker_threads(config: &Config) -> usize {
+    config.server.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// Keeps systemd's fd store in step with the listeners: names of dropped sockets are
@@ -216,6 +226,8 @@ struct Supervisor {
     last_reload_failed: bool,
     /// The outcome of the latest reload or restart, for `await-reload`.
     last_reload: Option<Result<u64, String>>,
+    /// The runtime's worker threads (fixed at start).
+    workers: usize,
 }
 
 enum Exit {
@@ -242,6 +254,7 @@ impl Supervisor {
             message_id = message_id::STARTED,
             generation = 1u64,
             pid = std::process::id(),
+            workers = self.workers,
             socket_activated = self.activated,
             config = %self.config.source.display_name(),
             "graced started: listening on {}{}",
@@ -395,6 +408,12 @@ impl Supervisor {
                     self.server.reset_counters();
                 }
                 self.log.set_level(config.server.log_level);
+                if worker_threads(&config) != self.workers {
+                    tracing::warn!(
+                        "[server] workers changed: {} worker threads keep serving until graced is started again",
+                        self.workers
+                    );
+                }
                 self.config = config;
                 self.server.install(generation);
                 self.server.counters().reloads.fetch_add(1, Ordering::Relaxed);
