@@ -926,6 +926,12 @@ fn sweep_leftovers() {
         if owner.is_some_and(|o| Path::new(&format!("/proc/{o}")).exists()) {
             continue; // a live test run (maybe another one) owns it
         }
+        // No owner yet: a test booting right now (it writes `owner` just after creating the
+        // directory; tests boot in parallel), unless the directory is old.
+        let age = entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+        if owner.is_none() && age.is_none_or(|age| age < Duration::from_secs(600)) {
+            continue;
+        }
         let pid = fs::read_to_string(dir.join("pid")).ok().and_then(|s| s.trim().parse::<i32>().ok());
         let st = fs::read_to_string(dir.join("starttime")).ok().and_then(|s| s.trim().parse::<u64>().ok());
         if let (Some(pid), Some(st)) = (pid, st) {
