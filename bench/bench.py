@@ -730,6 +730,18 @@ def summary(results):
     return s
 
 
+def throughput_runs_table(rows):
+    """One line per wrk run of a throughput phase."""
+    out = ["| run | size | server | req/s | p99 ms | requests | errors (connect/read/write/timeout/non-2xx) "
+           "| server CPU µs/req | wrk CPU µs/req | wrk cores |",
+           "|---|---|---|---:|---:|---:|---|---:|---:|---:|"]
+    for r in rows:
+        out.append(f"| {r['run']} | {r['size']} | {r['server']} | {r['rps']:.0f} | {r['p99_ms']} | {r['requests']} | "
+                   f"{r['connect']}/{r['read']}/{r['write']}/{r['timeout']}/{r['non2xx']} | "
+                   f"{r.get('server_cpu_us', '–')} | {r.get('wrk_cpu_us', '–')} | {r.get('wrk_cores', '–')} |")
+    return out
+
+
 def render(results, args):
     s = summary(results)
     v = results["versions"]
@@ -758,13 +770,7 @@ def render(results, args):
         add("Server CPU: on-CPU time of all the server's threads and processes during the run, per "
             "request. wrk: its CPU per request and in cores (it shares the 2 cores with the server).")
         add("")
-        add("| run | size | server | req/s | p99 ms | requests | errors (connect/read/write/timeout/non-2xx) "
-            "| server CPU µs/req | wrk CPU µs/req | wrk cores |")
-        add("|---|---|---|---:|---:|---:|---|---:|---:|---:|")
-        for r in results["throughput"]:
-            add(f"| {r['run']} | {r['size']} | {r['server']} | {r['rps']:.0f} | {r['p99_ms']} | {r['requests']} | "
-                f"{r['connect']}/{r['read']}/{r['write']}/{r['timeout']}/{r['non2xx']} | "
-                f"{r.get('server_cpu_us', '–')} | {r.get('wrk_cpu_us', '–')} | {r.get('wrk_cores', '–')} |")
+        lines += throughput_runs_table(results["throughput"])
         add("")
         add("Memory under the 1 KiB load (max of samples during each run, all processes):")
         add("")
@@ -783,13 +789,7 @@ def render(results, args):
         add("The same measurement with each server held to one worker: the core the load client "
             "does not use. Apache is left out: mpm_event has no single-threaded setting to compare.")
         add("")
-        add("| run | size | server | req/s | p99 ms | requests | errors (connect/read/write/timeout/non-2xx) "
-            "| server CPU µs/req | wrk CPU µs/req | wrk cores |")
-        add("|---|---|---|---:|---:|---:|---|---:|---:|---:|")
-        for r in results["throughput_1w"]:
-            add(f"| {r['run']} | {r['size']} | {r['server']} | {r['rps']:.0f} | {r['p99_ms']} | {r['requests']} | "
-                f"{r['connect']}/{r['read']}/{r['write']}/{r['timeout']}/{r['non2xx']} | "
-                f"{r.get('server_cpu_us', '–')} | {r.get('wrk_cpu_us', '–')} | {r.get('wrk_cores', '–')} |")
+        lines += throughput_runs_table(results["throughput_1w"])
         add("")
     for key, title, what in (("reload_storm", "Reload storm", "reloads"), ("restart_storm", "Restart storm", "restarts")):
         if not results.get(key):

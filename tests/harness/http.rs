@@ -13,29 +13,7 @@ use std::time::{Duration, Instant};
 /// Socket timeout: a response that stalls this long is a failure, not a hang.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// A complete response.
-#[derive(Debug, Clone)]
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    /// The server said it closes the connection after this response.
-    pub fn closes(&self) -> bool {
-        self.header("connection")
-            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
-    }
-}
+pub use super::support::Response;
 
 /// Why a request got no complete response.
 #[derive(Debug)]

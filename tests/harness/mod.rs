@@ -31,6 +31,10 @@
 #![allow(dead_code)]
 
 pub mod http;
+#[path = "../support/mod.rs"]
+mod support;
+#[allow(unused_imports)] // not every test crate uses each
+pub use support::pattern;
 pub mod json;
 pub mod rootfs;
 
@@ -1114,21 +1118,6 @@ fn set_loopback_up() -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// Deterministic, non-repeating bytes (xorshift), so a misplaced or lost chunk of a large
-/// response cannot go unnoticed.
-pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// The graced configuration the e2e tests install: the default site's document root, the

@@ -310,23 +310,9 @@ pub fn assert_datagram(lines: &[String], patterns: &[&str]) -> Vec<String> {
     captures
 }
 
-/// Deterministic pseudo-random bytes (misplaced or repeated chunks show up in a comparison).
-pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
 /// Writes `relative` in the site with `len` pseudo-random bytes and returns them.
 pub fn write_big_file(site: &Site, relative: &str, len: usize, seed: u64) -> Vec<u8> {
-    let data = pseudo_random(len, seed);
+    let data = crate::common::pattern(len, seed);
     std::fs::write(site.path(relative), &data).unwrap();
     data
 }
