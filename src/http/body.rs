@@ -1,5 +1,5 @@
-//! The response body: in-memory bytes, a file sent with `sendfile(2)`, or a file streamed
-//! in chunks, carrying the request's guard.
+//! The response body: in-memory bytes, or a file sent with `sendfile(2)`, carrying the
+//! request's guard.
 //!
 //! The guard lives inside the body, so a request counts as in flight until its
 //! last byte is handed to the connection (or the connection is dropped) — not
@@ -13,31 +13,48 @@
 //! job with `sendfile` instead (see `connection::MeteredIo`). hyper queues body frames
 //! without copying them (its vectored-write strategy, which the connection forces), and
 //! writes them in order, so placeholders and jobs always line up.
+//!
+//! **Disk reads stay off the serving threads.** A file larger than [`INLINE_LIMIT`] goes
+//! out a [`WINDOW`] at a time, and before each window the body [`probe`]s whether that
+//! range is in the page cache: one byte in every [`PROBE_STRIDE`], and the last, read with
+//! `preadv2(RWF_NOWAIT)`, which fails rather than wait for the disk. When a probe misses,
+//! the window is read into the cache on tokio's blocking pool first, and `sendfile` then
+//! finds it there. (`cachestat(2)` would count the pages exactly, but the kernel answers it
+//! only for files the caller could write, and a web server's files are not.) Where the file
+//! system cannot answer a `RWF_NOWAIT` read — tmpfs, whose pages are memory anyway, and
+//! overlayfs — the file is sent as it is, as nginx and Apache send every file.
 
 use std::fs::File;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http_body::{Frame, SizeHint};
-use tokio::io::{AsyncRead, ReadBuf};
+use tokio::task::JoinHandle;
 
 use super::connection::RequestGuard;
 
-/// Files up to this size are sent from the serving thread (they come from the page
-/// cache): from memory, read once (see `files`), or with `sendfile`; larger ones are
-/// streamed through tokio's blocking pool.
+/// Files up to this size are sent from the serving thread as they are: from memory, read
+/// once (see `files`), or with `sendfile` (they were opened or `statx`ed a moment ago and
+/// are as good as always cached). Larger ones are sent a [`WINDOW`] at a time, each
+/// window made resident first.
 pub const INLINE_LIMIT: u64 = 128 * 1024;
 /// Files above this size (up to [`INLINE_LIMIT`]) are sent with `sendfile`; at or below
 /// it, copying the bytes costs less than the extra system call.
 pub const SENDFILE_MIN: u64 = 16 * 1024;
-const CHUNK: usize = 64 * 1024;
+/// Bytes of a large file made resident, and handed to hyper as one frame, at a time.
+const WINDOW: usize = 1024 * 1024;
+/// What [`read_in`] reads into (and throws away).
+const READ_IN_CHUNK: usize = 64 * 1024;
+/// [`probe`] reads one byte in every this many.
+const PROBE_STRIDE: u64 = 256 * 1024;
 
-/// What placeholder frames point into: never read, so it costs no memory. As large as
-/// the largest file sent with `sendfile`, so each response is one frame.
-static PLACEHOLDER: [u8; INLINE_LIMIT as usize] = [0; INLINE_LIMIT as usize];
+/// What placeholder frames point into: never read, so it costs no memory. As large as a
+/// [`WINDOW`], so a file up to that size is one frame.
+static PLACEHOLDER: [u8; WINDOW] = [0; WINDOW];
 
 /// Whether `slice` is (part of) a placeholder frame.
 pub fn is_placeholder(slice: &[u8]) -> bool {
@@ -61,15 +78,114 @@ pub struct Body {
 
 enum Kind {
     Bytes(Option<Bytes>),
-    File {
-        file: tokio::fs::File,
-        remaining: u64,
-    },
-    /// Placeholder frames for `remaining` bytes; `job` until the connection takes it.
+    /// Placeholder frames for `remaining` bytes; `job` until the connection takes it;
+    /// `page_in` for a file larger than [`INLINE_LIMIT`].
     Sendfile {
         job: Option<SendfileJob>,
         remaining: u64,
+        page_in: Option<PageIn>,
     },
+}
+
+/// Makes each window of a large file resident before its placeholder frame is handed out.
+struct PageIn {
+    file: Arc<File>,
+    /// The file offset of the next frame.
+    at: u64,
+    /// The file system cannot tell (see [`Residency::Unknown`]): windows are sent as they are.
+    unknown: bool,
+    /// The window being read in on the blocking pool.
+    reading: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl PageIn {
+    fn new(file: Arc<File>, at: u64) -> PageIn {
+        PageIn { file, at, unknown: false, reading: None }
+    }
+
+    /// Ready once `len` bytes from `at` are in the page cache (or were just read into it).
+    fn poll_resident(&mut self, cx: &mut Context<'_>, len: u64) -> Poll<io::Result<()>> {
+        if self.reading.is_none() {
+            if self.unknown {
+                return Poll::Ready(Ok(()));
+            }
+            match probe(&self.file, self.at, len) {
+                Residency::InMemory => return Poll::Ready(Ok(())),
+                Residency::Unknown => {
+                    tracing::debug!(
+                        "the file system cannot tell whether a large file is in memory: sending it as is"
+                    );
+                    self.unknown = true;
+                    return Poll::Ready(Ok(()));
+                }
+                Residency::Missing => {}
+            }
+            let (file, at) = (self.file.clone(), self.at);
+            tracing::debug!(offset = at, len, "reading a window of a file into the page cache");
+            self.reading = Some(tokio::task::spawn_blocking(move || read_in(&file, at, len)));
+        }
+        let reading = self.reading.as_mut().expect("a read-in was just started");
+        let result = ready!(Pin::new(reading).poll(cx));
+        self.reading = None;
+        Poll::Ready(result.unwrap_or_else(|join| Err(io::Error::other(join))))
+    }
+}
+
+/// What [`probe`] found out about a range of a file.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Residency {
+    /// Every probed byte was in the page cache.
+    InMemory,
+    /// A probed byte was not (or the file ends before the range does).
+    Missing,
+    /// The file system does not do `RWF_NOWAIT` reads (tmpfs, overlayfs).
+    Unknown,
+}
+
+/// Whether `len` (> 0) bytes of `file` from `at` are in the page cache, as far as reading
+/// one byte in every [`PROBE_STRIDE`] and the last one with `RWF_NOWAIT` can tell: a page
+/// dropped between two probes still costs `sendfile` a disk read (rare: the page cache
+/// fills and drops whole read-ahead batches and large folios).
+pub fn probe(file: &File, at: u64, len: u64) -> Residency {
+    use rustix::io::{Errno, ReadWriteFlags, preadv2};
+    let last = at + len.max(1) - 1;
+    let offsets = (at..last).step_by(PROBE_STRIDE as usize).chain(std::iter::once(last));
+    let mut byte = [0u8; 1];
+    for offset in offsets {
+        let read = loop {
+            match preadv2(file, &mut [io::IoSliceMut::new(&mut byte)], offset, ReadWriteFlags::NOWAIT) {
+                Err(Errno::INTR) => continue,
+                other => break other,
+            }
+        };
+        match read {
+            Ok(1) => {}
+            Err(Errno::OPNOTSUPP) => return Residency::Unknown,
+            // EAGAIN: not in memory; 0: the file ends early; any other error is left to
+            // the read-in, which reports it.
+            _ => return Residency::Missing,
+        }
+    }
+    Residency::InMemory
+}
+
+/// Reads `len` bytes of `file` from `at` into the page cache (on the blocking pool). A
+/// file that ends early is not an error here: `sendfile` finds the end and ends the
+/// response short.
+fn read_in(file: &File, at: u64, len: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; READ_IN_CHUNK.min(len as usize)];
+    let mut done = 0u64;
+    while done < len {
+        let want = buf.len().min((len - done) as usize);
+        match file.read_at(&mut buf[..want], at + done) {
+            Ok(0) => break,
+            Ok(n) => done += n as u64,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
 }
 
 impl Body {
@@ -82,16 +198,19 @@ impl Body {
         Body { kind: Kind::Bytes((!bytes.is_empty()).then_some(bytes)), _guard: None }
     }
 
-    /// `len` bytes of `file` from `offset`: sent with `sendfile` or read now when small,
-    /// streamed otherwise.
+    /// `len` bytes of `file` from `offset`: read now when small, sent with `sendfile`
+    /// otherwise (a window at a time beyond [`INLINE_LIMIT`]).
     pub fn file(file: File, offset: u64, len: u64) -> io::Result<Body> {
+        let file = Arc::new(file);
         if len <= INLINE_LIMIT {
-            return Body::open_file(Arc::new(file), offset, len);
+            return Body::open_file(file, offset, len);
         }
-        use std::io::{Seek, SeekFrom};
-        let mut file = file;
-        file.seek(SeekFrom::Start(offset))?;
-        Ok(Body { kind: Kind::File { file: tokio::fs::File::from_std(file), remaining: len }, _guard: None })
+        let page_in = PageIn::new(file.clone(), offset);
+        let job = SendfileJob { file, offset, remaining: len };
+        Ok(Body {
+            kind: Kind::Sendfile { job: Some(job), remaining: len, page_in: Some(page_in) },
+            _guard: None,
+        })
     }
 
     /// `len` (at most [`INLINE_LIMIT`]) bytes of a file that may be shared (it is only
@@ -101,7 +220,10 @@ impl Body {
         debug_assert!(len <= INLINE_LIMIT);
         if len > SENDFILE_MIN {
             let job = SendfileJob { file, offset, remaining: len };
-            return Ok(Body { kind: Kind::Sendfile { job: Some(job), remaining: len }, _guard: None });
+            return Ok(Body {
+                kind: Kind::Sendfile { job: Some(job), remaining: len, page_in: None },
+                _guard: None,
+            });
         }
         let mut buf = vec![0; len as usize];
         file.read_exact_at(&mut buf, offset)?;
@@ -133,38 +255,19 @@ impl http_body::Body for Body {
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         match &mut self.kind {
             Kind::Bytes(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Sendfile { remaining, .. } => {
+            Kind::Sendfile { remaining, page_in, .. } => {
                 if *remaining == 0 {
                     return Poll::Ready(None);
                 }
-                let n = (*remaining).min(PLACEHOLDER.len() as u64) as usize;
-                *remaining -= n as u64;
-                Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&PLACEHOLDER[..n])))))
-            }
-            Kind::File { file, remaining } => {
-                if *remaining == 0 {
-                    return Poll::Ready(None);
-                }
-                let want = (*remaining).min(CHUNK as u64) as usize;
-                let mut buf = BytesMut::zeroed(want);
-                let mut read_buf = ReadBuf::new(&mut buf);
-                match Pin::new(file).poll_read(cx, &mut read_buf) {
-                    Poll::Pending => Poll::Pending,
-                    Poll::Ready(Err(err)) => Poll::Ready(Some(Err(err))),
-                    Poll::Ready(Ok(())) => {
-                        let n = read_buf.filled().len();
-                        if n == 0 {
-                            // The file shrank under us: end the response short rather than hang.
-                            return Poll::Ready(Some(Err(io::Error::new(
-                                io::ErrorKind::UnexpectedEof,
-                                "file truncated while being served",
-                            ))));
-                        }
-                        *remaining -= n as u64;
-                        buf.truncate(n);
-                        Poll::Ready(Some(Ok(Frame::data(buf.freeze()))))
+                let n = (*remaining).min(PLACEHOLDER.len() as u64);
+                if let Some(page_in) = page_in {
+                    if let Err(err) = ready!(page_in.poll_resident(cx, n)) {
+                        return Poll::Ready(Some(Err(err)));
                     }
+                    page_in.at += n;
                 }
+                *remaining -= n;
+                Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&PLACEHOLDER[..n as usize])))))
             }
         }
     }
@@ -172,16 +275,68 @@ impl http_body::Body for Body {
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Bytes(bytes) => bytes.is_none(),
-            Kind::File { remaining, .. } | Kind::Sendfile { remaining, .. } => *remaining == 0,
+            Kind::Sendfile { remaining, .. } => *remaining == 0,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Bytes(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
-            Kind::File { remaining, .. } | Kind::Sendfile { remaining, .. } => {
-                SizeHint::with_exact(*remaining)
-            }
+            Kind::Sendfile { remaining, .. } => SizeHint::with_exact(*remaining),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// The `statfs` magic of tmpfs.
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+    #[test]
+    fn probe_tells_cached_pages_from_evicted_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let mut file = File::create(&path).unwrap();
+        file.write_all(&vec![7u8; 3 * WINDOW + 100]).unwrap();
+        file.sync_all().unwrap();
+        let file = File::open(&path).unwrap();
+        let len = 3 * WINDOW as u64 + 100;
+
+        if rustix::fs::fstatfs(&file).unwrap().f_type as i64 == TMPFS_MAGIC {
+            assert_eq!(probe(&file, 0, len), Residency::Unknown, "tmpfs does no RWF_NOWAIT reads");
+            println!("tmpfs: the eviction half is not run");
+            return;
+        }
+        assert_eq!(probe(&file, 0, len), Residency::InMemory, "a file just written is in the page cache");
+        assert_eq!(probe(&file, 12_345, 1), Residency::InMemory, "one byte in the middle");
+        // A range that ends past the end of the file is not all there.
+        assert_eq!(probe(&file, len - 10, 4096 * 4), Residency::Missing, "bytes beyond the end of the file");
+
+        rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+        assert_eq!(probe(&file, 0, len), Residency::Missing, "the pages were dropped");
+        assert_eq!(
+            probe(&file, WINDOW as u64, WINDOW as u64),
+            Residency::Missing,
+            "the second window was dropped"
+        );
+
+        // Reading a window in makes that window resident, and not the one after it.
+        read_in(&file, WINDOW as u64, WINDOW as u64).unwrap();
+        assert_eq!(probe(&file, WINDOW as u64, WINDOW as u64), Residency::InMemory, "the window read in");
+        rustix::fs::fadvise(&file, 2 * WINDOW as u64, None, rustix::fs::Advice::DontNeed).unwrap();
+        assert_eq!(probe(&file, 2 * WINDOW as u64, 100), Residency::Missing, "the window after it");
+    }
+
+    #[test]
+    fn read_in_stops_quietly_at_the_end_of_a_shorter_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"short").unwrap();
+        let file = File::open(&path).unwrap();
+        read_in(&file, 0, 10 * WINDOW as u64).unwrap();
+        read_in(&file, 1 << 30, 4096).unwrap();
     }
 }
