@@ -162,6 +162,16 @@ fn read_pattern_body(client: &mut Client, offset: u64, len: u64, pid: i32) -> u6
     peak
 }
 
+/// A connection to `server` with a 32 KiB receive buffer: a client the server cannot
+/// hand a large file to all at once.
+fn connect_with_small_receive_buffer(server: &Server) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(32 * 1024).unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", server.port).parse().unwrap();
+    socket.connect(&addr.into()).unwrap();
+    socket.into()
+}
+
 /// A server process stopped with SIGTERM (then SIGKILL) when dropped.
 struct Stopper(Option<std::process::Child>);
 
@@ -807,11 +817,7 @@ fn a_reader_that_stops_reading_is_disconnected_after_send_timeout() {
     let server = site.start(&[]);
 
     // A small receive buffer, so the kernel cannot swallow the file for us.
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(32 * 1024).unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{}", server.port).parse().unwrap();
-    socket.connect(&addr.into()).unwrap();
-    let mut stalled: TcpStream = socket.into();
+    let mut stalled = connect_with_small_receive_buffer(&server);
     stalled.write_all(b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
 
     // Others are served while the response is stuck.
@@ -1104,11 +1110,7 @@ fn a_large_file_that_shrinks_while_it_is_sent_ends_the_response_short_and_nothin
     let server = site.start(&[]);
 
     // A small receive buffer, so that most of the file is still to be sent when it shrinks.
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(32 * 1024).unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{}", server.port).parse().unwrap();
-    socket.connect(&addr.into()).unwrap();
-    let mut reader: TcpStream = socket.into();
+    let mut reader = connect_with_small_receive_buffer(&server);
     reader.write_all(b"GET /shrinks.bin HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
     let mut received = vec![0u8; 256 * 1024];
     reader.read_exact(&mut received).unwrap();
