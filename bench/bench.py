@@ -81,6 +81,10 @@ class Server:
         self.out = f"{self.dir}/{tag}.out"
         self.proc = None
 
+    def error_log(self):
+        """nginx's and Apache's own error log (graced writes to its output file)."""
+        return f"{self.dir}/{self.tag}.error.log"
+
     def write_conf(self, path=None, root=None):
         write(path or self.conf, self.conf_text(root or self.root))
 
@@ -186,9 +190,6 @@ http {{
         os.makedirs(f"{self.dir}/tmp", exist_ok=True)
         truncate(self.error_log())
 
-    def error_log(self):
-        return f"{self.dir}/{self.tag}.error.log"
-
     def command(self):
         return ["nginx", "-p", f"{self.dir}/", "-e", self.error_log(), "-c", self.conf]
 
@@ -240,9 +241,6 @@ DirectoryIndex index.html
     def before_start(self):
         os.makedirs(f"{self.dir}/run-{self.tag}", exist_ok=True)
         truncate(self.error_log())
-
-    def error_log(self):
-        return f"{self.dir}/{self.tag}.error.log"
 
     def command(self):
         return ["apache2", "-f", self.conf, "-DFOREGROUND"]
