@@ -108,7 +108,7 @@ fn two_named_sockets_passed_in_the_wrong_order_are_matched_by_name() {
 
     server.signal(libc::SIGTERM);
     assert_eq!(code(server.wait_exit(T)), 0);
-    let log = stderr.text();
+    let log = stderr.complete();
     assert!(log.contains(&format!("web=127.0.0.1:{port_a}")), "web is not on A:\n{log}");
     assert!(log.contains(&format!("admin=127.0.0.1:{port_b}")), "admin is not on B:\n{log}");
     assert!(log.contains("socket_activated=true"), "{log}");
@@ -123,7 +123,7 @@ fn a_configured_listener_systemd_did_not_pass_is_a_clear_error() {
     let mut server = spawn_activated(&site, &[&a], "web", &[]);
     let stderr = StderrLog::capture(&mut server);
     let status = server.wait_exit(T);
-    let log = stderr.text();
+    let log = stderr.complete();
     eprintln!("missing listener: exit {status:?}: {log}");
     assert_ne!(code(status), 0, "started without a socket for \"admin\":\n{log}");
     assert!(
@@ -140,7 +140,7 @@ fn a_passed_socket_nothing_uses_is_a_clear_error() {
     let mut server = spawn_activated(&site, &[&a, &b, &c], "web:admin:extra", &[]);
     let stderr = StderrLog::capture(&mut server);
     let status = server.wait_exit(T);
-    let log = stderr.text();
+    let log = stderr.complete();
     eprintln!("unused socket: exit {status:?}: {log}");
     assert_ne!(code(status), 0, "started with an unused socket:\n{log}");
     assert!(log.contains("\"extra\""), "the error does not name the unused socket:\n{log}");
@@ -185,7 +185,7 @@ fn systemd_socket_activate_hands_graced_its_socket() {
     assert!(stderr.wait_for("socket_activated=true", T), "{}", stderr.text());
     assert!(stderr.text().contains(&format!("http=127.0.0.1:{}", site.port)), "{}", stderr.text());
     server.signal(libc::SIGTERM);
-    assert_eq!(code(server.wait_exit(T)), 0, "{}", stderr.text());
+    assert_eq!(code(server.wait_exit(T)), 0, "{}", stderr.complete());
 }
 
 #[test]

@@ -122,7 +122,7 @@ fn notify_datagrams_for_start_reload_failed_reload_recovery_restart_stop_and_wat
     server.signal(libc::SIGTERM);
     assert_datagram(&notes.next_event(T), &["STOPPING=1", "STATUS=stopping"]);
     let status = server.wait_exit(T);
-    assert_eq!(code(status), 0, "stderr:\n{}", stderr.text());
+    assert_eq!(code(status), 0, "stderr:\n{}", stderr.complete());
 }
 
 #[test]
@@ -293,7 +293,7 @@ fn winch_drains_an_in_flight_response_byte_for_byte_after_removing_the_pid_file(
     let closed_after = outcome.finished_at.elapsed();
 
     let status = server.wait_exit(T);
-    assert_eq!(code(status), 0, "stderr:\n{}", stderr.text());
+    assert_eq!(code(status), 0, "stderr:\n{}", stderr.complete());
     eprintln!(
         "drain: fast read of the rest took {read_in:?}; idle connection closed {closed_after:?} after it"
     );
@@ -340,7 +340,7 @@ fn winch_aborts_a_response_still_running_at_graceful_shutdown_timeout_and_exits_
     assert_datagram(&notes.next_event(T), &["STOPPING=1", "STATUS=graceful stop: draining 1 connections"]);
     let status = server.wait_exit(T);
     let took = sent.elapsed();
-    assert_eq!(code(status), 0, "stderr:\n{}", stderr.text());
+    assert_eq!(code(status), 0, "stderr:\n{}", stderr.complete());
     assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(4), "exited after {took:?}");
 
     let all = notes.wait_for_all("STATUS=graceful stop complete", T);
@@ -793,6 +793,6 @@ fn a_storm_of_1000_usr1_fails_no_request_and_leaks_no_fd_or_memory() {
         code(server.wait_exit(T)),
         0,
         "{}",
-        stderr.text().lines().rev().take(5).collect::<Vec<_>>().join("\n")
+        stderr.complete().lines().rev().take(5).collect::<Vec<_>>().join("\n")
     );
 }

@@ -104,6 +104,8 @@ pub fn run(site: &Site, args: &[&str]) -> (i32, String) {
 /// Everything a child writes to stderr, read continuously (a full pipe would block it).
 pub struct StderrLog {
     text: Arc<Mutex<String>>,
+    /// Set by the reader once it has seen end of file: everything the child wrote is in `text`.
+    ended: Arc<AtomicBool>,
 }
 
 impl StderrLog {
@@ -114,7 +116,8 @@ impl StderrLog {
 
     pub fn from_reader(reader: impl Read + Send + 'static) -> StderrLog {
         let text = Arc::new(Mutex::new(String::new()));
-        let sink = text.clone();
+        let ended = Arc::new(AtomicBool::new(false));
+        let (sink, end) = (text.clone(), ended.clone());
         std::thread::spawn(move || {
             let mut reader = BufReader::new(reader);
             let mut line = String::new();
@@ -125,12 +128,26 @@ impl StderrLog {
                 sink.lock().unwrap().push_str(&line);
                 line.clear();
             }
+            end.store(true, Ordering::Release);
         });
-        StderrLog { text }
+        StderrLog { text, ended }
     }
 
+    /// What the child has written so far (the reader may still be behind the child).
     pub fn text(&self) -> String {
         self.text.lock().unwrap().clone()
+    }
+
+    /// Everything the child wrote, for use once it has exited: waits (bounded) until the
+    /// reader has drained the pipe to end of file. A child's exit does not mean the reader
+    /// thread has read its last lines yet; asserting on `text()` right after `wait_exit`
+    /// can see nothing at all.
+    pub fn complete(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.ended.load(Ordering::Acquire) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.text()
     }
 
     /// Waits (bounded) until the text contains `needle`.
