@@ -95,6 +95,27 @@ pub fn init(level: LogLevel) -> LogHandle {
     LogHandle { reload: installed.then_some(reload), journal }
 }
 
+/// An error and its causes on one line, `outer: cause: root`, each said once. A cause whose
+/// text already ends the message before it is left out: many errors here and in zbus put
+/// their cause in their own text and also return it as `source()` (so a caller can still
+/// match on the io::Error), and zbus wraps a bus's error reply in a second error showing
+/// the same text; `{:#}` prints each of those twice.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = err.to_string();
+    let mut previous = line.clone();
+    let mut cause = err.source();
+    while let Some(err) = cause {
+        let text = err.to_string();
+        if !previous.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        previous = text;
+        cause = err.source();
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::message_id;
@@ -117,5 +138,29 @@ mod tests {
             assert!(ids.contains(&id), "MESSAGE_ID {id} has no catalog entry");
         }
         assert_eq!(ids.len(), 7, "the catalog explains an ID the code does not send");
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct Text(&'static str, #[source] Option<Box<Text>>);
+
+    #[test]
+    fn an_error_chain_says_each_cause_once() {
+        let root = Text("org.freedesktop.DBus.Error.AccessDenied: not allowed", None);
+        let same = Text("org.freedesktop.DBus.Error.AccessDenied: not allowed", Some(Box::new(root)));
+        let outer = Text("cannot own the name org.graced.Control1", Some(Box::new(same)));
+        assert_eq!(
+            super::error_chain(&outer),
+            "cannot own the name org.graced.Control1: org.freedesktop.DBus.Error.AccessDenied: not allowed"
+        );
+        let anyhow = anyhow::Error::new(outer).context("serving on the system bus");
+        let bind = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        let listen = crate::lifecycle::LifecycleError::Bind { name: "http".into(), source: bind };
+        assert_eq!(super::error_chain(&listen), "cannot listen for \"http\": address in use");
+        assert_eq!(
+            super::error_chain(anyhow.as_ref()),
+            "serving on the system bus: cannot own the name org.graced.Control1: \
+             org.freedesktop.DBus.Error.AccessDenied: not allowed"
+        );
     }
 }

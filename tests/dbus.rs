@@ -93,11 +93,12 @@ impl Bus {
     /// A connection whose method calls fail after 60 s instead of waiting forever, so a
     /// lost reply is a named failure, never a hung test run.
     async fn connect(&self) -> Connection {
-        zbus::connection::Builder::address(self.address.as_str())
-            .method_timeout(Duration::from_secs(60))
-            .build()
-            .await
-            .unwrap()
+        self.builder().build().await.unwrap()
+    }
+
+    /// What [`Bus::connect`] builds, for the helper to build itself.
+    fn builder(&self) -> zbus::connection::Builder<'static> {
+        zbus::connection::Builder::address(self.address.as_str()).method_timeout(Duration::from_secs(60))
     }
 }
 
@@ -157,10 +158,10 @@ async fn world_with(units: Vec<(&str, FakeUnit)>, options: HelperOptions) -> Wor
     let bus = Bus::session();
     let fake = FakeSystemd::start(&bus.address, units).await;
     let client = bus.connect().await;
-    let helper_conn = bus.connect().await;
+    let helper_bus = bus.builder();
     let mut helper = None;
     wait_for_owner(&client, BUS_NAME, || {
-        helper = Some(tokio::spawn(async move { graced::dbus::run(&helper_conn, options).await }));
+        helper = Some(tokio::spawn(async move { graced::dbus::run(helper_bus, options).await }));
     })
     .await;
     let proxy = Control1Proxy::builder(&client).cache_properties(CacheProperties::No).build().await.unwrap();
@@ -710,5 +711,11 @@ async fn the_policy_admits_root_and_the_admin_group_only() {
     .unwrap();
     assert!(!out.status.success());
     assert!(stderr(&out).contains("cannot own the name org.graced.Control1"), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out).matches("is not allowed to own the service").count(),
+        1,
+        "the cause once: {}",
+        stderr(&out)
+    );
     assert_eq!(_fake.calls().iter().filter(|c| c.starts_with("ReloadUnit")).count(), 0);
 }

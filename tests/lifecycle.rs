@@ -796,3 +796,16 @@ fn a_storm_of_1000_usr1_fails_no_request_and_leaks_no_fd_or_memory() {
         stderr.complete().lines().rev().take(5).collect::<Vec<_>>().join("\n")
     );
 }
+
+#[test]
+fn a_port_in_use_stops_the_start_with_one_clear_message() {
+    let site = Site::new();
+    let _held = std::net::TcpListener::bind(("127.0.0.1", site.port)).unwrap();
+    let (code_, text) = run(&site, &[]);
+    assert_ne!(code_, 0, "started on a port another socket holds:\n{text}");
+    let expected = format!("graced: cannot listen for \"http\": cannot bind 127.0.0.1:{}: ", site.port);
+    assert!(text.contains(&expected), "{text}");
+    // The cause is said once, though the error also carries it as its source.
+    assert_eq!(text.matches("Address already in use").count(), 1, "{text}");
+    assert!(!site.pid_path().exists(), "a failed start leaves no pid file");
+}

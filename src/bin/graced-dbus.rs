@@ -36,24 +36,23 @@ fn main() -> ExitCode {
     match runtime.context("cannot start the async runtime").and_then(|rt| rt.block_on(serve(args))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("graced-dbus: {err:#}");
+            eprintln!("graced-dbus: {}", graced::logging::error_chain(err.as_ref()));
             ExitCode::FAILURE
         }
     }
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
-    let conn = match &args.address {
-        Some(address) => zbus::connection::Builder::address(address.as_str())
-            .build()
-            .await
-            .with_context(|| format!("cannot connect to the bus at {address}"))?,
-        None => zbus::Connection::system().await.context("cannot connect to the system bus")?,
+    let (bus, which) = match &args.address {
+        Some(address) => {
+            (zbus::connection::Builder::address(address.as_str()), format!("the bus at {address}"))
+        }
+        None => (zbus::connection::Builder::system(), "the system bus".to_owned()),
     };
     let options = HelperOptions {
         idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
         ..HelperOptions::default()
     };
-    dbus::run(&conn, options).await?;
+    dbus::run(bus, options).await.with_context(|| format!("serving on {which}"))?;
     Ok(())
 }

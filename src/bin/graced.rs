@@ -16,7 +16,7 @@ fn main() -> ExitCode {
     match run(cli, inherited) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("graced: {err:#}");
+            eprintln!("graced: {}", graced::logging::error_chain(err.as_ref()));
             ExitCode::from(EXIT_FAILURE)
         }
     }

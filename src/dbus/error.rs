@@ -83,21 +83,16 @@ pub(crate) fn systemd_error(context: &str, err: zbus::Error) -> ControlError {
     ControlError::Systemd(text)
 }
 
-/// Why the helper itself could not run.
+/// Why the helper itself could not run. Each message names the step; the cause is the
+/// error's source, printed once by the binary's error chain.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HelperError {
-    #[error("cannot reach systemd on the bus: {0}")]
+    #[error("cannot connect to the bus and serve {} there", super::OBJECT_PATH)]
+    Connect(#[source] zbus::Error),
+    #[error("cannot reach systemd on the bus")]
     Systemd(#[source] ControlError),
-    #[error("cannot serve {path} on the bus: {source}")]
-    Serve {
-        path: &'static str,
-        #[source]
-        source: zbus::Error,
-    },
-    #[error(
-        "cannot own the name {name}: {source} (the bus policy lets only root own it; is another helper running?)"
-    )]
+    #[error("cannot own the name {name} (the bus policy lets only root own it; is another helper running?)")]
     Name {
         name: &'static str,
         #[source]
