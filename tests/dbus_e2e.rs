@@ -175,7 +175,7 @@ fn gracectl_drives_graced_through_the_helper() {
     assert!(out.stderr.contains("graced.service: graceful stop: draining 1 connections"), "progress: {out}");
     let d = download.join().unwrap();
     let response = d.response.unwrap_or_else(|f| panic!("the in-flight request failed: {f}"));
-    assert!(response.body == big, "byte-exact ({} of {} bytes)", response.body.len(), big.len());
+    response.assert_body(&big, "the in-flight response must be byte-exact");
     assert!(stop_time > Duration::from_millis(500), "waited for the in-flight request ({stop_time:?})");
 
     let out = gracectl(&c, None, &["--json", "status"]);

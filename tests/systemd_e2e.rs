@@ -644,12 +644,7 @@ fn d_stop_drains_in_flight_requests(target: Target) {
     let d = download.join().unwrap();
     let response = d.response.unwrap_or_else(|f| panic!("the in-flight request failed: {f}"));
     assert_eq!(response.status, 200);
-    assert!(
-        response.body == big,
-        "the slow response must be byte-exact ({} of {} bytes)",
-        response.body.len(),
-        big.len()
-    );
+    response.assert_body(&big, "the slow response must be byte-exact");
     assert_eq!(state["ActiveState"], "inactive", "{state:?}");
     assert_eq!(state["Result"], "success", "{state:?}");
     assert!(pid_file_gone, "{PID_FILE} must be gone after the stop");
@@ -691,7 +686,7 @@ fn d_stop_drains_in_flight_requests(target: Target) {
     let state = c.show("graced.service", &["ActiveState", "Result"]);
     let d = download.join().unwrap();
     let response = d.response.unwrap_or_else(|f| panic!("the in-flight request failed: {f}"));
-    assert!(response.body == huge, "byte-exact ({} of {} bytes)", response.body.len(), huge.len());
+    response.assert_body(&huge, "the in-flight response must be byte-exact");
     assert_eq!(state["ActiveState"], "inactive", "{state:?}");
     assert_eq!(
         state["Result"], "success",
@@ -1020,12 +1015,7 @@ fn h_the_hardened_unit_serves_files(target: Target) {
     c.write_file("/srv/www/large.bin", &large, 0o644);
     let got = get(&c, HTTP, "/large.bin");
     assert_eq!(got.status, 200);
-    assert!(
-        got.body == large,
-        "the large file arrived with {} of {} bytes, or changed",
-        got.body.len(),
-        large.len()
-    );
+    got.assert_body(&large, "the large file");
     let journal = c.journal(&["-u", "graced.service"]);
     let read_ins = journal.matches("reading a window of a file into the page cache").count();
     assert_eq!(

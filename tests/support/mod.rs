@@ -21,6 +21,17 @@ impl Response {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
+    /// Asserts the body is exactly `expected`; a failure says how many bytes came (a
+    /// large body is not printed).
+    pub fn assert_body(&self, expected: &[u8], what: &str) {
+        assert!(
+            self.body == expected,
+            "{what}: {} of {} bytes arrived, or they differ",
+            self.body.len(),
+            expected.len()
+        );
+    }
+
     /// The server said it closes the connection after this response.
     pub fn closes(&self) -> bool {
         self.header("connection")
