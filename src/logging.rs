@@ -154,13 +154,14 @@ mod tests {
             "cannot own the name org.graced.Control1: org.freedesktop.DBus.Error.AccessDenied: not allowed"
         );
         let anyhow = anyhow::Error::new(outer).context("serving on the system bus");
-        let bind = std::io::Error::from(std::io::ErrorKind::AddrInUse);
-        let listen = crate::lifecycle::LifecycleError::Bind { name: "http".into(), source: bind };
-        assert_eq!(super::error_chain(&listen), "cannot listen for \"http\": address in use");
         assert_eq!(
             super::error_chain(anyhow.as_ref()),
             "serving on the system bus: cannot own the name org.graced.Control1: \
              org.freedesktop.DBus.Error.AccessDenied: not allowed"
         );
+        // An error that shows its cause and also returns it as source().
+        let bind = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        let listen = crate::lifecycle::LifecycleError::Bind { name: "http".into(), source: bind };
+        assert_eq!(super::error_chain(&listen), "cannot listen for \"http\": address in use");
     }
 }

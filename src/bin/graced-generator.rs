@@ -68,7 +68,8 @@ fn systemd_version(log: &Log) -> u32 {
         Ok(version) => version,
         Err(err) => {
             log.error(&format!(
-                "cannot tell systemd's version ({err:#}); writing units for {FALLBACK_SYSTEMD}"
+                "cannot tell systemd's version ({}); writing units for {FALLBACK_SYSTEMD}",
+                graced::logging::error_chain(err.as_ref())
             ));
             FALLBACK_SYSTEMD
         }
