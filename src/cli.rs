@@ -68,7 +68,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum Sub {
     /// Print or write the systemd units for this configuration
-    Unit(crate::unit::cli::UnitArgs),
+    Unit(crate::unit::UnitArgs),
     /// Write the man page graced(8) into DIR (used when packaging)
     #[command(hide = true)]
     Manpage {

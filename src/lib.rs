@@ -1,21 +1,15 @@
-//! graced: a systemd-native static web server that keeps Apache's signal contract.
+//! graced: the binaries' shared code — the command line, logging, the `graced unit` command and the supervisor that composes the crates.
 //!
-//! * [`config`]: the typed configuration (TOML), validated once, with `FILE:LINE:COL` errors;
-//!   read by the server and by the unit generator.
-//! * [`http`]: the static-file HTTP server — listeners, per-request generations, limits.
-//!   Knows nothing of systemd or signals.
-//! * [`lifecycle`]: signals → commands, sd_notify, socket activation, the pid file, the
-//!   control socket; the only place that sequences start → serve → reload → stop.
-//! * [`logging`]: diagnostics to the journal (natively, when stderr is the journal) or stderr.
-//! * [`unit`]: systemd unit files generated from the configuration (pure; no IO).
 //! * [`cli`]: the command line of the `graced` binary.
-//! * [`dbus`]: the `graced-dbus` helper (`org.graced.Control1` on the system bus, acting
-//!   through systemd's D-Bus API), its bus policy/activation/unit files, and `gracectl`.
+//! * [`logging`]: diagnostics to the journal (natively, when stderr is the journal) or stderr.
+//! * [`supervisor`]: start → serve → reload → stop, composing `graced_lifecycle` and `graced_http`.
+//! * [`unit`]: `graced unit` — the IO around the pure generator `graced_unit`.
+//!
+//! The crates it composes: `graced_config` (configuration), `graced_http` (the HTTP server),
+//! `graced_lifecycle` (the systemd toolkit), `graced_unit` (unit files), `graced_dbus` (the
+//! D-Bus helper).
 
 pub mod cli;
-pub mod config;
-pub mod dbus;
-pub mod http;
-pub mod lifecycle;
 pub mod logging;
+pub mod supervisor;
 pub mod unit;

@@ -14,7 +14,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Registry, reload};
 
-use crate::config::LogLevel;
+use graced_config::LogLevel;
 
 /// Stable MESSAGE_IDs of lifecycle events, explained by the journal catalog.
 pub mod message_id {
@@ -161,7 +161,7 @@ mod tests {
         );
         // An error that shows its cause and also returns it as source().
         let bind = std::io::Error::from(std::io::ErrorKind::AddrInUse);
-        let listen = crate::lifecycle::LifecycleError::Bind { name: "http".into(), source: bind };
+        let listen = crate::supervisor::LifecycleError::Bind { name: "http".into(), source: bind };
         assert_eq!(super::error_chain(&listen), "cannot listen for \"http\": address in use");
     }
 }

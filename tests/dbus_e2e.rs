@@ -2,7 +2,7 @@
 //!
 //! Boots the machine's systemd (252 on Debian 12) in an isolated container
 //! (`tests/harness`), installs graced with its generated units, and the helper exactly as
-//! `graced::dbus::files` writes it: the bus policy (validated first), the activation file
+//! `graced_unit::dbus` writes it: the bus policy (validated first), the activation file
 //! and the hardened `graced-dbus.service`. Then, through `gracectl` run as root, as a
 //! member of `graced-admin` and as a user outside it:
 //!
@@ -26,7 +26,7 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use graced::dbus::files;
+use graced_unit::dbus as files;
 use harness::{Container, Output, http, pattern};
 
 const GRACED: &str = env!("CARGO_BIN_EXE_graced");
@@ -64,7 +64,7 @@ fn install(c: &Container) {
     c.write_file(CONFIG, config("/srv/www").as_bytes(), 0o644);
     c.generate_units(CONFIG);
 
-    let policy = files::bus_policy(graced::dbus::DEFAULT_ADMIN_GROUP);
+    let policy = files::bus_policy(graced_dbus::DEFAULT_ADMIN_GROUP);
     files::validate_policy(&policy).expect("the generated policy validates");
     c.write_file(files::POLICY_PATH, policy.as_bytes(), 0o644);
     c.write_file(files::ACTIVATION_PATH, files::activation_file().as_bytes(), 0o644);

@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use graced::dbus::files;
+use graced_unit::dbus as files;
 use harness::Container;
 use harness::http::{self, KeepAlive};
 
@@ -43,7 +43,7 @@ const HTTP: &str = "127.0.0.1:80";
 
 /// The D-Bus helper's files as the packages install them (relative to /), from the library.
 fn dbus_files() -> Vec<(&'static str, String)> {
-    files::bundle(graced::dbus::DEFAULT_ADMIN_GROUP, Path::new("/usr/sbin"))
+    files::bundle(graced_dbus::DEFAULT_ADMIN_GROUP, Path::new("/usr/sbin"))
         .expect("the bus policy validates")
         .into_iter()
         .map(|(path, text)| (path.trim_start_matches('/'), text))

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use graced::dbus::client::{self, Cli};
+use graced_dbus::client::{self, Cli};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

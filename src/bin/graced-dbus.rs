@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use graced::dbus::{self, HelperOptions};
+use graced_dbus::{self as dbus, HelperOptions};
 
 /// Serve org.graced.Control1: graceful-stop, reload and status of graced units, through
 /// systemd's D-Bus API. Started by D-Bus activation; who may call it is set by the bus policy.

@@ -18,9 +18,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use graced::config::{Config, ListenAddress};
-use graced::unit::model::Body;
-use graced::unit::{Artifact, Bundle, DEFAULT_BINARY, DEFAULT_NAME, FALLBACK_SYSTEMD, Kind, Options, Origin};
+use graced_config::{Config, ListenAddress};
+use graced_unit::model::Body;
+use graced_unit::{Artifact, Bundle, DEFAULT_BINARY, DEFAULT_NAME, FALLBACK_SYSTEMD, Kind, Options, Origin};
 
 const INSTANCES_DIR: &str = "/etc/graced/instances";
 const NORMAL_DIR: &str = "/run/systemd/generator";
@@ -64,7 +64,7 @@ fn systemd_version(log: &Log) -> u32 {
             Err(_) => log.error(&format!("ignoring GRACED_SYSTEMD_VERSION={}: not a number", text.display())),
         }
     }
-    match graced::unit::cli::detect_systemd_version() {
+    match graced::unit::detect_systemd_version() {
         Ok(version) => version,
         Err(err) => {
             log.error(&format!(
@@ -110,7 +110,7 @@ impl Generator {
         for path in configs {
             let instance = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
             let skipped = format!("{}: skipped", path.display());
-            let config = match Config::load_with(&path, graced::config::Checks::WithoutFilesystem) {
+            let config = match Config::load_with(&path, graced_config::Checks::WithoutFilesystem) {
                 Ok(config) => config,
                 Err(err) => {
                     self.fail(&format!("{skipped}:\n{err}"));
@@ -126,7 +126,7 @@ impl Generator {
                 source_path: Some(path.clone()),
                 documentation: Vec::new(),
             };
-            let bundle = match graced::unit::build(&config, systemd, &options) {
+            let bundle = match graced_unit::build(&config, systemd, &options) {
                 Ok(bundle) => bundle,
                 Err(err) => {
                     self.fail(&format!("{skipped}: {err}"));

@@ -5,13 +5,14 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use graced::cli::{self, Cli, Command, EXIT_CONFIG, EXIT_FAILURE, EXIT_NOT_RUNNING, EXIT_OK, Sub};
-use graced::config::{Config, ConfigError};
-use graced::lifecycle::{self, client};
+use graced::supervisor;
+use graced_config::{Config, ConfigError};
+use graced_lifecycle::{self as lifecycle, client};
 
 fn main() -> ExitCode {
     // Before anything else can own fds 3..: take the sockets systemd passed us.
     // SAFETY: called once, first thing, while the process has no other threads.
-    let inherited = unsafe { lifecycle::take_inherited_sockets() };
+    let inherited = unsafe { lifecycle::activation::take_from_env() };
     let cli = Cli::parse();
     match run(cli, inherited) {
         Ok(code) => ExitCode::from(code),
@@ -22,7 +23,7 @@ fn main() -> ExitCode {
     }
 }
 
-type Inherited = Result<Vec<(String, std::os::fd::OwnedFd)>, lifecycle::ActivationError>;
+type Inherited = Result<Vec<(String, std::os::fd::OwnedFd)>, lifecycle::activation::ActivationError>;
 
 fn run(cli: Cli, inherited: Inherited) -> anyhow::Result<u8> {
     match &cli.subcommand {
@@ -62,14 +63,14 @@ fn run(cli: Cli, inherited: Inherited) -> anyhow::Result<u8> {
         println!("Syntax OK");
         return Ok(EXIT_OK);
     }
-    let path = cli.config.clone().unwrap_or_else(|| graced::config::DEFAULT_PATH.into());
+    let path = cli.config.clone().unwrap_or_else(|| graced_config::DEFAULT_PATH.into());
     if let (Some(Sub::Unit(args)), Some(config)) = (&cli.subcommand, &config) {
-        graced::unit::cli::run(config, &path, args)?;
+        graced::unit::run(config, &path, args)?;
         return Ok(EXIT_OK);
     }
     let pid_path = match &config {
-        Some(config) => lifecycle::pid_file_path(config),
-        None => lifecycle::pid_file_path_lenient(&path),
+        Some(config) => supervisor::pid_file_path(config),
+        None => supervisor::pid_file_path_lenient(&path),
     };
     let outcome = match (cli.command, command) {
         (Some(Command::Status), _) => Some(client::status(&pid_path, cli.timeout).context("-k status")?),
@@ -101,7 +102,7 @@ fn run(cli: Cli, inherited: Inherited) -> anyhow::Result<u8> {
     let config = config.expect("serving needs a valid configuration");
     let log = graced::logging::init(config.server.log_level);
     let inherited = inherited.context("socket activation")?;
-    lifecycle::serve(config, inherited, log)?;
+    supervisor::serve(config, inherited, log)?;
     Ok(EXIT_OK)
 }
 

@@ -1,0 +1,203 @@
+//! The access log in Apache's combined format: to the journal (structured), stderr, a file, or nowhere.
+//!
+//! Plain-text destinations are written by one background thread fed through a
+//! channel, so a slow terminal or disk never stalls a request; it flushes whenever
+//! the channel runs dry. Each generation opens its own sink, which is how a reload
+//! reopens the log file (logrotate's `postrotate` can simply reload).
+
+use std::fs::OpenOptions;
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use graced_config::AccessLog;
+
+/// One served request, as the log needs it.
+pub struct Entry<'a> {
+    pub remote: &'a str,
+    pub method: &'a str,
+    pub target: &'a str,
+    pub version: &'a str,
+    pub status: u16,
+    /// Body bytes sent; `None` prints `-`.
+    pub bytes: Option<u64>,
+    pub referer: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+    pub host: Option<&'a str>,
+    pub generation: u64,
+}
+
+/// Where this generation's access-log lines go.
+pub enum AccessLogSink {
+    Off,
+    Journal,
+    Writer(mpsc::Sender<String>),
+}
+
+impl AccessLogSink {
+    /// Opens the destination; a file is opened for appending (created 0640 if absent).
+    /// `journal` falls back to plain lines on stderr when the caller says the process's
+    /// log is not connected to the journal (`journal_connected`: decided by the logging setup).
+    pub fn open(destination: &AccessLog, journal_connected: bool) -> io::Result<AccessLogSink> {
+        Ok(match destination {
+            AccessLog::Off => AccessLogSink::Off,
+            AccessLog::Journal if journal_connected => AccessLogSink::Journal,
+            AccessLog::Journal => AccessLogSink::spawn_writer(Box::new(io::stderr()), "stderr"),
+            AccessLog::Stderr => AccessLogSink::spawn_writer(Box::new(io::stderr()), "stderr"),
+            AccessLog::File(path) => AccessLogSink::spawn_writer(Box::new(open_append(path)?), "file"),
+        })
+    }
+
+    fn spawn_writer(out: Box<dyn Write + Send>, what: &str) -> AccessLogSink {
+        let (tx, rx) = mpsc::channel::<String>();
+        let spawned = std::thread::Builder::new().name(format!("access-log-{what}")).spawn(move || {
+            let mut out = BufWriter::with_capacity(64 * 1024, out);
+            while let Ok(line) = rx.recv() {
+                let _ = out.write_all(line.as_bytes());
+                while let Ok(line) = rx.try_recv() {
+                    let _ = out.write_all(line.as_bytes());
+                }
+                let _ = out.flush();
+            }
+        });
+        match spawned {
+            Ok(_) => AccessLogSink::Writer(tx),
+            Err(err) => {
+                tracing::error!(error = %err, "cannot start the access-log writer; access logging is off");
+                AccessLogSink::Off
+            }
+        }
+    }
+
+    pub fn log(&self, entry: &Entry<'_>) {
+        match self {
+            AccessLogSink::Off => {}
+            AccessLogSink::Writer(tx) => {
+                let mut line = combined(entry);
+                line.push('\n');
+                let _ = tx.send(line);
+            }
+            AccessLogSink::Journal => {
+                tracing::info!(
+                    target: "graced::access",
+                    remote_addr = entry.remote,
+                    method = entry.method,
+                    url = entry.target,
+                    status = entry.status,
+                    bytes = entry.bytes.unwrap_or(0),
+                    host = entry.host.unwrap_or(""),
+                    generation = entry.generation,
+                    "{}",
+                    combined(entry)
+                );
+            }
+        }
+    }
+}
+
+fn open_append(path: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new().create(true).append(true).mode(0o640).open(path).map_err(|err| {
+        io::Error::new(err.kind(), format!("cannot open access log {}: {err}", path.display()))
+    })
+}
+
+/// `%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i"`
+pub fn combined(e: &Entry<'_>) -> String {
+    let bytes = e.bytes.map_or_else(|| "-".to_owned(), |b| b.to_string());
+    format!(
+        "{} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\"",
+        e.remote,
+        clf_time(SystemTime::now()),
+        e.method,
+        escape(e.target),
+        e.version,
+        e.status,
+        bytes,
+        escape(e.referer.unwrap_or("-")),
+        escape(e.user_agent.unwrap_or("-")),
+    )
+}
+
+/// Escapes `"`, `\` and control characters the way Apache does, so a client cannot forge log lines.
+fn escape(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20 || b == 0x7f) {
+        return s.into();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.into()
+}
+
+/// Common Log Format time, `10/Oct/2000:13:55:36 +0000`, always in UTC.
+pub fn clf_time(t: SystemTime) -> String {
+    const MONTHS: [&str; 12] =
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    format!(
+        "{day:02}/{}/{year}:{:02}:{:02}:{:02} +0000",
+        MONTHS[(month - 1) as usize],
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) — Howard Hinnant's `civil_from_days`.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn clf_time_matches_apache() {
+        let t = UNIX_EPOCH + Duration::from_secs(971_186_136);
+        assert_eq!(clf_time(t), "10/Oct/2000:13:55:36 +0000");
+        assert_eq!(clf_time(UNIX_EPOCH + Duration::from_secs(1_709_164_800)), "29/Feb/2024:00:00:00 +0000");
+    }
+
+    #[test]
+    fn combined_line_escapes_quotes_and_controls() {
+        let entry = Entry {
+            remote: "127.0.0.1",
+            method: "GET",
+            target: "/a\"b",
+            version: "HTTP/1.1",
+            status: 200,
+            bytes: Some(12),
+            referer: None,
+            user_agent: Some("evil\n127.0.0.1 - - fake"),
+            host: None,
+            generation: 1,
+        };
+        let line = combined(&entry);
+        assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
+        assert!(
+            line.ends_with("] \"GET /a\\\"b HTTP/1.1\" 200 12 \"-\" \"evil\\x0a127.0.0.1 - - fake\""),
+            "{line}"
+        );
+        assert!(!line.contains('\n'));
+    }
+}

@@ -1,0 +1,101 @@
+//! Generations: the configuration a request is served with, and the counters that outlive them.
+//!
+//! Each request takes the current generation when it starts and keeps it to its
+//! end, so a graceful reload never has to close a connection: the next request on
+//! the same keep-alive connection simply takes the new one. Old generations stay
+//! alive (Apache's mod_status "G") exactly as long as a request still holds them.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::SystemTime;
+
+use super::access_log::AccessLogSink;
+use super::files::RootDir;
+use graced_config::Config;
+
+/// One configuration being served, with its own access-log sink.
+pub struct Generation {
+    pub id: u64,
+    pub config: Arc<Config>,
+    /// One per site, in `config.sites` order.
+    pub roots: Vec<RootDir>,
+    pub access_log: AccessLogSink,
+    pub created: SystemTime,
+    in_flight: AtomicUsize,
+}
+
+impl Generation {
+    pub fn new(id: u64, config: Arc<Config>, access_log: AccessLogSink) -> Generation {
+        let roots = config.sites.iter().map(|site| RootDir::new(&site.root)).collect();
+        Generation {
+            id,
+            config,
+            roots,
+            access_log,
+            created: SystemTime::now(),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    /// Requests currently being served with this generation.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts a request against its generation for as long as it lives.
+pub struct GenerationGuard(pub Arc<Generation>);
+
+impl GenerationGuard {
+    pub fn new(generation: Arc<Generation>) -> GenerationGuard {
+        generation.in_flight.fetch_add(1, Ordering::Relaxed);
+        GenerationGuard(generation)
+    }
+}
+
+impl Drop for GenerationGuard {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Counters that survive a graceful reload and are reset by a hard restart, as in Apache.
+#[derive(Default)]
+pub struct Counters {
+    pub requests: AtomicU64,
+    pub bytes: AtomicU64,
+    pub reloads: AtomicU64,
+    pub failed_reloads: AtomicU64,
+}
+
+impl Counters {
+    pub fn reset(&self) {
+        for counter in [&self.requests, &self.bytes, &self.reloads, &self.failed_reloads] {
+            counter.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Every generation still alive: the current one plus old ones finishing requests.
+#[derive(Default)]
+pub struct Registry {
+    all: Mutex<Vec<Weak<Generation>>>,
+}
+
+impl Registry {
+    pub fn add(&self, generation: &Arc<Generation>) {
+        let mut all = self.all.lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|g| g.strong_count() > 0);
+        all.push(Arc::downgrade(generation));
+    }
+
+    /// (generation id, requests in flight) for every live generation other than `current`.
+    pub fn finishing(&self, current: u64) -> Vec<(u64, usize)> {
+        let all = self.all.lock().unwrap_or_else(|e| e.into_inner());
+        all.iter()
+            .filter_map(Weak::upgrade)
+            .filter(|g| g.id != current && g.in_flight() > 0)
+            .map(|g| (g.id, g.in_flight()))
+            .collect()
+    }
+}

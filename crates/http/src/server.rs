@@ -1,0 +1,342 @@
+//! The HTTP server: accept loops over listeners, the current generation, and the controls the lifecycle uses.
+//!
+//! The server knows nothing of signals or systemd. The lifecycle drives it with
+//! plain calls: [`Server::install`] (a reload), [`Server::abort_connections`] (a hard
+//! stop or restart), [`Server::begin_drain`] and [`Server::wait_connections`] (a
+//! graceful stop). Listeners are owned by the caller, never by a generation; the
+//! server only runs accept loops on duplicates of them.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::connection::{self, ABORT_ALL, ABORT_IN_FLIGHT, Control, DRAIN};
+use super::generation::{Counters, Generation, Registry};
+use super::listener::AnyListener;
+
+/// State shared by the accept loops and every connection.
+pub(super) struct Shared {
+    current: ArcSwap<Generation>,
+    pub(super) counters: Counters,
+    registry: Registry,
+    /// Set once, when a graceful stop begins: responses say `Connection: close`.
+    draining: AtomicBool,
+    /// Every open connection's control, by connection number: how aborts and the
+    /// graceful stop reach each connection.
+    controls: Mutex<Controls>,
+    connections: TaskTracker,
+}
+
+#[derive(Default)]
+struct Controls {
+    by_id: HashMap<u64, Arc<Control>>,
+    next_id: u64,
+    /// Events every connection registered from now on starts with: DRAIN once a
+    /// graceful stop began, ABORT_ALL after a stop aborted everything (a stopped accept
+    /// loop may still hand over one last connection).
+    sticky: u8,
+}
+
+impl Shared {
+    pub(super) fn current(&self) -> Arc<Generation> {
+        self.current.load_full()
+    }
+
+    pub(super) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    fn controls(&self) -> std::sync::MutexGuard<'_, Controls> {
+        self.controls.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a new connection; its entry is removed when the registration drops.
+    fn register(self: &Arc<Self>) -> Registration {
+        let mut controls = self.controls();
+        let id = controls.next_id;
+        controls.next_id += 1;
+        let control = Arc::new(Control::new(controls.sticky));
+        controls.by_id.insert(id, control.clone());
+        Registration { shared: self.clone(), id, control }
+    }
+
+    /// Sends `event` to every open connection; `sticky` also to every later one.
+    fn signal_all(&self, event: u8, sticky: bool) {
+        let mut controls = self.controls();
+        if sticky {
+            controls.sticky |= event;
+        }
+        for control in controls.by_id.values() {
+            control.signal(event);
+        }
+    }
+}
+
+/// A connection's entry in [`Shared::controls`], removed when the connection ends.
+struct Registration {
+    shared: Arc<Shared>,
+    id: u64,
+    control: Arc<Control>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.shared.controls().by_id.remove(&self.id);
+    }
+}
+
+/// A point-in-time summary for STATUS= and the control socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub generation: u64,
+    pub connections: usize,
+    pub requests: u64,
+    pub bytes: u64,
+    pub reloads: u64,
+    pub failed_reloads: u64,
+    /// Old generations still finishing requests: (id, requests in flight).
+    pub finishing: Vec<(u64, usize)>,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "generation {}; {} connections; {} requests served",
+            self.generation, self.connections, self.requests
+        )?;
+        for (id, n) in &self.finishing {
+            write!(f, "; G{id} finishing {n}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The running HTTP server.
+pub struct Server {
+    shared: Arc<Shared>,
+    accept_loops: HashMap<String, (CancellationToken, JoinHandle<()>)>,
+    /// Accept loops told to stop that may not have returned yet: until they have, one
+    /// of them may still hand over a connection it has just accepted.
+    stopping: Vec<JoinHandle<()>>,
+    connection_limit: Arc<Semaphore>,
+    limit: usize,
+}
+
+impl Server {
+    /// A server that will serve `generation` once listeners are added.
+    pub fn new(generation: Generation) -> Server {
+        let limit = generation.config.limits.max_connections;
+        let generation = Arc::new(generation);
+        let registry = Registry::default();
+        registry.add(&generation);
+        Server {
+            shared: Arc::new(Shared {
+                current: ArcSwap::new(generation),
+                counters: Counters::default(),
+                registry,
+                draining: AtomicBool::new(false),
+                controls: Mutex::new(Controls::default()),
+                connections: TaskTracker::new(),
+            }),
+            accept_loops: HashMap::new(),
+            stopping: Vec::new(),
+            connection_limit: Arc::new(Semaphore::new(limit)),
+            limit,
+        }
+    }
+
+    pub fn current(&self) -> Arc<Generation> {
+        self.shared.current()
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.shared.counters
+    }
+
+    /// Makes `generation` the one every new request takes. Requests in flight keep theirs.
+    pub fn install(&mut self, generation: Generation) {
+        let limit = generation.config.limits.max_connections;
+        if limit > self.limit {
+            self.connection_limit.add_permits(limit - self.limit);
+        } else if limit < self.limit {
+            self.connection_limit.forget_permits(self.limit - limit);
+        }
+        self.limit = limit;
+        let generation = Arc::new(generation);
+        self.shared.registry.add(&generation);
+        self.shared.current.store(generation);
+    }
+
+    /// Starts accepting on the listening socket `socket`, called `name` (a duplicate of its
+    /// fd; the caller keeps the original).
+    pub fn start_accepting(&mut self, name: &str, socket: BorrowedFd<'_>) -> io::Result<()> {
+        let tokio_listener = AnyListener::duplicate(socket)?;
+        // Accepting again after a stop's abort: new connections must not inherit it.
+        self.shared.controls().sticky &= !ABORT_ALL;
+        let stop = CancellationToken::new();
+        let shared = self.shared.clone();
+        let limit = self.connection_limit.clone();
+        let task = tokio::spawn(accept_loop(tokio_listener, name.to_owned(), shared, limit, stop.clone()));
+        if let Some((old, task)) = self.accept_loops.insert(name.to_owned(), (stop, task)) {
+            old.cancel();
+            self.stopping.push(task);
+        }
+        Ok(())
+    }
+
+    /// Stops the accept loop of the listener called `name`.
+    pub fn stop_accepting(&mut self, name: &str) {
+        if let Some((stop, task)) = self.accept_loops.remove(name) {
+            stop.cancel();
+            self.stopping.push(task);
+        }
+    }
+
+    /// Stops every accept loop. A loop that had just accepted a connection still hands
+    /// it over: [`open_connections`](Self::open_connections) counts such loops until they
+    /// have returned, so a drain never ends while a connection may still appear.
+    pub fn stop_accepting_all(&mut self) {
+        for (_, (stop, task)) in self.accept_loops.drain() {
+            stop.cancel();
+            self.stopping.push(task);
+        }
+    }
+
+    /// Aborts the requests in flight now. While the server still accepts (a hard
+    /// restart) that is all it does: a keep-alive connection between requests stays
+    /// open and its next request takes the new generation, so a restart fails no request
+    /// that had not started; connections accepted afterwards are unaffected. Once
+    /// accepting stopped (a stop, or the end of a graceful stop), every open connection
+    /// is closed, and so is any a stopped accept loop still hands over.
+    pub fn abort_connections(&self) {
+        if self.accept_loops.is_empty() {
+            self.shared.signal_all(ABORT_ALL, true);
+        } else {
+            self.shared.signal_all(ABORT_IN_FLIGHT, false);
+        }
+    }
+
+    /// Begins a graceful stop: responses from now on say `Connection: close`, idle
+    /// keep-alive connections are closed once the peek check allows. Call
+    /// [`stop_accepting_all`](Self::stop_accepting_all) first.
+    pub fn begin_drain(&self) {
+        self.shared.draining.store(true, Ordering::Release);
+        self.shared.signal_all(DRAIN, true);
+    }
+
+    /// Waits until every stopped accept loop has returned and every connection has
+    /// closed, or `timeout`; true if they all did.
+    pub async fn wait_connections(&mut self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        for task in self.stopping.drain(..) {
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
+                return false;
+            }
+        }
+        self.shared.connections.close();
+        let done = tokio::time::timeout_at(deadline, self.shared.connections.wait()).await.is_ok();
+        self.shared.connections.reopen();
+        done
+    }
+
+    /// Open connections, plus stopped accept loops that have not returned yet (each may
+    /// still hand over one connection).
+    pub fn open_connections(&mut self) -> usize {
+        self.stopping.retain(|task| !task.is_finished());
+        self.shared.connections.len() + self.stopping.len()
+    }
+
+    /// Resets the counters (a hard restart does, as in Apache).
+    pub fn reset_counters(&self) {
+        self.shared.counters.reset();
+    }
+
+    pub fn status(&self) -> Status {
+        let counters = &self.shared.counters;
+        let generation = self.current().id;
+        Status {
+            generation,
+            connections: self.shared.connections.len(),
+            requests: counters.requests.load(Ordering::Relaxed),
+            bytes: counters.bytes.load(Ordering::Relaxed),
+            reloads: counters.reloads.load(Ordering::Relaxed),
+            failed_reloads: counters.failed_reloads.load(Ordering::Relaxed),
+            finishing: self.shared.registry.finishing(generation),
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: AnyListener,
+    name: String,
+    shared: Arc<Shared>,
+    limit: Arc<Semaphore>,
+    stop: CancellationToken,
+) {
+    let mut last_warning: Option<tokio::time::Instant> = None;
+    loop {
+        // At the connection limit new connections wait in the kernel's backlog.
+        // `biased`: once told to stop, never accept again, even with connections queued.
+        let permit = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return,
+            permit = limit.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+        };
+        let accepted = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, remote)) => {
+                // Registered before the task first runs, so an abort right now reaches it.
+                let registration = shared.register();
+                let conn_shared = shared.clone();
+                shared.connections.spawn(async move {
+                    connection::serve(stream, remote, conn_shared, registration.control.clone()).await;
+                    drop(registration);
+                    drop(permit);
+                });
+            }
+            Err(err) if is_per_connection(&err) => {}
+            Err(err) => {
+                // EMFILE, ENFILE, ENOBUFS, ENOMEM: back off instead of spinning.
+                let now = tokio::time::Instant::now();
+                if last_warning.is_none_or(|t| now.duration_since(t) > Duration::from_secs(10)) {
+                    tracing::warn!(listener = %name, error = %err, "accept failed; pausing accepts for 100ms");
+                    last_warning = Some(now);
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    _ = stop.cancelled() => return,
+                }
+            }
+        }
+    }
+}
+
+/// Errors that concern one connection only (the client gave up, or the network did).
+fn is_per_connection(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(
+            libc::ECONNABORTED
+                | libc::ECONNRESET
+                | libc::EPROTO
+                | libc::EPERM
+                | libc::ETIMEDOUT
+                | libc::EHOSTUNREACH
+                | libc::ENETUNREACH
+        )
+    )
+}
