@@ -1,15 +1,16 @@
 //! Socket activation against the real binary: named sockets in any order, clear errors for mismatches, listeners kept across reloads.
-mod common;
-mod lifecycle_support;
-
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BIN, Client, Server, Site, free_port};
-use lifecycle_support::*;
+use graced_testsupport::http::{Client, Response, refused};
+use graced_testsupport::notify::Notes;
+use graced_testsupport::process::{Server, StderrLog, code, inode_of, kill, scrub, socket_inodes};
+use graced_testsupport::site::{Site, free_port};
+
+use crate::GRACED;
 
 const T: Duration = Duration::from_secs(5);
 
@@ -46,7 +47,7 @@ fn spawn_activated(site: &Site, fds: &[&TcpListener], names: &str, env: &[(&str,
     scrub(&mut command)
         .arg("-c")
         .arg("LISTEN_PID=$$ exec \"$0\" \"$@\"")
-        .arg(BIN)
+        .arg(GRACED)
         .arg("-f")
         .arg(site.config_path())
         .env("LISTEN_FDS", count.to_string())
@@ -77,16 +78,16 @@ fn spawn_activated(site: &Site, fds: &[&TcpListener], names: &str, env: &[(&str,
             Ok(())
         });
     }
-    Server { child: command.spawn().unwrap(), port: site.port }
+    Server::new(command.spawn().unwrap(), site.port)
 }
 
-fn get(port: u16) -> common::Response {
+fn get(port: u16) -> Response {
     Client::connect(port).request("GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
 }
 
 #[test]
 fn two_named_sockets_passed_in_the_wrong_order_are_matched_by_name() {
-    let site = Site::new();
+    let site = Site::new(GRACED);
     let ((a, port_a), (b, port_b)) = (listener(), listener());
     write_listeners(&site, &[("web", port_a), ("admin", port_b)]);
     let notes = Notes::new();
@@ -116,7 +117,7 @@ fn two_named_sockets_passed_in_the_wrong_order_are_matched_by_name() {
 
 #[test]
 fn a_configured_listener_systemd_did_not_pass_is_a_clear_error() {
-    let site = Site::new();
+    let site = Site::new(GRACED);
     let (a, port_a) = listener();
     // "admin"'s port is free: a server that fell back to binding it would start.
     write_listeners(&site, &[("web", port_a), ("admin", free_port())]);
@@ -134,7 +135,7 @@ fn a_configured_listener_systemd_did_not_pass_is_a_clear_error() {
 
 #[test]
 fn a_passed_socket_nothing_uses_is_a_clear_error() {
-    let site = Site::new();
+    let site = Site::new(GRACED);
     let ((a, port_a), (b, port_b), (c, _)) = (listener(), listener(), listener());
     write_listeners(&site, &[("web", port_a), ("admin", port_b)]);
     let mut server = spawn_activated(&site, &[&a, &b, &c], "web:admin:extra", &[]);
@@ -153,19 +154,19 @@ fn systemd_socket_activate_hands_graced_its_socket() {
         eprintln!("SKIP: {tool} not installed");
         return;
     }
-    let site = Site::new();
+    let site = Site::new(GRACED);
     let mut command = Command::new(tool);
     scrub(&mut command)
         .arg("-l")
         .arg(format!("127.0.0.1:{}", site.port))
         .arg("--fdname=http")
-        .arg(BIN)
+        .arg(GRACED)
         .arg("-f")
         .arg(site.config_path())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    let mut server = Server { child: command.spawn().unwrap(), port: site.port };
+    let mut server = Server::new(command.spawn().unwrap(), site.port);
     let stderr = StderrLog::capture(&mut server);
     // The tool listens at once and execs graced (same pid) when the first connection comes.
     let deadline = Instant::now() + T;
@@ -190,7 +191,7 @@ fn systemd_socket_activate_hands_graced_its_socket() {
 
 #[test]
 fn reloads_under_activation_keep_the_socket_and_serve_a_connection_queued_meanwhile() {
-    let site = Site::new();
+    let site = Site::new(GRACED);
     let (a, port) = listener();
     write_listeners(&site, &[("web", port)]);
     let notes = Notes::new();

@@ -1,9 +1,9 @@
 //! `graced -t -f FILE`: "Syntax OK" and exit 0, or every problem as FILE:LINE:COL with a hint and exit 78.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use crate::GRACED;
 
 /// sysexits EX_CONFIG, as `graced --help` documents it.
 const EX_CONFIG: i32 = 78;
@@ -33,7 +33,7 @@ struct Check {
 }
 
 fn check(path: &Path) -> Check {
-    let out = Command::new(common::BIN).arg("-t").arg("-f").arg(path).output().unwrap();
+    let out = Command::new(GRACED).arg("-t").arg("-f").arg(path).output().unwrap();
     Check {
         code: out.status.code().expect("exited, not killed"),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -116,7 +116,7 @@ fn without_f_the_embedded_default_checks_ok() {
         );
         return;
     }
-    let out = Command::new(common::BIN).arg("-t").output().unwrap();
+    let out = Command::new(GRACED).arg("-t").output().unwrap();
     assert_eq!(out.status.code(), Some(0), "stderr:\n{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Syntax OK");
 }

@@ -1,12 +1,11 @@
 //! Pid-file tests against the real binary: a stale file never blocks a start, `-k` never signals a stranger, "already running" means the lock.
-mod common;
-mod lifecycle_support;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{BIN, Server, Site};
-use lifecycle_support::*;
+use graced_testsupport::process::{Reaped, Server, StderrLog, code, process_is, scrub};
+use graced_testsupport::site::Site;
+
+use crate::GRACED;
 
 const T: Duration = Duration::from_secs(5);
 
@@ -21,7 +20,7 @@ fn pid_in_file(site: &Site) -> Option<u32> {
 
 /// Starts graced (clean environment) and waits until it serves.
 fn start(site: &Site) -> (Server, StderrLog) {
-    let mut server = spawn(site, &[]);
+    let mut server = site.spawn(&[]);
     let stderr = StderrLog::capture(&mut server);
     if server.child.try_wait().unwrap().is_some() {
         panic!("graced exited at once:\n{}", stderr.text());
@@ -40,7 +39,7 @@ fn start(site: &Site) -> (Server, StderrLog) {
 
 /// A `sleep 30`, once it really is `sleep` (spawn may return before the exec completes).
 fn sleeper() -> Reaped {
-    let child = Reaped(Command::new("sleep").arg("30").stdin(Stdio::null()).spawn().unwrap());
+    let child = Reaped::new(Command::new("sleep").arg("30").stdin(Stdio::null()).spawn().unwrap());
     let deadline = std::time::Instant::now() + T;
     while !process_is(child.pid(), "sleep") {
         assert!(std::time::Instant::now() < deadline, "sleep never ran");
@@ -51,7 +50,7 @@ fn sleeper() -> Reaped {
 
 #[test]
 fn a_pid_file_naming_a_dead_process_does_not_block_a_start() {
-    let site = Site::new();
+    let site = Site::new(GRACED);
     let mut gone = Command::new("true").spawn().unwrap();
     let dead = gone.id();
     gone.wait().unwrap();
@@ -72,7 +71,7 @@ fn a_pid_file_naming_a_dead_process_does_not_block_a_start() {
 
 #[test]
 fn a_pid_file_naming_a_live_stranger_neither_blocks_a_start_nor_gets_it_signalled() {
-    let site = Site::new();
+    let site = Site::new(GRACED);
     let stranger = sleeper();
     let pid = stranger.pid();
     assert!(process_is(pid, "sleep"), "comm: {:?}", std::fs::read_to_string(format!("/proc/{pid}/comm")));
@@ -102,7 +101,7 @@ fn a_pid_file_naming_a_live_stranger_neither_blocks_a_start_nor_gets_it_signalle
         &["-k", "graceful", "--wait"],
         &["-k", "graceful-stop"],
     ] {
-        let (code_, out) = run(&site, args);
+        let (code_, out) = site.run(args);
         assert_eq!(code_, 3, "{args:?}: {out}");
         assert!(
             out.contains("stale") && out.contains(&format!("pid {pid}")),
@@ -116,9 +115,9 @@ fn a_pid_file_naming_a_live_stranger_neither_blocks_a_start_nor_gets_it_signalle
 
 #[test]
 fn a_second_graced_says_already_running_with_the_real_pid() {
-    let site = Site::new();
+    let site = Site::new(GRACED);
     let (mut first, _stderr) = start(&site);
-    let out = scrub(&mut Command::new(BIN))
+    let out = scrub(&mut Command::new(GRACED))
         .arg("-f")
         .arg(site.config_path())
         .stdin(Stdio::null())
@@ -140,7 +139,7 @@ fn a_second_graced_says_already_running_with_the_real_pid() {
 
 #[test]
 fn after_kill_9_a_new_graced_starts_at_once_and_reports_the_stale_file() {
-    let site = Site::new();
+    let site = Site::new(GRACED);
     let (mut first, _stderr) = start(&site);
     let killed = first.pid();
     first.signal(libc::SIGKILL);
@@ -157,9 +156,9 @@ fn after_kill_9_a_new_graced_starts_at_once_and_reports_the_stale_file() {
     );
     assert!(stderr.text().contains("replaced"), "{}", stderr.text());
     // And -k finds the new one by its lock (the control socket left by the killed one was replaced too).
-    let (code_, out) = run(&site, &["-k", "graceful", "--wait"]);
+    let (code_, out) = site.run(&["-k", "graceful", "--wait"]);
     assert_eq!(code_, 0, "{out}");
-    let (code_, out) = run(&site, &["-k", "stop", "--wait"]);
+    let (code_, out) = site.run(&["-k", "stop", "--wait"]);
     assert_eq!(code_, 0, "{out}");
     assert!(out.contains(&format!("pid {}", second.pid())), "{out}");
     assert_eq!(code(second.wait_exit(T)), 0);

@@ -1,9 +1,12 @@
 //! Smoke test of the shared helpers: the real binary serves a site over loopback.
-mod common;
+
+use graced_testsupport::site::Site;
+
+use crate::GRACED;
 
 #[test]
 fn the_binary_serves_a_file_over_loopback() {
-    let site = common::Site::new();
+    let site = Site::new(GRACED);
     let server = site.start(&[]);
     let response = server.get("/");
     assert_eq!(response.status, 200);

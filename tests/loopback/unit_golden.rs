@@ -1,7 +1,7 @@
 //! The unit generator end to end: golden files, `systemd-analyze verify`/`security`, and graced-generator.
 //!
 //! Golden files live in `tests/golden/CASE/` next to the case's `graced.toml`;
-//! `UPDATE_GOLDEN=1 cargo test --test unit_golden` rewrites them.
+//! `UPDATE_GOLDEN=1 cargo test --test loopback unit_golden` rewrites them.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -125,7 +125,7 @@ fn systemd_analyze(test: &str) -> Option<&'static str> {
 /// a newer systemd than this host's are left out (with a SKIP line), as the host's systemd
 /// rightly does not know their directives.
 fn verifiable_cases(test: &str) -> Vec<(String, tempfile::TempDir, Bundle)> {
-    let binary = Path::new(env!("CARGO_BIN_EXE_graced"));
+    let binary = Path::new(crate::GRACED);
     let host = graced::unit::detect_systemd_version().unwrap_or(graced_unit::FALLBACK_SYSTEMD);
     let cases = [
         ("one-listener-252", 252, false),
@@ -233,7 +233,7 @@ fn instances() -> Instances {
 }
 
 fn generator(instances: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_graced-generator"));
+    let mut command = Command::new(crate::GENERATOR);
     command.env("GRACED_INSTANCES_DIR", instances).env("GRACED_SYSTEMD_VERSION", "252");
     command
 }

@@ -1,6 +1,6 @@
 //! units/ holds the packaged units: the generator's output for packaging/graced.toml, committed.
 //!
-//! Fails when they drift; `UPDATE_GOLDEN=1 cargo test --test units_in_sync` rewrites them.
+//! Fails when they drift; `UPDATE_GOLDEN=1 cargo test --test loopback units_in_sync` rewrites them.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -44,7 +44,7 @@ fn packaged_units_match_the_generator() {
     }
     assert!(
         drifted.is_empty(),
-        "{}\nrun UPDATE_GOLDEN=1 cargo test --test units_in_sync",
+        "{}\nrun UPDATE_GOLDEN=1 cargo test --test loopback units_in_sync",
         drifted.join("\n")
     );
 }

@@ -63,7 +63,6 @@ fn revalidation_follows_rfc_9110_precedence() {
     assert_ne!(must(&r, "etag"), etag);
 }
 
-
 #[test]
 fn single_byte_ranges_are_206_and_unsatisfiable_ones_416() {
     let site = Site::new(GRACED);

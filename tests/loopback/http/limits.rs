@@ -214,9 +214,7 @@ fn a_flood_of_connect_close_cycles_leaves_the_server_serving_without_leaks() {
 /// Starts `graced -f CONFIG` with RLIMIT_NOFILE = `nofile`, stderr to `stderr.log` in the site dir.
 fn start_with_nofile(site: &Site, nofile: u64) -> Server {
     let mut command = site.command();
-    command
-        .stdout(Stdio::null())
-        .stderr(File::create(site.path("stderr.log")).unwrap());
+    command.stdout(Stdio::null()).stderr(File::create(site.path("stderr.log")).unwrap());
     // SAFETY: setrlimit is async-signal-safe and touches only the child.
     unsafe {
         command.pre_exec(move || {

@@ -92,7 +92,6 @@ fn a_target_longer_than_the_whole_head_buffer_is_still_414() {
     assert_serving(&server);
 }
 
-
 #[test]
 fn host_header_selects_the_site_and_unknown_hosts_get_the_default() {
     let site = Site::new(GRACED);

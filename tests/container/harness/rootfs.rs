@@ -32,12 +32,14 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::{STATE_BASE, visible, which};
+use super::host::which;
+use super::{STATE_BASE, visible};
 
-pub const SUITE: &str = "trixie";
-pub const VARIANT: &str = "minbase";
+pub(crate) const SUITE: &str = "trixie";
+pub(crate) const VARIANT: &str = "minbase";
 /// The packages of the tree (research: systemd-trixie.md §1).
-pub const INCLUDE: &[&str] = &["systemd", "systemd-sysv", "dbus", "curl", "python3", "iproute2", "kmod"];
+pub(crate) const INCLUDE: &[&str] =
+    &["systemd", "systemd-sysv", "dbus", "curl", "python3", "iproute2", "kmod"];
 /// Bumped when what is done to a tree after debootstrap changes (part of the cache key).
 const LAYOUT: u32 = 1;
 /// debootstrap is network-bound (~50 s measured); a hung mirror must not hang the suite.
@@ -45,7 +47,7 @@ const BUILD_LIMIT: Duration = Duration::from_secs(900);
 
 /// Why there is no tree.
 #[derive(Debug, Clone)]
-pub enum Error {
+pub(crate) enum Error {
     /// It cannot be built on this machine now (no debootstrap, no network): a SKIP on a
     /// developer machine, a failure under CI / `GRACED_E2E_REQUIRE=1`.
     Unavailable(String),
@@ -56,12 +58,12 @@ pub enum Error {
 static TRIXIE: OnceLock<Result<PathBuf, Error>> = OnceLock::new();
 
 /// The trixie tree's canonical path, built first if the cache has none (once per process).
-pub fn trixie() -> Result<PathBuf, Error> {
+pub(crate) fn trixie() -> Result<PathBuf, Error> {
     TRIXIE.get_or_init(trixie_uncached).clone()
 }
 
 /// The cache key: the tree depends on these and nothing else we choose.
-pub fn key() -> String {
+pub(crate) fn key() -> String {
     let spec = format!("suite={SUITE};variant={VARIANT};include={};layout={LAYOUT}", INCLUDE.join(","));
     // FNV-1a, 64 bit: stable across Rust releases (unlike DefaultHasher).
     let hash =
@@ -70,7 +72,7 @@ pub fn key() -> String {
 }
 
 /// `target/e2e-rootfs` (or `GRACED_E2E_ROOTFS_CACHE`).
-pub fn cache_base() -> PathBuf {
+pub(crate) fn cache_base() -> PathBuf {
     match std::env::var_os("GRACED_E2E_ROOTFS_CACHE") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
         // CARGO_TARGET_TMPDIR is <target dir>/tmp
@@ -82,7 +84,7 @@ pub fn cache_base() -> PathBuf {
 
 /// Checks that `root` may be a container's lower layer: a canonical directory whose path
 /// the overlay options can carry, outside the state base, holding a systemd.
-pub fn check_lower_layer(root: &Path) -> Result<(), String> {
+pub(crate) fn check_lower_layer(root: &Path) -> Result<(), String> {
     let text = root.to_str().ok_or_else(|| format!("{} is not UTF-8", root.display()))?;
     let plain = text.len() > 1
         && text.starts_with('/')
@@ -113,7 +115,7 @@ pub fn check_lower_layer(root: &Path) -> Result<(), String> {
 }
 
 /// The version of the systemd package in a tree, from its dpkg database (never by running it).
-pub fn systemd_package_version(root: &Path) -> Option<String> {
+pub(crate) fn systemd_package_version(root: &Path) -> Option<String> {
     let status = fs::read_to_string(root.join("var/lib/dpkg/status")).ok()?;
     status
         .split("\n\n")

@@ -1,7 +1,7 @@
 //! The D-Bus helper under a real systemd (issue 6): `gracectl` → system bus → `graced-dbus` → systemd → graced.
 //!
 //! Boots the machine's systemd (252 on Debian 12) in an isolated container
-//! (`tests/harness`), installs graced with its generated units, and the helper exactly as
+//! (`tests/container/harness`), installs graced with its generated units, and the helper exactly as
 //! `graced_unit::dbus` writes it: the bus policy (validated first), the activation file
 //! and the hardened `graced-dbus.service`. Then, through `gracectl` run as root, as a
 //! member of `graced-admin` and as a user outside it:
@@ -17,21 +17,19 @@
 //! Needs root, namespaces and overlayfs; elsewhere it prints `SKIP: reason` and passes,
 //! except under CI (`CI=true`) or with `GRACED_E2E_REQUIRE=1`.
 //!
-//!     cargo test --test dbus_e2e -- --nocapture
-
-mod harness;
+//!     cargo test --test container dbus_e2e:: -- --nocapture
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use graced_testsupport::http;
+use graced_testsupport::pattern::pattern;
 use graced_unit::dbus as files;
-use harness::{Container, Output, http, pattern};
 
-const GRACED: &str = env!("CARGO_BIN_EXE_graced");
-const HELPER: &str = env!("CARGO_BIN_EXE_graced-dbus");
-const GRACECTL: &str = env!("CARGO_BIN_EXE_gracectl");
+use crate::harness::{self, Container, Output};
+use crate::{GRACECTL, GRACED, HELPER};
 const CONFIG: &str = "/etc/graced/graced.toml";
 const HTTP: &str = "127.0.0.1:80";
 

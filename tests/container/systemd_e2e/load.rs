@@ -1,0 +1,145 @@
+//! The client load of the restart scenarios: a stop flag, per-client tallies, restart storms and their figures.
+
+use super::*;
+
+/// A flag client threads poll; set when dropped, so a failing test stops its clients too.
+#[derive(Clone)]
+pub(super) struct StopFlag(Arc<AtomicBool>);
+
+impl StopFlag {
+    pub(super) fn new() -> StopFlag {
+        StopFlag(Arc::new(AtomicBool::new(false)))
+    }
+
+    pub(super) fn load(&self, order: Ordering) -> bool {
+        self.0.load(order)
+    }
+
+    pub(super) fn store(&self, value: bool, order: Ordering) {
+        self.0.store(value, order)
+    }
+}
+
+impl Drop for StopFlag {
+    fn drop(&mut self) {
+        // Only the test's own copy stops the clients (the threads hold clones).
+        if Arc::strong_count(&self.0) > 1 && std::thread::panicking() {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// What one client saw during a restart storm.
+#[derive(Debug, Default)]
+pub(super) struct Tally {
+    pub(super) ok: u64,
+    pub(super) failures: BTreeMap<String, u64>,
+    pub(super) examples: Vec<String>,
+    pub(super) connections: u64,
+    pub(super) closed_by_header: u64,
+    pub(super) closed_between: u64,
+}
+
+impl Tally {
+    pub(super) fn failed(&self) -> u64 {
+        self.failures.values().sum()
+    }
+
+    pub(super) fn record(&mut self, result: Result<http::Response, http::Failure>) {
+        match result {
+            Ok(r) if r.status == 200 && r.body == b"one\n" => self.ok += 1,
+            Ok(r) => self.fail("wrong-response", format!("{} {:?}", r.status, r.text())),
+            Err(f) => self.fail(f.kind(), f.to_string()),
+        }
+    }
+
+    pub(super) fn fail(&mut self, kind: &str, example: String) {
+        *self.failures.entry(kind.to_owned()).or_default() += 1;
+        if self.examples.len() < 5 {
+            self.examples.push(example);
+        }
+    }
+}
+
+/// Runs `restarts` × `systemctl restart graced.service` while `client` requests
+/// continuously; returns the tally and the restart times.
+pub(super) fn restart_storm(
+    c: &Container,
+    keep_alive: bool,
+    restarts: usize,
+) -> (Tally, Vec<Duration>, Duration) {
+    storm(c, HTTP, "graced.service", keep_alive, restarts, &|c: &Container, i| {
+        let out = c.systemctl(&["restart", "graced.service"]);
+        assert!(out.success(), "restart {i}: {out}");
+    })
+}
+
+/// Runs `round` `rounds` times on `unit` while a client requests `http://ADDRESS/`
+/// continuously (a new connection per request, or keep-alive); every round must start a
+/// new process. Returns the client's tally, each round's time and the total.
+pub(super) fn storm(
+    c: &Container,
+    address: &'static str,
+    unit: &str,
+    keep_alive: bool,
+    rounds: usize,
+    round: &dyn Fn(&Container, usize),
+) -> (Tally, Vec<Duration>, Duration) {
+    let stop = StopFlag::new();
+    let client = {
+        let stop = stop.clone();
+        c.spawn_in_netns(move || {
+            let mut tally = Tally::default();
+            let mut conn = KeepAlive::new(addr(address));
+            while !stop.load(Ordering::SeqCst) {
+                if keep_alive {
+                    tally.record(conn.get("/"));
+                } else {
+                    tally.connections += 1;
+                    tally.record(http::get(addr(address), "/"));
+                }
+            }
+            if keep_alive {
+                tally.connections = conn.connections;
+                tally.closed_by_header = conn.closed_by_header;
+                tally.closed_between = conn.closed_between;
+            }
+            tally
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = |c: &Container| c.prop(unit, "MainPID");
+    let mut times = Vec::new();
+    let mut pids = vec![pid(c)];
+    let t = Instant::now();
+    for i in 0..rounds {
+        let t = Instant::now();
+        round(c, i);
+        times.push(t.elapsed());
+        pids.push(pid(c));
+    }
+    let total = t.elapsed();
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::SeqCst);
+    let tally = client.join().unwrap();
+    pids.dedup();
+    assert_eq!(pids.len(), rounds + 1, "every round started a new process: {pids:?}");
+    (tally, times, total)
+}
+
+/// One line of figures for a storm.
+pub(super) fn describe(mode: &str, tally: &Tally, times: &[Duration], total: Duration) -> String {
+    let max = times.iter().max().copied().unwrap_or_default();
+    let avg = times.iter().sum::<Duration>() / times.len().max(1) as u32;
+    format!(
+        "{mode}: {} requests ok, {} failed {:?}, {} connections; {} rounds in {} (avg {}, max {})",
+        tally.ok,
+        tally.failed(),
+        tally.failures,
+        tally.connections,
+        times.len(),
+        ms(total),
+        ms(avg),
+        ms(max)
+    )
+}
