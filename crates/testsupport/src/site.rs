@@ -32,11 +32,6 @@ impl Site {
         site
     }
 
-    /// The graced binary.
-    pub fn bin(&self) -> &Path {
-        &self.bin
-    }
-
     pub fn path(&self, relative: &str) -> PathBuf {
         self.dir.path().join(relative)
     }

@@ -24,7 +24,7 @@ pub fn connect(addr: SocketAddr) -> Result<TcpStream, Failure> {
 }
 
 /// `GET path` with `Connection: close` (or keep-alive).
-pub fn request_bytes(path: &str, close: bool) -> Vec<u8> {
+pub(super) fn request_bytes(path: &str, close: bool) -> Vec<u8> {
     let connection = if close { "close" } else { "keep-alive" };
     format!(
         "GET {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: graced-e2e\r\nConnection: {connection}\r\n\r\n"

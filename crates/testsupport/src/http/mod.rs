@@ -13,7 +13,8 @@ mod slow;
 use std::io::{self, BufRead};
 
 pub use client::{Client, exchange, read_to_eof, refused, wait_refused};
-pub use keepalive::{IO_TIMEOUT, KeepAlive, connect, get, must_get, request_bytes};
+use keepalive::request_bytes;
+pub use keepalive::{IO_TIMEOUT, KeepAlive, connect, get, must_get};
 pub use slow::{
     FAST, SLOW, STALL, SlowDownload, SlowGet, SlowOutcome, connect_small_rcvbuf, loopback, slow_get,
 };
