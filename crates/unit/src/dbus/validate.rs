@@ -74,7 +74,10 @@ fn check_policy(policy: Node<'_, '_>) -> Result<(), PolicyError> {
         "user" | "group" if valid_account(value) || value == "*" => {}
         "at_console" if value == "true" || value == "false" => {}
         _ => {
-            return Err(error_at(policy, format!("<policy {kind}={value:?}> is not a valid policy selector")));
+            return Err(error_at(
+                policy,
+                format!("<policy {kind}={value:?}> is not a valid policy selector"),
+            ));
         }
     }
     if has_text(policy) {
