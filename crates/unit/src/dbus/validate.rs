@@ -172,7 +172,7 @@ mod tests {
     #[test]
     fn malformed_xml_is_reported_with_its_position() {
         let err = error_of("<busconfig>\n  <policy user=\"root\">\n    <allow own=\"a.b\"/>\n</busconfig>\n");
-        assert_eq!((err.line, err.column), (4, 1), "{err}");
+        assert_eq!((err.line, err.column), (2, 3), "{err}");
         assert!(err.message.contains("<policy> is closed by </busconfig>"), "{err}");
         let err = error_of("<busconfig><policy user=root></policy></busconfig>");
         assert_eq!((err.line, err.column, err.message.contains("quoted")), (1, 25, true), "{err}");
@@ -185,6 +185,10 @@ mod tests {
         );
         assert!(error_of("").message.contains("root element"));
         assert!(error_of("<busconfig><policy user=\"root\"").message.contains("expected"));
+        let nested = "<busconfig>\n<policy user=\"a\">\n<x>\n<allow own=\"a.b\"/>\n</policy>\n</busconfig>";
+        let err = error_of(nested);
+        assert_eq!((err.line, err.column), (3, 1), "{err}");
+        assert!(err.message.contains("<x> is closed by </policy>"), "{err}");
         assert!(error_of("<!DOCTYPE busconfig [ <!ENTITY a 'b'> ]><busconfig/>").message.contains("DTD"));
     }
 

@@ -7,8 +7,7 @@ use super::error::PolicyError;
 /// Parses `text` as one XML document. A DOCTYPE with an external identifier (as every
 /// dbus-daemon configuration file has) is accepted; an internal DTD subset is refused.
 pub(super) fn parse(text: &str) -> Result<Document<'_>, PolicyError> {
-    let options = ParsingOptions { allow_dtd: true, ..ParsingOptions::default() };
-    let document = Document::parse_with_options(text, options).map_err(|err| syntax_error(text, &err))?;
+    let document = Document::parse_with_options(text, options()).map_err(|err| syntax_error(text, &err))?;
     let prolog = &text[..document.root_element().range().start];
     if let Some(doctype) = prolog.find("<!DOCTYPE") {
         let rest = &prolog[doctype..];
@@ -23,6 +22,10 @@ pub(super) fn parse(text: &str) -> Result<Document<'_>, PolicyError> {
         }
     }
     Ok(document)
+}
+
+fn options<'a>() -> ParsingOptions<'a> {
+    ParsingOptions { allow_dtd: true, ..ParsingOptions::default() }
 }
 
 /// An error located at `node`'s start.
@@ -41,6 +44,13 @@ fn syntax_error(text: &str, err: &Error) -> PolicyError {
     let at_end = || line_column(text, text.len());
     let (line, column) = match err {
         Error::NoRootNode | Error::UnclosedRootNode | Error::UnexpectedEndOfStream => at_end(),
+        // roxmltree points at the close tag; the mistake is the element left open.
+        Error::UnexpectedCloseTag(open, _, pos) => {
+            match unclosed_element(text, open, offset_of(text, *pos)) {
+                Some(start) => line_column(text, start),
+                None => (pos.row as usize, pos.col as usize),
+            }
+        }
         other => {
             let TextPos { row, col } = other.pos();
             (row as usize, col as usize)
@@ -93,6 +103,40 @@ fn syntax_error(text: &str, err: &Error) -> PolicyError {
         }
     };
     PolicyError { line, column, message }
+}
+
+/// Where the element `open` that a wrong close tag at byte `at` left open starts: the
+/// document is parsed again with `</open>` inserted there (and so on for each further
+/// element left open); the element that the first inserted tag closes is the one.
+fn unclosed_element(text: &str, open: &str, at: usize) -> Option<usize> {
+    let mut patched = text.to_owned();
+    let mut close = format!("</{open}>");
+    let mut insert_at = at;
+    let end = at + close.len();
+    for _ in 0..64 {
+        patched.insert_str(insert_at, &close);
+        match Document::parse_with_options(&patched, options()) {
+            Ok(document) => {
+                return document
+                    .descendants()
+                    .find(|node| node.is_element() && node.range().end == end)
+                    .map(|node| node.range().start);
+            }
+            Err(Error::UnexpectedCloseTag(next, _, pos)) => {
+                close = format!("</{next}>");
+                insert_at = offset_of(&patched, pos);
+            }
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+/// The byte offset of a 1-based line and column (in characters).
+fn offset_of(text: &str, TextPos { row, col }: TextPos) -> usize {
+    let line_start: usize = text.split_inclusive('\n').take(row as usize - 1).map(str::len).sum();
+    let line = &text[line_start..];
+    line_start + line.char_indices().nth(col as usize - 1).map_or(line.len(), |(i, _)| i)
 }
 
 /// 1-based line and column (in characters) of byte `offset` in `text`.
