@@ -4,7 +4,7 @@
 //! properties to look, `StopUnit`/`KillUnit`/`ReloadUnit` to act, and the signals
 //! `PropertiesChanged` (StatusText, ActiveState) and `JobRemoved` to learn how it went —
 //! never command output, never polling. Proxies are built with
-//! [`CacheProperties::No`]: every property read is a fresh `Get`, so a value can never be
+//! [`CacheProperties::No`](zbus::proxy::CacheProperties::No): every property read is a fresh `Get`, so a value can never be
 //! older than a signal already seen. Signal streams are opened *before* the action, so
 //! no change can slip between acting and listening.
 //!

@@ -8,7 +8,7 @@ use crate::error::ControlError;
 /// the generator writes them) and `graced-NAME.service` (units written by `graced unit`
 /// under another name). A name without `.service` gets it appended, so `graced`,
 /// `graced@blog` and `graced-blog` work. The rule is only the first gate: the unit must
-/// also run `graced` (see [`Systemd::unit`]).
+/// also run `graced` (see [`Systemd::unit`](super::Systemd::unit)).
 pub fn graced_unit_name(requested: &str) -> Result<String, ControlError> {
     let name =
         if requested.ends_with(".service") { requested.to_owned() } else { format!("{requested}.service") };

@@ -56,7 +56,7 @@ impl Snapshot {
     }
 }
 
-/// How a graceful stop was sent; see [`GracedUnit::graceful_stop`].
+/// How a graceful stop was sent; see [`GracedUnit::graceful_stop`](super::GracedUnit::graceful_stop).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopMethod {
     /// `StopUnit(unit, "replace")`: the unit's `KillSignal=` is SIGWINCH.

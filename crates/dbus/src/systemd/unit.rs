@@ -7,7 +7,7 @@ use zbus_systemd::systemd1::{ManagerProxy, ServiceProxy, UnitProxy};
 use super::state::{Snapshot, UnitState};
 use crate::error::{ControlError, call_failed};
 
-/// A unit that passed every check of [`Systemd::unit`].
+/// A unit that passed every check of [`Systemd::unit`](super::Systemd::unit).
 pub struct GracedUnit {
     pub(super) name: String,
     pub(super) path: OwnedObjectPath,
