@@ -22,7 +22,7 @@ use zbus::proxy::CacheProperties;
 
 use super::error::{ControlError, zbus_error_name};
 use super::systemd::graced_unit_name;
-use super::{BUS_NAME, DEFAULT_ADMIN_GROUP};
+use graced_unit::dbus::{BUS_NAME, DEFAULT_ADMIN_GROUP};
 
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;

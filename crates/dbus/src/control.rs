@@ -15,7 +15,7 @@ use zbus::{Connection, OwnedVariant, Str};
 use super::error::{ControlError, HelperError};
 use super::status::{self, ServerStatus};
 use super::systemd::{Snapshot, Systemd};
-use super::{BUS_NAME, OBJECT_PATH};
+use graced_unit::dbus::{BUS_NAME, OBJECT_PATH};
 
 /// How the helper behaves; the defaults are the ones `graced-dbus` runs with.
 #[derive(Debug, Clone)]

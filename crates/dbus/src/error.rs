@@ -93,7 +93,7 @@ pub(crate) fn call_failed(context: &str) -> impl FnOnce(zbus::Error) -> ControlE
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HelperError {
-    #[error("cannot connect to the bus and serve {} there", super::OBJECT_PATH)]
+    #[error("cannot connect to the bus and serve {} there", graced_unit::dbus::OBJECT_PATH)]
     Connect(#[source] zbus::Error),
     #[error("cannot reach systemd on the bus")]
     Systemd(#[source] ControlError),

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use super::options::{Kind, Options};
 use super::text::unit_path;
-use crate::Error;
+use crate::error::Error;
 use crate::model::Command;
 
 /// The command lines.

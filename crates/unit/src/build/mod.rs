@@ -21,7 +21,7 @@ mod text;
 
 use graced_config::Config;
 
-use crate::Error;
+use crate::error::Error;
 use crate::model::{Artifact, Bundle, File};
 use plan::Plan;
 

@@ -3,7 +3,7 @@
 use graced_config::Listener;
 
 use super::options::{Kind, Options};
-use crate::Error;
+use crate::error::Error;
 
 /// How the units of one bundle refer to each other.
 pub(super) struct Names {

@@ -6,7 +6,7 @@ use graced_config::{AccessLog, Config, ListenAddress, Root};
 
 use super::options::{Kind, Options};
 use super::text::unit_path;
-use crate::Error;
+use crate::error::Error;
 use crate::model::{AddressFamily, ProtectHome};
 
 /// The directory under /run that holds the pid file and the control socket.

@@ -7,7 +7,7 @@ use super::names::{Names, check_unit_name};
 use super::options::{Kind, Options, Origin};
 use super::paths::{Paths, runtime_directory};
 use super::text::unit_path;
-use crate::Error;
+use crate::error::Error;
 use crate::versions::MIN_SYSTEMD;
 
 /// Everything decided before the units are assembled.

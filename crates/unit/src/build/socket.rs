@@ -6,7 +6,7 @@ use graced_config::{ListenAddress, Listener};
 
 use super::plan::Plan;
 use super::text::unit_path;
-use crate::Error;
+use crate::error::Error;
 use crate::model::*;
 
 impl Plan<'_> {

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::Error;
+use crate::error::Error;
 
 /// A path as unit-file text: UTF-8, no whitespace, quotes, backslashes or control
 /// characters (which would need quoting), `%` escaped as `%%`.
