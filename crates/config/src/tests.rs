@@ -1,5 +1,8 @@
 //! Unit tests of loading and validation: every error names its line and column.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
 use super::*;
 
 fn parse(text: &str) -> Result<Config, ConfigError> {

@@ -12,16 +12,17 @@
 //! | 5 | the helper is unreachable (no bus, not installed, activation failed) |
 
 use std::collections::{BTreeMap, HashMap};
-use std::pin::Pin;
 use std::time::{Duration, UNIX_EPOCH};
 
-use futures_core::Stream;
+use futures_util::StreamExt;
+use serde::Serialize;
+use serde_json::Value;
 use zbus::OwnedVariant;
 use zbus::proxy::CacheProperties;
 
 use super::error::{ControlError, zbus_error_name};
 use super::systemd::graced_unit_name;
-use super::{BUS_NAME, DEFAULT_ADMIN_GROUP};
+use graced_unit::dbus::{BUS_NAME, DEFAULT_ADMIN_GROUP};
 
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
@@ -183,11 +184,6 @@ pub fn message(err: &ControlError) -> String {
     }
 }
 
-/// The next item of a signal stream.
-async fn next<S: Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
-    std::future::poll_fn(|cx| Pin::new(&mut *stream).poll_next(cx)).await
-}
-
 /// No call may wait longer than the helper's longest operation (a 10-minute drain) plus
 /// a margin: a helper that never answers is reported, not waited for forever.
 const METHOD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(11 * 60);
@@ -213,11 +209,7 @@ pub async fn run(cli: &Cli) -> u8 {
         Err(err) => {
             let text = message(&err);
             if cli.json {
-                let name = err.dbus_name().map_or(Json::Null, Json::Str);
-                println!(
-                    "{}",
-                    object([("unit", Json::Str(unit)), ("error", name), ("message", Json::Str(text))])
-                );
+                print_json(&ErrorReport { unit: &unit, error: err.dbus_name(), message: text });
             } else {
                 eprintln!("gracectl: {} {unit}: {text}", cli.action.verb());
             }
@@ -235,7 +227,7 @@ async fn perform(cli: &Cli, proxy: &Control1Proxy<'static>, unit: &str) -> Resul
             let (drain_usec, aborted) = loop {
                 tokio::select! {
                     biased;
-                    Some(signal) = next(&mut progress) => {
+                    Some(signal) = progress.next() => {
                         if let Ok(args) = signal.args()
                             && *args.unit() == unit
                             && !cli.json
@@ -248,14 +240,7 @@ async fn perform(cli: &Cli, proxy: &Control1Proxy<'static>, unit: &str) -> Resul
             };
             let drain = Duration::from_micros(drain_usec);
             if cli.json {
-                println!(
-                    "{}",
-                    object([
-                        ("unit", Json::Str(unit.to_owned())),
-                        ("drain_usec", Json::Num(drain_usec)),
-                        ("aborted", Json::Bool(aborted)),
-                    ])
-                );
+                print_json(&StopReport { unit, drain_usec, aborted });
             } else if aborted {
                 println!(
                     "{unit}: stopped after draining for {:.3}s; requests were aborted at the timeout",
@@ -272,10 +257,7 @@ async fn perform(cli: &Cli, proxy: &Control1Proxy<'static>, unit: &str) -> Resul
         Action::Reload { unit: requested } => {
             let generation = proxy.reload(requested).await?;
             if cli.json {
-                println!(
-                    "{}",
-                    object([("unit", Json::Str(unit.to_owned())), ("generation", Json::Num(generation))])
-                );
+                print_json(&ReloadReport { unit, generation });
             } else {
                 println!("{unit}: reloaded; generation {generation} serving");
             }
@@ -283,28 +265,28 @@ async fn perform(cli: &Cli, proxy: &Control1Proxy<'static>, unit: &str) -> Resul
         }
         Action::Status { unit: requested } => {
             let dict = proxy.status(requested).await?;
-            let fields: BTreeMap<&str, Json> =
-                dict.iter().map(|(k, v)| (k.as_str(), Json::from_variant(v))).collect();
+            let fields: BTreeMap<&str, Value> =
+                dict.iter().map(|(k, v)| (k.as_str(), json_value(v))).collect();
             if cli.json {
-                println!("{}", object(fields.iter().map(|(k, v)| (*k, v.clone()))));
+                print_json(&fields);
             } else {
                 print!("{}", status_text(&fields));
             }
             let active =
-                matches!(fields.get("active_state"), Some(Json::Str(s)) if s == "active" || s == "reloading");
+                matches!(fields.get("active_state").and_then(Value::as_str), Some("active" | "reloading"));
             Ok(if active { EXIT_OK } else { EXIT_NOT_RUNNING })
         }
     }
 }
 
 /// The readable form of a `Status` reply.
-fn status_text(fields: &BTreeMap<&str, Json>) -> String {
-    let get = |key: &str| fields.get(key).map(Json::plain).unwrap_or_default();
+fn status_text(fields: &BTreeMap<&str, Value>) -> String {
+    let get = |key: &str| fields.get(key).map(plain).unwrap_or_default();
     let mut out = format!("{}: {} ({})", get("unit"), get("active_state"), get("sub_state"));
-    if let Some(Json::Num(since)) = fields.get("since")
-        && *since > 0
+    if let Some(since) = fields.get("since").and_then(Value::as_u64)
+        && since > 0
     {
-        let at = UNIX_EPOCH + Duration::from_micros(*since);
+        let at = UNIX_EPOCH + Duration::from_micros(since);
         out.push_str(&format!(" since {}", humantime::format_rfc3339_seconds(at)));
     }
     out.push('\n');
@@ -325,82 +307,64 @@ fn status_text(fields: &BTreeMap<&str, Json>) -> String {
     out
 }
 
-/// A JSON value, enough for gracectl's output.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Json {
-    Str(String),
-    Num(u64),
-    Int(i64),
-    Bool(bool),
-    Null,
+/// `--json` output of a failed call: the D-Bus error name (`null` for transport failures).
+#[derive(Debug, Serialize)]
+struct ErrorReport<'a> {
+    unit: &'a str,
+    error: Option<String>,
+    message: String,
 }
 
-impl Json {
-    fn from_variant(value: &OwnedVariant) -> Json {
-        if let Ok(s) = <&str>::try_from(value) {
-            Json::Str(s.to_owned())
-        } else if let Ok(n) = u64::try_from(value) {
-            Json::Num(n)
-        } else if let Ok(n) = u32::try_from(value) {
-            Json::Num(n.into())
-        } else if let Ok(n) = i32::try_from(value) {
-            Json::Int(n.into())
-        } else if let Ok(n) = i64::try_from(value) {
-            Json::Int(n)
-        } else if let Ok(b) = bool::try_from(value) {
-            Json::Bool(b)
-        } else {
-            Json::Null
-        }
-    }
+/// `--json` output of `graceful-stop`.
+#[derive(Debug, Serialize)]
+struct StopReport<'a> {
+    unit: &'a str,
+    drain_usec: u64,
+    aborted: bool,
+}
 
-    /// The value without JSON quoting, for readable output.
-    fn plain(&self) -> String {
-        match self {
-            Json::Str(s) => s.clone(),
-            Json::Num(n) => n.to_string(),
-            Json::Int(n) => n.to_string(),
-            Json::Bool(b) => b.to_string(),
-            Json::Null => String::new(),
-        }
-    }
+/// `--json` output of `reload`.
+#[derive(Debug, Serialize)]
+struct ReloadReport<'a> {
+    unit: &'a str,
+    generation: u64,
+}
 
-    fn write(&self, out: &mut String) {
-        match self {
-            Json::Str(s) => {
-                out.push('"');
-                for c in s.chars() {
-                    match c {
-                        '"' => out.push_str("\\\""),
-                        '\\' => out.push_str("\\\\"),
-                        '\n' => out.push_str("\\n"),
-                        '\r' => out.push_str("\\r"),
-                        '\t' => out.push_str("\\t"),
-                        c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-                        c => out.push(c),
-                    }
-                }
-                out.push('"');
-            }
-            Json::Null => out.push_str("null"),
-            other => out.push_str(&other.plain()),
-        }
+/// Prints one JSON object on a line of its own.
+fn print_json(report: &impl Serialize) {
+    match serde_json::to_string(report) {
+        Ok(text) => println!("{text}"),
+        // Unreachable for these types (string keys, plain values); say so rather than panic.
+        Err(err) => eprintln!("gracectl: cannot write JSON: {err}"),
     }
 }
 
-/// `{"key": value, …}` in the order given.
-pub fn object<'a>(fields: impl IntoIterator<Item = (&'a str, Json)>) -> String {
-    let mut out = String::from("{");
-    for (i, (key, value)) in fields.into_iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        Json::Str(key.to_owned()).write(&mut out);
-        out.push(':');
-        value.write(&mut out);
+/// A `Status` value as JSON: strings, numbers and booleans; anything else is `null`.
+fn json_value(value: &OwnedVariant) -> Value {
+    if let Ok(s) = <&str>::try_from(value) {
+        Value::from(s)
+    } else if let Ok(n) = u64::try_from(value) {
+        Value::from(n)
+    } else if let Ok(n) = u32::try_from(value) {
+        Value::from(n)
+    } else if let Ok(n) = i32::try_from(value) {
+        Value::from(n)
+    } else if let Ok(n) = i64::try_from(value) {
+        Value::from(n)
+    } else if let Ok(b) = bool::try_from(value) {
+        Value::from(b)
+    } else {
+        Value::Null
     }
-    out.push('}');
-    out
+}
+
+/// A value without JSON quoting, for readable output (`null` is empty).
+fn plain(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -408,19 +372,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn json_objects() {
-        let text = object([
-            ("unit", Json::Str("graced.service".into())),
-            ("message", Json::Str("a \"b\"\n\\c\u{1}".into())),
-            ("n", Json::Num(3)),
-            ("i", Json::Int(-2)),
-            ("ok", Json::Bool(true)),
-            ("none", Json::Null),
-        ]);
+    fn json_reports_keep_their_field_order() {
+        let error = ErrorReport { unit: "graced.service", error: None, message: "a \"b\"\n\\c\u{1}".into() };
         assert_eq!(
-            text,
-            r#"{"unit":"graced.service","message":"a \"b\"\n\\c\u0001","n":3,"i":-2,"ok":true,"none":null}"#
+            serde_json::to_string(&error).unwrap(),
+            r#"{"unit":"graced.service","error":null,"message":"a \"b\"\n\\c\u0001"}"#
         );
+        let stop = StopReport { unit: "graced.service", drain_usec: 3, aborted: true };
+        assert_eq!(
+            serde_json::to_string(&stop).unwrap(),
+            r#"{"unit":"graced.service","drain_usec":3,"aborted":true}"#
+        );
+        let reload = ReloadReport { unit: "graced.service", generation: 2 };
+        assert_eq!(serde_json::to_string(&reload).unwrap(), r#"{"unit":"graced.service","generation":2}"#);
+        let status =
+            BTreeMap::from([("unit", Value::from("g")), ("i", Value::from(-2)), ("none", Value::Null)]);
+        assert_eq!(serde_json::to_string(&status).unwrap(), r#"{"i":-2,"none":null,"unit":"g"}"#);
     }
 
     #[test]
@@ -440,13 +407,13 @@ mod tests {
     #[test]
     fn readable_status() {
         let fields = BTreeMap::from([
-            ("unit", Json::Str("graced.service".into())),
-            ("active_state", Json::Str("active".into())),
-            ("sub_state", Json::Str("running".into())),
-            ("since", Json::Num(1_700_000_000_000_000)),
-            ("main_pid", Json::Num(42)),
-            ("generation", Json::Num(3)),
-            ("status_text", Json::Str("generation 3; 1 connections; 9 requests served".into())),
+            ("unit", Value::from("graced.service")),
+            ("active_state", Value::from("active")),
+            ("sub_state", Value::from("running")),
+            ("since", Value::from(1_700_000_000_000_000_u64)),
+            ("main_pid", Value::from(42)),
+            ("generation", Value::from(3)),
+            ("status_text", Value::from("generation 3; 1 connections; 9 requests served")),
         ]);
         assert_eq!(
             status_text(&fields),

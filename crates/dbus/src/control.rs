@@ -15,7 +15,7 @@ use zbus::{Connection, OwnedVariant, Str};
 use super::error::{ControlError, HelperError};
 use super::status::{self, ServerStatus};
 use super::systemd::{Snapshot, Systemd};
-use super::{BUS_NAME, OBJECT_PATH};
+use graced_unit::dbus::{BUS_NAME, OBJECT_PATH};
 
 /// How the helper behaves; the defaults are the ones `graced-dbus` runs with.
 #[derive(Debug, Clone)]
@@ -266,7 +266,7 @@ pub fn status_dict(snapshot: &Snapshot) -> HashMap<String, OwnedVariant> {
 /// starts that receiver asynchronously without waiting, and a call that comes first is
 /// silently dropped, its caller left waiting for its timeout (zbus issue #1109; seen here
 /// as a lost `GracefulStop` in about 1 test run in 100 on a loaded machine). Such a call
-/// then waits for the subscription (see [`Control::systemd`]). The name comes before the
+/// then waits for the subscription (see `Control::systemd`). The name comes before the
 /// subscription so that a helper started without the right to own it says exactly that.
 pub async fn run(bus: zbus::connection::Builder<'_>, options: HelperOptions) -> Result<(), HelperError> {
     let idle = Idle::new();

@@ -83,12 +83,17 @@ pub(crate) fn systemd_error(context: &str, err: zbus::Error) -> ControlError {
     ControlError::Systemd(text)
 }
 
+/// `map_err` for a call to systemd: the error as [`systemd_error`] words it, under `context`.
+pub(crate) fn call_failed(context: &str) -> impl FnOnce(zbus::Error) -> ControlError + '_ {
+    move |err| systemd_error(context, err)
+}
+
 /// Why the helper itself could not run. Each message names the step; the cause is the
 /// error's source, printed once by the binary's error chain.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HelperError {
-    #[error("cannot connect to the bus and serve {} there", super::OBJECT_PATH)]
+    #[error("cannot connect to the bus and serve {} there", graced_unit::dbus::OBJECT_PATH)]
     Connect(#[source] zbus::Error),
     #[error("cannot reach systemd on the bus")]
     Systemd(#[source] ControlError),

@@ -7,6 +7,11 @@
 //! (`graced_unit::dbus::bus_policy`): root and one admin group, so a deploy user can drain the
 //! web server without the right to stop every unit on the machine.
 //!
+//! It depends on `graced-unit` only for the helper's names and constants (bus name, object
+//! path, interface, admin group), and must not depend on `graced-http` or
+//! `graced-lifecycle`: it talks to the server only through systemd (unit properties and the
+//! server's `STATUS=` text), never to the server's process or sockets.
+//!
 //! * [`control`]: the `#[zbus::interface]` adapter and the helper's run loop (idle exit).
 //! * [`systemd`]: the systemd side — unit lookup and the graced-unit rule, stop/kill,
 //!   reload jobs, waiting on signals.

@@ -3,8 +3,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::socket::listen_tcp;
 use super::*;
-use graced_config::{Site, Source};
+use crate::model::WantsLink;
+use graced_config::{AccessLog, ListenAddress, Listener, Root, Site, Source};
 
 const BASE: &str = r#"
 [server]

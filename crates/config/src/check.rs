@@ -1,0 +1,415 @@
+//! The [`Checker`]: raw values → typed configuration, collecting *every* problem as a diagnostic.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use crate::address::parse_address;
+use crate::diagnostic::ConfigError;
+use crate::diagnostic::{self, Diagnostic};
+use crate::model::{
+    AccessLog, BUILTIN_DEMO_ROOT, Checks, Config, Limits, ListenAddress, Listener, LogLevel, MAX_WORKERS,
+    Root, Server, Site, Source,
+};
+use crate::raw::{RawConfig, RawLimits, RawListen, RawServer, RawSite, RawWorkers};
+
+/// Parses and validates TOML `text` (what [`Config::from_toml_with`] does).
+pub(crate) fn config(source: Source, text: &str, checks: Checks) -> Result<Config, ConfigError> {
+    let file = source.display_name();
+    let raw: RawConfig = toml::from_str(text).map_err(|err| {
+        let span = err.span().unwrap_or(0..0);
+        let message = err.message().trim_end().trim_end_matches('.').to_owned();
+        let hint = syntax_hint(&message);
+        ConfigError::Invalid(vec![Diagnostic::at(&file, text, span, message, hint)])
+    })?;
+    let base = match &source {
+        Source::File(path) => path.parent().map(Path::to_owned).unwrap_or_default(),
+        Source::Embedded => PathBuf::from("/"),
+    };
+    let mut check = Checker { file: &file, text, base: &base, checks, problems: Vec::new() };
+    let server = check.server(raw.server);
+    let limits = check.limits(raw.limits);
+    let listeners = check.listeners(raw.listen);
+    let sites = check.sites(raw.site);
+    if check.problems.is_empty() {
+        Ok(Config { source, server, limits, listeners, sites })
+    } else {
+        Err(ConfigError::Invalid(check.problems))
+    }
+}
+
+/// Collects every problem while converting raw values.
+struct Checker<'a> {
+    file: &'a str,
+    text: &'a str,
+    base: &'a Path,
+    checks: Checks,
+    problems: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn problem<T>(&mut self, at: &Spanned<T>, message: impl Into<String>, hint: &str) {
+        let hint = (!hint.is_empty()).then(|| hint.to_owned());
+        self.problems.push(Diagnostic::at(self.file, self.text, at.span(), message, hint));
+    }
+
+    fn problem_at_top(&mut self, message: impl Into<String>, hint: &str) {
+        self.problems.push(Diagnostic::at(self.file, self.text, 0..0, message, Some(hint.into())));
+    }
+
+    fn duration(&mut self, value: &Option<Spanned<String>>, default: Duration) -> Duration {
+        let Some(value) = value else { return default };
+        match humantime::parse_duration(value.get_ref()) {
+            Ok(d) if d.is_zero() => {
+                self.problem(
+                    value,
+                    "a duration of zero is not allowed here",
+                    "give a positive duration such as \"30s\"",
+                );
+                default
+            }
+            Ok(d) if d > Duration::from_secs(24 * 3600) => {
+                self.problem(
+                    value,
+                    format!("duration {:?} is longer than a day", value.get_ref()),
+                    "give at most \"24h\"",
+                );
+                default
+            }
+            Ok(d) => d,
+            Err(err) => {
+                self.problem(
+                    value,
+                    format!("invalid duration {:?}: {err}", value.get_ref()),
+                    "write durations like \"500ms\", \"30s\" or \"2min\"",
+                );
+                default
+            }
+        }
+    }
+
+    fn count(
+        &mut self,
+        value: &Option<Spanned<i64>>,
+        default: usize,
+        range: std::ops::RangeInclusive<i64>,
+    ) -> usize {
+        let Some(value) = value else { return default };
+        let n = *value.get_ref();
+        if range.contains(&n) {
+            n as usize
+        } else {
+            self.problem(
+                value,
+                format!("{n} is out of range"),
+                &format!("give a number from {} to {}", range.start(), range.end()),
+            );
+            default
+        }
+    }
+
+    fn absolute(&self, path: &str) -> PathBuf {
+        let path = Path::new(path);
+        if path.is_absolute() { path.to_owned() } else { self.base.join(path) }
+    }
+
+    fn server(&mut self, raw: RawServer) -> Server {
+        let graceful_shutdown_timeout =
+            self.duration(&raw.graceful_shutdown_timeout, Duration::from_secs(30));
+        let pid_file = raw.pid_file.as_ref().map(|p| {
+            if p.get_ref().is_empty() {
+                self.problem(
+                    p,
+                    "pid_file is empty",
+                    "give an absolute path such as \"/run/graced/graced.pid\"",
+                );
+            }
+            self.absolute(p.get_ref())
+        });
+        let access_log = match raw.access_log.as_ref().map(|v| (v, v.get_ref().as_str())) {
+            None | Some((_, "journal")) => AccessLog::Journal,
+            Some((_, "stderr")) => AccessLog::Stderr,
+            Some((_, "off")) => AccessLog::Off,
+            Some((v, path)) if path.contains('/') => {
+                let _ = v;
+                AccessLog::File(self.absolute(path))
+            }
+            Some((v, other)) => {
+                self.problem(
+                    v,
+                    format!("unknown access_log {other:?}"),
+                    "use \"journal\", \"stderr\", \"off\" or a file path containing a '/'",
+                );
+                AccessLog::Journal
+            }
+        };
+        let log_level = match raw.log_level.as_ref().map(|v| (v, v.get_ref().to_ascii_lowercase())) {
+            None => LogLevel::Info,
+            Some((v, level)) => match level.as_str() {
+                "error" => LogLevel::Error,
+                "warn" | "warning" => LogLevel::Warn,
+                "info" => LogLevel::Info,
+                "debug" => LogLevel::Debug,
+                "trace" => LogLevel::Trace,
+                _ => {
+                    self.problem(
+                        v,
+                        format!("unknown log_level {:?}", v.get_ref()),
+                        "use error, warn, info, debug or trace",
+                    );
+                    LogLevel::Info
+                }
+            },
+        };
+        let mut account = |v: &Option<Spanned<String>>, what: &str| {
+            let v = v.as_ref()?;
+            let name = v.get_ref();
+            let valid = !name.is_empty()
+                && name.len() <= 32
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+                && !name.starts_with('-');
+            if !valid {
+                self.problem(
+                    v,
+                    format!("{what} {name:?} is not a valid account name"),
+                    "use letters, digits, '_', '-' and '.' (at most 32)",
+                );
+            }
+            Some(name.clone())
+        };
+        let user = account(&raw.user, "user");
+        let group = account(&raw.group, "group");
+        let watchdog = raw.watchdog.as_ref().map(|_| self.duration(&raw.watchdog, Duration::from_secs(30)));
+        let fd_store = raw.fd_store.unwrap_or(false);
+        let workers = raw.workers.as_ref().and_then(|v| match v.get_ref() {
+            RawWorkers::Word(word) if word == "auto" => None,
+            RawWorkers::Count(n) if (1..=MAX_WORKERS as i64).contains(n) => Some(*n as usize),
+            RawWorkers::Count(n) => {
+                self.problem(
+                    v,
+                    format!("workers = {n} is out of range"),
+                    &format!("give \"auto\" (one per CPU) or a number from 1 to {MAX_WORKERS}"),
+                );
+                None
+            }
+            RawWorkers::Word(word) => {
+                self.problem(
+                    v,
+                    format!("unknown workers {word:?}"),
+                    "give \"auto\" (one per CPU) or a number of threads such as 4",
+                );
+                None
+            }
+        });
+        Server {
+            graceful_shutdown_timeout,
+            pid_file,
+            access_log,
+            log_level,
+            user,
+            group,
+            watchdog,
+            fd_store,
+            workers,
+        }
+    }
+
+    fn limits(&mut self, raw: RawLimits) -> Limits {
+        let d = Limits::default();
+        Limits {
+            max_connections: self.count(&raw.max_connections, d.max_connections, 1..=1_000_000),
+            header_timeout: self.duration(&raw.header_timeout, d.header_timeout),
+            keepalive_timeout: self.duration(&raw.keepalive_timeout, d.keepalive_timeout),
+            send_timeout: self.duration(&raw.send_timeout, d.send_timeout),
+            max_request_line: self.count(&raw.max_request_line, d.max_request_line, 256..=65_536),
+            max_header_bytes: self.count(&raw.max_header_bytes, d.max_header_bytes, 1024..=262_144),
+            max_headers: self.count(&raw.max_headers, d.max_headers, 8..=1000),
+        }
+    }
+
+    fn listeners(&mut self, raw: Vec<RawListen>) -> Vec<Listener> {
+        if raw.is_empty() {
+            self.problem_at_top(
+                "no [[listen]] table",
+                "add one, e.g. [[listen]] name = \"http\" address = \"0.0.0.0:80\"",
+            );
+        }
+        let mut names: HashMap<String, usize> = HashMap::new();
+        let mut addresses: HashMap<ListenAddress, usize> = HashMap::new();
+        let mut out = Vec::new();
+        for l in raw {
+            let name = l.name.get_ref().clone();
+            // It becomes FileDescriptorName= and part of a socket unit's name.
+            let valid_name = !name.is_empty()
+                && name.len() <= 64
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+            if !valid_name {
+                self.problem(&l.name, format!("listener name {name:?} is not usable as a socket name"), "use 1-64 letters, digits, '_', '.' or '-' (it becomes FileDescriptorName= and part of a unit name)");
+            }
+            let (line, _) = diagnostic::line_column(self.text, l.name.span().start);
+            if let Some(first) = names.insert(name.clone(), line) {
+                self.problem(
+                    &l.name,
+                    format!("duplicate listener name {name:?} (first defined on line {first})"),
+                    "give each [[listen]] its own name",
+                );
+            }
+            let address = match parse_address(l.address.get_ref()) {
+                Ok(ListenAddress::Unix(p)) if !p.is_absolute() => {
+                    self.problem(
+                        &l.address,
+                        "a Unix socket path must be absolute",
+                        "write it as \"/run/graced/http.sock\"",
+                    );
+                    None
+                }
+                Ok(a) => Some(a),
+                Err(err) => {
+                    self.problem(&l.address, err.to_string(), err.hint());
+                    None
+                }
+            };
+            if let Some(address) = &address {
+                let (line, _) = diagnostic::line_column(self.text, l.address.span().start);
+                if let Some(first) = addresses.insert(address.clone(), line) {
+                    self.problem(
+                        &l.address,
+                        format!("address {address} is already used by the listener on line {first}"),
+                        "each address may be listened on once",
+                    );
+                }
+            }
+            let backlog = self.count(&l.backlog, 511, 1..=65_535) as u32;
+            let socket_mode =
+                l.socket_mode.as_ref().and_then(|m| match u32::from_str_radix(m.get_ref(), 8) {
+                    Ok(mode) if mode <= 0o777 => Some(mode),
+                    _ => {
+                        self.problem(
+                            m,
+                            format!("socket_mode {:?} is not an octal permission", m.get_ref()),
+                            "write it like \"0660\"",
+                        );
+                        None
+                    }
+                });
+            if let Some(address) = address {
+                out.push(Listener {
+                    name,
+                    address,
+                    backlog,
+                    ipv6_only: l.ipv6_only,
+                    no_delay: l.no_delay.unwrap_or(true),
+                    socket_mode,
+                });
+            }
+        }
+        out
+    }
+
+    fn sites(&mut self, raw: Vec<RawSite>) -> Vec<Site> {
+        if raw.is_empty() {
+            self.problem_at_top("no [[site]] table", "add one, e.g. [[site]] root = \"/srv/www\"");
+        }
+        let mut hosts_seen: HashMap<String, usize> = HashMap::new();
+        let mut default_line: Option<usize> = None;
+        let mut out = Vec::new();
+        for s in raw {
+            let mut hosts = Vec::new();
+            for h in s.hosts.as_ref().map(|h| h.get_ref().as_slice()).unwrap_or_default() {
+                let host = h.get_ref().trim_end_matches('.').to_ascii_lowercase();
+                let valid = !host.is_empty()
+                    && host.len() <= 253
+                    && host.chars().all(|c| c.is_ascii_alphanumeric() || "-.*[]:".contains(c));
+                if !valid {
+                    self.problem(
+                        h,
+                        format!("{:?} is not a host name", h.get_ref()),
+                        "write host names without scheme, port or path, e.g. \"example.org\"",
+                    );
+                    continue;
+                }
+                let (line, _) = diagnostic::line_column(self.text, h.span().start);
+                if let Some(first) = hosts_seen.insert(host.clone(), line) {
+                    self.problem(
+                        h,
+                        format!("host {host:?} is already served by the site on line {first}"),
+                        "a host name may belong to one site only",
+                    );
+                }
+                hosts.push(host);
+            }
+            let is_default = hosts.is_empty();
+            if is_default {
+                let at = s.hosts.as_ref().map(|h| h.span()).unwrap_or(s.root.span());
+                let (line, _) = diagnostic::line_column(self.text, at.start);
+                if let Some(first) = default_line {
+                    self.problems.push(Diagnostic::at(
+                        self.file,
+                        self.text,
+                        at,
+                        format!("a second default site (the first is on line {first})"),
+                        Some("give this site hosts = [...], or remove one".into()),
+                    ));
+                }
+                default_line = Some(line);
+            }
+            let root = if s.root.get_ref() == BUILTIN_DEMO_ROOT {
+                Root::BuiltinDemo
+            } else {
+                let path = self.absolute(s.root.get_ref());
+                match std::fs::metadata(&path) {
+                    _ if self.checks == Checks::WithoutFilesystem => {}
+                    Ok(m) if m.is_dir() => {}
+                    Ok(_) => self.problem(
+                        &s.root,
+                        format!("document root {} is not a directory", path.display()),
+                        "point root at a directory",
+                    ),
+                    Err(err) => self.problem(
+                        &s.root,
+                        format!("document root {}: {err}", path.display()),
+                        "create the directory or correct the path",
+                    ),
+                }
+                Root::Dir(path)
+            };
+            let mut index = Vec::new();
+            for i in s.index.unwrap_or_else(|| vec![Spanned::new(0..0, "index.html".to_owned())]) {
+                let name = i.get_ref();
+                if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+                    self.problem(
+                        &i,
+                        format!("index {name:?} is not a file name"),
+                        "list plain file names such as \"index.html\"",
+                    );
+                } else {
+                    index.push(name.clone());
+                }
+            }
+            out.push(Site { hosts, root, index, hidden_files: s.hidden_files.unwrap_or(false), is_default });
+        }
+        if default_line.is_none()
+            && let Some(first) = out.first_mut()
+        {
+            first.is_default = true;
+        }
+        out
+    }
+}
+
+/// What to do about a TOML syntax or type error, by its message.
+fn syntax_hint(message: &str) -> Option<String> {
+    Some(if message.starts_with("unknown field") {
+        "remove the key or correct its spelling; the reference is in README.md".into()
+    } else if message.starts_with("invalid type") {
+        "check the value's type: strings are quoted, numbers are not".into()
+    } else if message.starts_with("missing field") {
+        "add the key to this table".into()
+    } else if message.starts_with("duplicate key") {
+        "each key may appear once per table".into()
+    } else {
+        "this is not valid TOML here: check quotes, brackets and `key = value` (see https://toml.io)".into()
+    })
+}

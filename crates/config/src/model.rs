@@ -1,0 +1,215 @@
+//! The validated configuration's types: what the server and the unit generator read.
+//!
+//! A leaf: nothing here loads or checks (`check` does, through [`Config::from_toml`]).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The name under which the embedded default reports its diagnostics.
+pub const EMBEDDED_NAME: &str = "<embedded default>";
+
+/// A `root` value that serves the demo site compiled into the binary.
+pub const BUILTIN_DEMO_ROOT: &str = "builtin:demo";
+
+/// The most worker threads `[server] workers` may ask for.
+pub const MAX_WORKERS: usize = 1024;
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Where it was read from (a path, or the embedded default).
+    pub source: Source,
+    pub server: Server,
+    pub limits: Limits,
+    /// At least one; names and addresses unique.
+    pub listeners: Vec<Listener>,
+    /// At least one; exactly one is the default site.
+    pub sites: Vec<Site>,
+}
+
+/// Where a configuration came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    File(PathBuf),
+    Embedded,
+}
+
+impl Source {
+    /// How diagnostics name it.
+    pub fn display_name(&self) -> String {
+        match self {
+            Source::File(path) => path.display().to_string(),
+            Source::Embedded => EMBEDDED_NAME.to_owned(),
+        }
+    }
+}
+
+/// The `[server]` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    /// How long a graceful stop lets in-flight requests run before aborting them.
+    pub graceful_shutdown_timeout: Duration,
+    /// The pid file; `None` means the runtime default (see `lifecycle::pidfile`).
+    pub pid_file: Option<PathBuf>,
+    pub access_log: AccessLog,
+    pub log_level: LogLevel,
+    /// Account to run as (used by the unit generator; the server itself never changes user).
+    pub user: Option<String>,
+    pub group: Option<String>,
+    /// `WatchdogSec=` for the generated unit; the server pings whenever systemd asks.
+    pub watchdog: Option<Duration>,
+    /// Keep the listeners in systemd's fd store too (`FDSTORE=1`): the generated unit
+    /// gets `FileDescriptorStoreMax=` + `FileDescriptorStorePreserve=yes` (systemd ≥ 254,
+    /// which tells the server through `$FDSTORE`). Off by default: socket units already
+    /// keep the listeners, and a stored copy keeps a stopped socket unit's port bound.
+    pub fd_store: bool,
+    /// Worker threads serving connections (`None`: one per CPU graced may use). Read at
+    /// start; a reload that changes it is applied at the next start.
+    pub workers: Option<usize>,
+}
+
+/// Where access-log lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLog {
+    /// Structured, through the diagnostic log: natively to the journal when stderr is
+    /// the journal, otherwise as text on stderr.
+    Journal,
+    /// Plain combined-format lines on stderr.
+    Stderr,
+    Off,
+    /// Combined-format lines appended to a file, reopened on every reload.
+    File(PathBuf),
+}
+
+/// The diagnostic log's threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+/// The `[limits]` table: every bound on what a client may make the server do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Open connections at most; past it new connections wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// A request head must arrive completely within this (slowloris guard).
+    pub header_timeout: Duration,
+    /// An idle keep-alive connection is closed after this.
+    pub keepalive_timeout: Duration,
+    /// A response that makes no write progress for this long is aborted (slow readers).
+    pub send_timeout: Duration,
+    /// Longest request target accepted (414 beyond).
+    pub max_request_line: usize,
+    /// Largest total size of the header fields (431 beyond).
+    pub max_header_bytes: usize,
+    /// Most header fields (431 beyond).
+    pub max_headers: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 4096,
+            header_timeout: Duration::from_secs(20),
+            keepalive_timeout: Duration::from_secs(15),
+            send_timeout: Duration::from_secs(60),
+            max_request_line: 8192,
+            max_header_bytes: 16384,
+            max_headers: 100,
+        }
+    }
+}
+
+/// One `[[listen]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// Matches the socket unit's `FileDescriptorName=`.
+    pub name: String,
+    pub address: ListenAddress,
+    pub backlog: u32,
+    /// For `[::]` addresses: accept IPv6 only (`true`) or IPv4 too (`false`).
+    pub ipv6_only: Option<bool>,
+    pub no_delay: bool,
+    /// Permissions of a Unix socket file.
+    pub socket_mode: Option<u32>,
+}
+
+/// What a listener listens on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ListenAddress {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for ListenAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddress::Tcp(addr) => write!(f, "{addr}"),
+            ListenAddress::Unix(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// One `[[site]]`: a virtual host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Site {
+    /// Lower-case host names without port; empty for the default site.
+    pub hosts: Vec<String>,
+    pub root: Root,
+    /// Tried in order for a request that names a directory.
+    pub index: Vec<String>,
+    /// Serve files and directories whose name starts with a dot (`.well-known` always is).
+    pub hidden_files: bool,
+    /// Requests whose Host matches no site go here.
+    pub is_default: bool,
+}
+
+/// Where a site's files come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Root {
+    /// A directory on disk (absolute; checked to exist when validated).
+    Dir(PathBuf),
+    /// The demo site compiled into the binary.
+    BuiltinDemo,
+}
+
+impl Config {
+    /// The site for a request's Host (already lower-cased, without port).
+    pub fn site_for_host(&self, host: Option<&str>) -> &Site {
+        &self.sites[self.site_index_for_host(host)]
+    }
+
+    /// The index in `sites` of the site for a request's Host.
+    pub fn site_index_for_host(&self, host: Option<&str>) -> usize {
+        host.and_then(|h| self.sites.iter().position(|s| s.hosts.iter().any(|n| n == h)))
+            .or_else(|| self.sites.iter().position(|s| s.is_default))
+            .expect("a validated configuration has a default site")
+    }
+}
+
+/// Which validation steps run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checks {
+    /// Everything, including that document roots exist (the server, `graced -t`).
+    All,
+    /// Everything but the filesystem: a unit generator runs at boot, before file
+    /// systems such as /srv are mounted.
+    WithoutFilesystem,
+}
