@@ -1,27 +1,29 @@
-//! A tokio TCP server made systemd-native with `graced-lifecycle`; each connection gets one line, the
-//! first of `$GREETING_FILE`, reread on reload (an empty file fails the reload). `tcp_server [NAME
-//! [ADDRESS]]` serves the listener NAME (systemd's socket with that `FileDescriptorName=`, else ADDRESS
-//! bound here); `tcp_server -k graceful|restart|stop|graceful-stop [--wait]` controls it. Pid file and
-//! control socket: `$RUNTIME_DIRECTORY/tcp_server.{pid,ctl}` under systemd.
+//! A tokio TCP server made systemd-native with `graced-lifecycle`: each connection gets the first line of
+//! `$GREETING_FILE`, reread on reload. `tcp_server [NAME [ADDRESS]]` serves systemd's socket named NAME,
+//! else binds ADDRESS; `tcp_server -k graceful|restart|stop|graceful-stop [--wait]` controls it.
 
-use std::process::ExitCode;
-use std::time::Duration;
+use std::{process::ExitCode, time::Duration};
 
 use graced_lifecycle::activation::{self, Leftovers};
 use graced_lifecycle::client::{self, Wait};
-use graced_lifecycle::command::{Command, ReloadKind, Request};
-use graced_lifecycle::inbox::Inbox;
 use graced_lifecycle::listener::{ListenSpec, Listener};
-use graced_lifecycle::notify::Notifier;
 use graced_lifecycle::pidfile::{self, PidFile};
 use graced_lifecycle::reload::{self, Generations};
+use graced_lifecycle::{Command, ReloadKind, Request, inbox::Inbox, notify::Notifier};
 use tokio::io::AsyncWriteExt;
 
-fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
-    // SAFETY: first thing in main, before anything else could own fds 3 and up.
+fn main() -> ExitCode {
+    run().unwrap_or_else(|error| {
+        eprintln!("tcp_server: {error}");
+        ExitCode::FAILURE
+    })
+}
+
+fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
+    // SAFETY: the first thing the process does: nothing else owns fds 3 and up yet.
     let inherited = unsafe { activation::take_from_env() }?;
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect(); // [NAME [ADDRESS]] or -k …
     let pid_path = pidfile::default_path("tcp_server");
     if let ["-k", command, rest @ ..] = &args[..] {
         let wait = if rest == ["--wait"] { Wait::UpTo(Duration::from_secs(30)) } else { Wait::No };
@@ -54,7 +56,7 @@ async fn serve(listener: Listener, mut pid_file: PidFile) -> Result<ExitCode, Bo
     let tcp = listener.into_tokio_tcp()?;
     let accept = tokio::spawn(async move {
         while let Ok((mut stream, _)) = tcp.accept().await {
-            let (held, line) = (current.clone(), current.borrow().clone()); // held: counts as in flight
+            let (held, line) = (current.clone(), current.borrow().clone()); // `held`: in flight
             tokio::spawn(async move { (stream.write_all(line.as_bytes()).await, drop(held)) });
         }
     });
@@ -83,9 +85,7 @@ async fn serve(listener: Listener, mut pid_file: PidFile) -> Result<ExitCode, Bo
                     notifier.stopping(command.as_str());
                     if command == Command::GracefulStop {
                         pid_file.remove(); // a new instance may start while connections finish
-                        while config.receiver_count() > 0 {
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                        }
+                        config.closed().await; // every connection (each holds a receiver) is done
                     }
                     asked.answer(Ok("stopped".into()));
                     return Ok(ExitCode::SUCCESS);
