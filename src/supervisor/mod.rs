@@ -9,7 +9,7 @@
 //! one only declares and re-exports):
 //!
 //! * [`start`] (`serve`: pid file, listeners, runtime) → `run`, `state`, `paths`, `listeners`, `fd_store`, `error`
-//! * `run` (the loop: signals, control requests, watchdog, status) → `state`, `error`;
+//! * `run` (the loop: signals, control requests, watchdog, status) → `state`, `listeners`, `error`;
 //!   it calls the methods `reload` and `drain` add to the state
 //! * `reload` (USR1/HUP, `await-reload`) → `state`, `listeners`, `fd_store`, `error`
 //! * `drain` (TERM, WINCH) → `state`
