@@ -65,6 +65,27 @@ pub enum Command {
     Status,
 }
 
+impl Command {
+    /// The toolkit's command it sends to a running server (`None`: start here, or ask for status).
+    pub fn lifecycle(self) -> Option<graced_lifecycle::Command> {
+        match self {
+            Command::Start | Command::Status => None,
+            Command::Stop => Some(graced_lifecycle::Command::Stop),
+            Command::Restart => Some(graced_lifecycle::Command::Restart),
+            Command::Graceful => Some(graced_lifecycle::Command::Reload),
+            Command::GracefulStop => Some(graced_lifecycle::Command::GracefulStop),
+        }
+    }
+}
+
+impl Cli {
+    /// `--wait` (bounded by `--timeout`) as the toolkit's [`Wait`](graced_lifecycle::client::Wait).
+    pub fn wait_for(&self) -> graced_lifecycle::client::Wait {
+        use graced_lifecycle::client::Wait;
+        if self.wait { Wait::UpTo(self.timeout) } else { Wait::No }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Sub {
     /// Print or write the systemd units for this configuration

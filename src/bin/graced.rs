@@ -23,7 +23,7 @@ fn main() -> ExitCode {
     }
 }
 
-type Inherited = Result<Vec<(String, std::os::fd::OwnedFd)>, lifecycle::activation::ActivationError>;
+type Inherited = Result<lifecycle::activation::Inherited, lifecycle::activation::ActivationError>;
 
 fn run(cli: Cli, inherited: Inherited) -> anyhow::Result<u8> {
     match &cli.subcommand {
@@ -38,13 +38,7 @@ fn run(cli: Cli, inherited: Inherited) -> anyhow::Result<u8> {
         }
         _ => {}
     }
-    let command = match cli.command {
-        None | Some(Command::Start) | Some(Command::Status) => None,
-        Some(Command::Stop) => Some(lifecycle::Command::Stop),
-        Some(Command::Restart) => Some(lifecycle::Command::Restart),
-        Some(Command::Graceful) => Some(lifecycle::Command::Reload),
-        Some(Command::GracefulStop) => Some(lifecycle::Command::GracefulStop),
-    };
+    let command = cli.command.and_then(Command::lifecycle);
     let config = match Config::locate(cli.config.as_deref()) {
         Ok(config) => Some(config),
         // A reload that waits is judged by the server itself: it validates the file,
@@ -78,8 +72,7 @@ fn run(cli: Cli, inherited: Inherited) -> anyhow::Result<u8> {
             Some(client::await_reload(&pid_path, cli.timeout).context("-k … --signalled")?)
         }
         (_, Some(command)) => Some(
-            client::send(&pid_path, command, cli.wait, cli.timeout)
-                .with_context(|| format!("-k {command:?}"))?,
+            client::send(&pid_path, command, cli.wait_for()).with_context(|| format!("-k {command:?}"))?,
         ),
         _ => None,
     };

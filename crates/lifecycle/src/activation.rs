@@ -1,4 +1,4 @@
-//! Socket activation: takes systemd's listening sockets and matches them to configured listeners by name.
+//! Socket activation: takes systemd's listening sockets and matches them to the wanted listeners by name.
 //!
 //! Written by hand (about as long as the crates it replaces): sd-notify 0.5
 //! errors when `LISTEN_PID` does not match but `LISTEN_FDNAMES` is set, libsystemd
@@ -7,7 +7,7 @@
 //! `LISTEN_FDNAMES` names every fd `unknown` (then matched by address), and
 //! systemd's order is never trusted — it does not follow `Sockets=`.
 //!
-//! With systemd's fd store in use (`[server] fd_store`), one listener can arrive twice:
+//! With systemd's fd store in use, one listener can arrive twice:
 //! once from its socket unit and once from the store, under the same name (measured on
 //! 257: `LISTEN_FDNAMES=http:http`, one socket inode). Matching is deterministic:
 //! 1. fds that are the same socket (same device and inode) count once: the copy whose
@@ -16,14 +16,17 @@
 //! 2. among *different* sockets sharing a configured name, the one bound to the
 //!    configured address is kept, else the first; the others are closed and their name
 //!    is reported as stale, so the store can be cleaned;
-//! 3. a socket no listener uses is an error — unless the unit has an fd store
-//!    (`$FDSTORE`), where it is a leftover of an earlier configuration: closed, reported
-//!    as stale, and logged.
+//! 3. a socket no listener uses is an error — unless the caller says [`Leftovers::Close`]
+//!    (the unit has an fd store, `$FDSTORE`, where it is a leftover of an earlier
+//!    configuration): closed, reported as stale, and logged.
 
 use std::io;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 
 use crate::listener::{ListenSpec, Listener};
+
+/// `(name, fd)` pairs as systemd passed them (`LISTEN_FDNAMES`, `LISTEN_FDS`).
+pub type Inherited = Vec<(String, OwnedFd)>;
 
 /// The first fd systemd passes.
 pub const SD_LISTEN_FDS_START: i32 = 3;
@@ -45,14 +48,24 @@ pub enum ActivationError {
     },
     #[error(
         "systemd passed no socket for listener {name:?} ({address}); add ListenStream={address} with \
-         FileDescriptorName={name} to the socket unit (`graced unit` writes it)"
+         FileDescriptorName={name} to the socket unit"
     )]
     Missing { name: String, address: String },
     #[error(
-        "systemd passed a socket named {name:?} ({address}) that no [[listen]] uses; add a listener \
+        "systemd passed a socket named {name:?} ({address}) that no listener uses; add a listener \
          with that name or remove it from the socket unit"
     )]
     Unused { name: String, address: String },
+}
+
+/// What to do with an inherited socket no wanted listener uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leftovers {
+    /// Fail with [`ActivationError::Unused`]: the socket unit and the server disagree.
+    Refuse,
+    /// Close it and report its name as stale: the unit has an fd store, which may still
+    /// hold a listener of an earlier configuration.
+    Close,
 }
 
 /// Takes ownership of the fds systemd passed to this process, with their names.
@@ -60,7 +73,7 @@ pub enum ActivationError {
 /// # Safety
 /// Call at most once per process, before anything else could own fds 3.. (in
 /// practice: first thing in `main`); each fd is wrapped in an `OwnedFd` exactly once.
-pub unsafe fn take_from_env() -> Result<Vec<(String, OwnedFd)>, ActivationError> {
+pub unsafe fn take_from_env() -> Result<Inherited, ActivationError> {
     let ours =
         std::env::var("LISTEN_PID").ok().and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
     if !ours {
@@ -102,12 +115,11 @@ pub struct Matched {
 
 /// Matches inherited sockets to `configured` listeners: by name first, then (for sockets
 /// named `unknown`) by address; copies of one socket count once (see the module docs).
-/// Every configured listener must be matched, and every inherited socket used unless
-/// `fd_store` (the unit has an fd store, which may hold leftovers).
+/// Every configured listener must be matched; unused sockets are handled as `leftovers` says.
 pub fn match_listeners(
-    inherited: Vec<(String, OwnedFd)>,
+    inherited: Inherited,
     configured: &[ListenSpec],
-    fd_store: bool,
+    leftovers: Leftovers,
 ) -> Result<Matched, ActivationError> {
     let is_configured = |name: &str| configured.iter().any(|l| l.name == name);
     // (socket, its identity), in systemd's order
@@ -193,14 +205,14 @@ pub fn match_listeners(
 
     // 3. Leftovers.
     if let Some(unused) = distinct.first() {
-        if !fd_store {
+        if leftovers == Leftovers::Refuse {
             return Err(ActivationError::Unused { name: unused.name.clone(), address: unused.local_addr() });
         }
         for other in &distinct {
             tracing::warn!(
                 name = %other.name,
                 address = %other.local_addr(),
-                "systemd passed a socket named {:?} ({}) that no [[listen]] uses; closing it and removing it \
+                "systemd passed a socket named {:?} ({}) that no listener uses; closing it and removing it \
                  from the fd store (a listener of an earlier configuration)",
                 other.name,
                 other.local_addr()
@@ -247,13 +259,13 @@ mod tests {
     fn the_same_socket_from_the_socket_unit_and_the_store_counts_once() {
         let (l, a) = bound();
         let inherited = vec![("http".to_owned(), fd(&l)), ("http".to_owned(), fd(&l))];
-        let m = match_listeners(inherited, &[listener("http", a)], true).unwrap();
+        let m = match_listeners(inherited, &[listener("http", a)], Leftovers::Close).unwrap();
         assert_eq!(names(&m), [("http".to_owned(), a.to_string())]);
         assert_eq!(m.duplicates, 1);
         assert!(m.stale_names.is_empty(), "{:?}", m.stale_names);
         // The same without an fd store in the unit: still one listener, no error.
         let inherited = vec![("http".to_owned(), fd(&l)), ("http".to_owned(), fd(&l))];
-        let m = match_listeners(inherited, &[listener("http", a)], false).unwrap();
+        let m = match_listeners(inherited, &[listener("http", a)], Leftovers::Refuse).unwrap();
         assert_eq!((m.listeners.len(), m.duplicates), (1, 1));
     }
 
@@ -261,7 +273,7 @@ mod tests {
     fn a_copy_under_a_configured_name_wins_over_an_old_name() {
         let (l, a) = bound();
         let inherited = vec![("old".to_owned(), fd(&l)), ("http".to_owned(), fd(&l))];
-        let m = match_listeners(inherited, &[listener("http", a)], true).unwrap();
+        let m = match_listeners(inherited, &[listener("http", a)], Leftovers::Close).unwrap();
         assert_eq!(names(&m), [("http".to_owned(), a.to_string())]);
         assert_eq!(m.stale_names, ["old"]);
     }
@@ -272,14 +284,14 @@ mod tests {
         let (new, new_addr) = bound();
         for order in [[&old, &new], [&new, &old]] {
             let inherited = order.iter().map(|l| ("http".to_owned(), fd(l))).collect();
-            let m = match_listeners(inherited, &[listener("http", new_addr)], true).unwrap();
+            let m = match_listeners(inherited, &[listener("http", new_addr)], Leftovers::Close).unwrap();
             assert_eq!(names(&m), [("http".to_owned(), new_addr.to_string())], "order {order:?}");
             assert_eq!(m.stale_names, ["http"], "the store must drop the other one");
         }
         // Neither on the configured address: the first one systemd passed.
         let (_, elsewhere) = bound();
         let inherited = vec![("http".to_owned(), fd(&old)), ("http".to_owned(), fd(&new))];
-        let m = match_listeners(inherited, &[listener("http", elsewhere)], true).unwrap();
+        let m = match_listeners(inherited, &[listener("http", elsewhere)], Leftovers::Close).unwrap();
         assert_eq!(names(&m), [("http".to_owned(), old_addr.to_string())]);
     }
 
@@ -288,9 +300,9 @@ mod tests {
         let (l, a) = bound();
         let (extra, _) = bound();
         let inherited = || vec![("http".to_owned(), fd(&l)), ("gone".to_owned(), fd(&extra))];
-        let err = match_listeners(inherited(), &[listener("http", a)], false).err().unwrap();
+        let err = match_listeners(inherited(), &[listener("http", a)], Leftovers::Refuse).err().unwrap();
         assert!(matches!(err, ActivationError::Unused { ref name, .. } if name == "gone"), "{err}");
-        let m = match_listeners(inherited(), &[listener("http", a)], true).unwrap();
+        let m = match_listeners(inherited(), &[listener("http", a)], Leftovers::Close).unwrap();
         assert_eq!(names(&m), [("http".to_owned(), a.to_string())]);
         assert_eq!(m.stale_names, ["gone"]);
     }
@@ -300,7 +312,9 @@ mod tests {
         let (l, a) = bound();
         let (_, b) = bound();
         let inherited = vec![("http".to_owned(), fd(&l))];
-        let err = match_listeners(inherited, &[listener("http", a), listener("alt", b)], true).err().unwrap();
+        let err = match_listeners(inherited, &[listener("http", a), listener("alt", b)], Leftovers::Close)
+            .err()
+            .unwrap();
         assert!(matches!(err, ActivationError::Missing { ref name, .. } if name == "alt"), "{err}");
     }
 }

@@ -1,4 +1,4 @@
-//! `graced -k COMMAND [--wait]`: finds the running server by its pid-file lock and asks it.
+//! The `-k COMMAND [--wait]` side, composed of the pid file, the signal table and the control socket: finds the running server by its pid-file lock and asks it.
 //!
 //! The server is the process the kernel says holds the pid file's lock — never the
 //! number written in the file. The holder is pinned with a pidfd and the lock is
@@ -9,12 +9,23 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::control::{self, Request};
-use super::pidfile::{self, Probe, ProcessInfo};
-use super::signal::{Command, signal_for};
+use crate::command::{Command, Request};
+use crate::control;
+use crate::pidfile::{self, Probe, ProcessInfo};
+use crate::signal::signal_for;
+
+/// Whether `-k` returns once the server was asked, or once the work is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Return once the signal is sent.
+    No,
+    /// Reloads: return with the server's answer (the reload's outcome) over the control
+    /// socket; stops: return when the process has exited. At most this long.
+    UpTo(Duration),
+}
 
 /// What a `-k` command achieved, for the message and the exit status.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Done; the text says what happened.
     Done(String),
@@ -46,13 +57,26 @@ pub enum ClientError {
     StillRunning { pid: u32, waited: Duration },
 }
 
+impl Outcome {
+    /// The exit status for it, as LSB init scripts have them: 0 done, 1 failed, 3 not running.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Outcome::Done(_) => 0,
+            Outcome::Failed(_) => 1,
+            Outcome::NotRunning(_) => 3,
+        }
+    }
+
+    /// The text: what happened, or why not.
+    pub fn text(&self) -> &str {
+        match self {
+            Outcome::Done(text) | Outcome::Failed(text) | Outcome::NotRunning(text) => text,
+        }
+    }
+}
+
 /// Sends `command` to the server whose pid file is `pid_path`.
-pub fn send(
-    pid_path: &Path,
-    command: Command,
-    wait: bool,
-    timeout: Duration,
-) -> Result<Outcome, ClientError> {
+pub fn send(pid_path: &Path, command: Command, wait: Wait) -> Result<Outcome, ClientError> {
     let holder = match pidfile::probe(pid_path)? {
         Probe::Absent => {
             return Ok(Outcome::NotRunning(format!("not running: no pid file at {}", pid_path.display())));
@@ -61,7 +85,7 @@ pub fn send(
             let who = named.map_or("no valid pid".to_owned(), |p| p.to_string());
             return Ok(Outcome::NotRunning(format!(
                 "not running: {} is stale — it names {who}, which does not hold its lock, so it is not \
-                 graced; nothing was signalled",
+                 the server; nothing was signalled",
                 pid_path.display()
             )));
         }
@@ -76,7 +100,9 @@ pub fn send(
             holder
         }
     };
-    if wait && matches!(command, Command::Reload | Command::Restart) {
+    if let Wait::UpTo(timeout) = wait
+        && matches!(command, Command::Reload | Command::Restart)
+    {
         return ask(pid_path, holder, Request::Command(command), timeout);
     }
     // Pin the process, then make sure it still holds the lock: a PID freed and reused
@@ -93,13 +119,14 @@ pub fn send(
         Probe::Running { holder: again, .. } if again == holder => {}
         _ => return Ok(Outcome::NotRunning(format!("not running: pid {holder} exited just now"))),
     }
-    let signal = rustix::process::Signal::from_named_raw(signal_for(command)).expect("a valid signal number");
+    let entry = signal_for(command);
+    let signal = rustix::process::Signal::from_named_raw(entry.number).expect("a valid signal number");
     rustix::process::pidfd_send_signal(&pidfd, signal)
         .map_err(|e| ClientError::Signal { pid: holder, source: e.into() })?;
-    let sent = format!("sent SIG{} to {}", signal_name(command), ProcessInfo::of(holder));
-    if !wait {
+    let sent = format!("sent SIG{} to {}", entry.name, ProcessInfo::of(holder));
+    let Wait::UpTo(timeout) = wait else {
         return Ok(Outcome::Done(sent));
-    }
+    };
     // Stop or graceful stop: the pidfd becomes readable when the process exits.
     let started = Instant::now();
     let mut fds = [rustix::event::PollFd::new(&pidfd, rustix::event::PollFlags::IN)];
@@ -116,7 +143,7 @@ pub fn send(
 
 fn ask(pid_path: &Path, holder: u32, request: Request, timeout: Duration) -> Result<Outcome, ClientError> {
     let path = control::socket_path(pid_path);
-    let (peer, reply) = control::request(&path, request, timeout)
+    let control::Response { server_pid: peer, reply } = control::request(&path, request, timeout)
         .map_err(|source| ClientError::Control { path: path.clone(), source })?;
     if peer != holder {
         return Err(ClientError::Control {
@@ -147,8 +174,4 @@ pub fn status(pid_path: &Path, timeout: Duration) -> Result<Outcome, ClientError
         Probe::Running { holder, .. } => ask(pid_path, holder, Request::Status, timeout),
         Probe::Absent | Probe::Stale { .. } => Ok(Outcome::NotRunning("not running".into())),
     }
-}
-
-fn signal_name(command: Command) -> &'static str {
-    super::signal::TABLE.iter().find(|(_, _, c)| *c == command).map_or("?", |(name, _, _)| name)
 }

@@ -1,9 +1,9 @@
-//! The control socket: `graced -k … --wait` asks, the server answers when the work is done.
+//! The control socket: `-k … --wait` asks, the server answers when the work is done.
 //!
-//! A Unix stream socket next to the pid file (`graced.pid` → `graced.ctl`), mode
+//! A Unix stream socket next to the pid file (`NAME.pid` → `NAME.ctl`), mode
 //! 0600, answering only root and the server's own user (SO_PEERCRED). The protocol
 //! is one request line (`graceful`, `restart`, `status`, `stop`, `graceful-stop`,
-//! `await-reload`)
+//! `await-reload`; see [`Request`])
 //! and one reply that ends with EOF: `ok <text>` or `error <text>` (text may span
 //! lines). It is synchronous: the reply *is* the result, so nothing polls.
 
@@ -16,44 +16,30 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 use tokio::sync::{mpsc, oneshot};
 
-use super::signal::Command;
+pub use crate::command::{Reply, Request};
 
-/// What a client asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Request {
-    Command(Command),
-    Status,
-    /// The result of the reload a signal already asked for (systemd ≥ 253 sends
-    /// `ReloadSignal=` first, then runs `ExecReload=`, which asks this).
-    AwaitReload,
+/// A request waiting for the server's loop to answer it.
+#[derive(Debug)]
+pub struct Pending {
+    pub request: Request,
+    responder: oneshot::Sender<Reply>,
 }
 
-impl Request {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Request::Command(Command::Reload) => "graceful",
-            Request::Command(Command::Restart) => "restart",
-            Request::Command(Command::Stop) => "stop",
-            Request::Command(Command::GracefulStop) => "graceful-stop",
-            Request::Status => "status",
-            Request::AwaitReload => "await-reload",
-        }
-    }
-
-    fn parse(line: &str) -> Option<Request> {
-        [Command::Reload, Command::Restart, Command::Stop, Command::GracefulStop]
-            .into_iter()
-            .map(Request::Command)
-            .chain([Request::Status, Request::AwaitReload])
-            .find(|r| r.as_str() == line.trim())
+impl Pending {
+    /// Sends the reply to the waiting client (gone clients are ignored).
+    pub fn answer(self, reply: Reply) {
+        let _ = self.responder.send(reply);
     }
 }
 
-/// The answer: `Ok(text)` or `Err(text)`.
-pub type Reply = Result<String, String>;
-
-/// A request waiting for the lifecycle loop to answer it.
-pub type Pending = (Request, oneshot::Sender<Reply>);
+/// What a client got back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The answering process, as the kernel reports it (SO_PEERCRED), so the caller can
+    /// check it holds the pid file's lock.
+    pub server_pid: u32,
+    pub reply: Reply,
+}
 
 /// The socket path that goes with a pid file.
 pub fn socket_path(pid_file: &Path) -> PathBuf {
@@ -81,16 +67,16 @@ pub fn serve(path: &Path, requests: mpsc::Sender<Pending>) -> io::Result<()> {
                     let mut line = String::new();
                     let mut reader = BufReader::new(read);
                     match tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await {
-                        Ok(Ok(_)) => match Request::parse(&line) {
-                            Some(request) => {
-                                let (tx, rx) = oneshot::channel();
-                                if requests.send((request, tx)).await.is_err() {
+                        Ok(Ok(_)) => match line.parse::<Request>() {
+                            Ok(request) => {
+                                let (responder, rx) = oneshot::channel();
+                                if requests.send(Pending { request, responder }).await.is_err() {
                                     Err("the server is shutting down".to_owned())
                                 } else {
                                     rx.await.unwrap_or_else(|_| Err("the server is shutting down".to_owned()))
                                 }
                             }
-                            None => Err(format!("unknown request {:?}", line.trim())),
+                            Err(_) => Err(format!("unknown request {:?}", line.trim())),
                         },
                         _ => Err("no request received".to_owned()),
                     }
@@ -109,9 +95,8 @@ pub fn serve(path: &Path, requests: mpsc::Sender<Pending>) -> io::Result<()> {
     Ok(())
 }
 
-/// Sends `request` and waits up to `timeout` for the reply. Also returns the server's
-/// pid as the kernel reports it (SO_PEERCRED), so the caller can check it holds the lock.
-pub fn request(path: &Path, request: Request, timeout: Duration) -> io::Result<(u32, Reply)> {
+/// Sends `request` and waits up to `timeout` for the reply.
+pub fn request(path: &Path, request: Request, timeout: Duration) -> io::Result<Response> {
     let mut stream = std::os::unix::net::UnixStream::connect(path)?;
     let peer = rustix::net::sockopt::socket_peercred(stream.as_fd())?.pid.as_raw_nonzero().get() as u32;
     stream.set_read_timeout(Some(timeout))?;
@@ -133,5 +118,5 @@ pub fn request(path: &Path, request: Request, timeout: Duration) -> io::Result<(
         ("error", rest) => Err(rest.to_owned()),
         _ => Err(format!("unexpected answer {text:?}")),
     };
-    Ok((peer, reply))
+    Ok(Response { server_pid: peer, reply })
 }

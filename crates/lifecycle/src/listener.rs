@@ -80,6 +80,17 @@ impl Listener {
         Ok(Listener { name, socket })
     }
 
+    /// The TCP listener registered with the current tokio runtime, for a server whose
+    /// listeners never change (one that keeps listeners across reloads accepts on a
+    /// duplicate, `socket.try_clone()`, so stopping a loop never closes the listener).
+    pub fn into_tokio_tcp(self) -> io::Result<tokio::net::TcpListener> {
+        if self.socket.local_addr()?.as_socket().is_none() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a TCP listener"));
+        }
+        self.socket.set_nonblocking(true)?;
+        tokio::net::TcpListener::from_std(self.socket.into())
+    }
+
     /// The address it listens on, for messages.
     pub fn local_addr(&self) -> String {
         match self.socket.local_addr() {

@@ -1,21 +1,27 @@
 //! A pid file that can never go stale: "running" means "holds the file's lock", never "the file exists".
 //!
-//! The server takes a POSIX write lock (`fcntl(F_SETLK)`) on the pid file and keeps
+//! The server takes a POSIX record lock (`fcntl(F_SETLK)`) on the pid file and keeps
 //! it for its whole life; the kernel drops it the instant the process dies, however
 //! it dies. Anyone can ask the kernel who holds it (`F_GETLK` returns the holder's
-//! PID), so `graced -k` signals that PID — after pinning it with a pidfd and checking
+//! PID), so `-k` signals that PID — after pinning it with a pidfd and checking
 //! again — and never the number written in the file, which after a crash may belong
 //! to a stranger (httpd's "already running" bug). A POSIX lock is used rather than
-//! `flock` precisely because `F_GETLK` names the holder.
+//! `flock` precisely because `F_GETLK` names the holder; for the same reason it is a
+//! process-associated lock, not an open-file-description one (`F_OFD_GETLK` reports
+//! `l_pid = -1`). rustix's `fs::fcntl_lock` (`F_SETLK`) and `process::fcntl_getlk`
+//! (`F_GETLK`, with the holder's pid) are exactly these calls, so no `unsafe` is needed.
 //!
 //! Invariant: the server process opens the pid file exactly once (POSIX locks are
 //! released when *any* descriptor of the file is closed by the process).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{FlockOperation, fcntl_lock};
+use rustix::io::Errno;
+use rustix::process::{Flock, FlockType, fcntl_getlk};
 
 /// Why the pid file could not be taken or read.
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +38,7 @@ pub enum PidFileError {
 }
 
 /// What can be said about a process, to explain a refusal. Only ever used for
-/// messages: whether graced runs is decided by the lock alone.
+/// messages: whether the server runs is decided by the lock alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessInfo {
     pub pid: u32,
@@ -60,7 +66,7 @@ impl std::fmt::Display for ProcessInfo {
         write!(f, "pid {}", self.pid)?;
         match &self.comm {
             Some(comm) => write!(f, " ({comm}")?,
-            None if self.alive => return write!(f, " (a process graced may not inspect)"),
+            None if self.alive => return write!(f, " (a process this user may not inspect)"),
             None => return write!(f, " (not running)"),
         }
         if let Some(started) = self.started {
@@ -77,13 +83,14 @@ pub struct PidFile {
     path: PathBuf,
     file: File,
     removed: bool,
+    /// The pid a stale file named when it was taken over.
+    stale: Option<u32>,
 }
 
 impl PidFile {
     /// Creates the directory if needed, locks the file, and writes our pid into it.
-    /// Returns the previous content's pid when it was left by a process that is gone
-    /// (a stale file, reported by the caller).
-    pub fn acquire(path: &Path) -> Result<(PidFile, Option<u32>), PidFileError> {
+    /// Refuses with [`PidFileError::AlreadyRunning`] while another process holds the lock.
+    pub fn acquire(path: &Path) -> Result<PidFile, PidFileError> {
         let io_err = |source| PidFileError::Io { path: path.to_owned(), source };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io_err)?;
@@ -97,15 +104,15 @@ impl PidFile {
                 .mode(0o644)
                 .open(path)
                 .map_err(io_err)?;
-            if let Err(err) = set_lock(&file, libc::F_WRLCK) {
-                if matches!(err.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) {
+            if let Err(err) = fcntl_lock(&file, FlockOperation::NonBlockingLockExclusive) {
+                if matches!(err, Errno::AGAIN | Errno::ACCESS) {
                     let holder = lock_holder(&file).map_err(io_err)?;
                     return Err(PidFileError::AlreadyRunning {
                         path: path.to_owned(),
                         holder: ProcessInfo::of(holder.unwrap_or(0)),
                     });
                 }
-                return Err(io_err(err));
+                return Err(io_err(err.into()));
             }
             // The path may have been unlinked (a graceful stop) or replaced between our
             // open and our lock; the lock only means something on the file the path names.
@@ -120,13 +127,19 @@ impl PidFile {
             // One write at offset 0, then trim: readers see the old or the new pid on line one.
             std::os::unix::fs::FileExt::write_all_at(&file, content.as_bytes(), 0).map_err(io_err)?;
             file.set_len(content.len() as u64).map_err(io_err)?;
-            return Ok((PidFile { path: path.to_owned(), file, removed: false }, previous));
+            return Ok(PidFile { path: path.to_owned(), file, removed: false, stale: previous });
         }
         Err(io_err(io::Error::other("the pid file keeps being replaced; is another server starting?")))
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The pid the file named when it was taken over from a process that no longer held
+    /// its lock (a crash or power loss leaves such files; the caller reports it).
+    pub fn stale_pid(&self) -> Option<u32> {
+        self.stale
     }
 
     /// Removes the file now (a graceful stop does, so a new server may start) but keeps
@@ -152,7 +165,7 @@ impl Drop for PidFile {
     }
 }
 
-/// What `graced -k` learns from a pid file.
+/// What `-k` learns from a pid file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Probe {
     /// No pid file.
@@ -184,30 +197,11 @@ fn parse_pid(content: &str) -> Option<u32> {
     content.lines().next()?.trim().parse().ok().filter(|p| *p > 0)
 }
 
-fn flock_struct(kind: libc::c_int) -> libc::flock {
-    // SAFETY: libc::flock is a plain C struct; all-zero is a valid value.
-    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
-    lock.l_type = kind as libc::c_short;
-    lock.l_whence = libc::SEEK_SET as libc::c_short;
-    lock
-}
-
-fn set_lock(file: &File, kind: libc::c_int) -> io::Result<()> {
-    let lock = flock_struct(kind);
-    // SAFETY: F_SETLK with a valid fd and a pointer to an initialised flock struct.
-    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &lock) };
-    if rc == -1 { Err(io::Error::last_os_error()) } else { Ok(()) }
-}
-
 /// The pid holding a conflicting lock on `file`, if any.
 fn lock_holder(file: &File) -> io::Result<Option<u32>> {
-    let mut lock = flock_struct(libc::F_WRLCK);
-    // SAFETY: F_GETLK with a valid fd and a pointer to an initialised flock struct.
-    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETLK, &mut lock) };
-    if rc == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok((lock.l_type != libc::F_UNLCK as libc::c_short).then_some(lock.l_pid as u32))
+    let held = fcntl_getlk(file, &Flock::from(FlockType::WriteLock))?;
+    // `pid: None` would be our own process, which never conflicts with itself.
+    Ok(held.map(|lock| lock.pid.map_or(0, |pid| pid.as_raw_nonzero().get() as u32)))
 }
 
 /// Seconds since the epoch at which `pid` started, from /proc.
@@ -224,6 +218,27 @@ fn start_time(pid: u32) -> Option<u64> {
     Some(boot + ticks / hz)
 }
 
+/// Where a server called `name` keeps its pid file when nothing says otherwise:
+/// `$RUNTIME_DIRECTORY/NAME.pid` (systemd's `RuntimeDirectory=`; the first of several),
+/// else `/run/NAME/NAME.pid` for root and `$XDG_RUNTIME_DIR/NAME/NAME.pid` (or
+/// `/tmp/NAME-UID/NAME.pid`) for others. Reads the environment: call it at the edge.
+pub fn default_path(name: &str) -> PathBuf {
+    let file = format!("{name}.pid");
+    if let Some(dir) = std::env::var_os("RUNTIME_DIRECTORY") {
+        // systemd may list several directories separated by ':'; the first is ours.
+        let first = dir.to_string_lossy().split(':').next().unwrap_or_default().to_owned();
+        return PathBuf::from(first).join(file);
+    }
+    let uid = rustix::process::geteuid();
+    if uid.is_root() {
+        return PathBuf::from("/run").join(name).join(file);
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) => PathBuf::from(dir).join(name).join(file),
+        None => PathBuf::from(format!("/tmp/{name}-{}", uid.as_raw())).join(file),
+    }
+}
+
 /// This boot's id, for messages that must not be confused across reboots.
 pub fn boot_id() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|s| s.trim().to_owned())
@@ -237,8 +252,8 @@ mod tests {
     fn acquire_writes_our_pid_and_probe_names_us_from_another_descriptor() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run/graced.pid");
-        let (pidfile, previous) = PidFile::acquire(&path).unwrap();
-        assert_eq!(previous, None);
+        let pidfile = PidFile::acquire(&path).unwrap();
+        assert_eq!(pidfile.stale_pid(), None);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{}\n", std::process::id()));
         // POSIX locks never conflict within one process, so F_GETLK from here reports
         // no holder: the cross-process cases are covered by the integration tests.
@@ -257,8 +272,8 @@ mod tests {
             probe(&path).unwrap(),
             Probe::Stale { named: Some(ProcessInfo { pid: 999999999, comm: None, .. }) }
         ));
-        let (_pidfile, previous) = PidFile::acquire(&path).unwrap();
-        assert_eq!(previous, Some(999_999_999));
+        let pidfile = PidFile::acquire(&path).unwrap();
+        assert_eq!(pidfile.stale_pid(), Some(999_999_999));
     }
 
     #[test]

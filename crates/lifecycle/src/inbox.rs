@@ -1,0 +1,92 @@
+//! Everything a running server is asked — by a signal or over the control socket — as one stream; composes `signal` and `control`.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use tokio::sync::mpsc;
+
+use crate::command::Request;
+use crate::control::{self, Pending, Reply};
+use crate::signal::{SignalEntry, Signals};
+
+/// Why the inbox could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InboxError {
+    #[error("cannot install the signal handlers: {0}")]
+    Signals(#[source] io::Error),
+    #[error("cannot create the control socket {}: {source}", path.display())]
+    Control {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// One thing the server was asked.
+#[derive(Debug)]
+pub enum Asked {
+    /// A signal of the table (nobody waits for an answer).
+    Signal(&'static SignalEntry),
+    /// A control-socket client, waiting for [`Asked::answer`].
+    Control(Pending),
+}
+
+impl Asked {
+    pub fn request(&self) -> Request {
+        match self {
+            Asked::Signal(entry) => Request::Command(entry.command),
+            Asked::Control(pending) => pending.request,
+        }
+    }
+
+    /// Answers a control client; a signal has nobody to answer.
+    pub fn answer(self, reply: Reply) {
+        if let Asked::Control(pending) = self {
+            pending.answer(reply);
+        }
+    }
+}
+
+/// The signal handlers and the control socket. Dropping it removes the socket file.
+pub struct Inbox {
+    signals: Signals,
+    requests: mpsc::Receiver<Pending>,
+    path: PathBuf,
+}
+
+impl Inbox {
+    /// Installs the signal handlers (do it before READY=1), then binds the control socket
+    /// next to `pid_file`, whose lock the caller holds. Needs a tokio runtime.
+    pub fn open(pid_file: &Path) -> Result<Inbox, InboxError> {
+        let signals = Signals::install().map_err(InboxError::Signals)?;
+        let path = control::socket_path(pid_file);
+        let (tx, requests) = mpsc::channel(16);
+        control::serve(&path, tx).map_err(|source| InboxError::Control { path: path.clone(), source })?;
+        Ok(Inbox { signals, requests, path })
+    }
+
+    /// The next signal or request. Cancel-safe.
+    pub async fn next(&mut self) -> Asked {
+        tokio::select! {
+            entry = self.signals.recv() => Asked::Signal(entry),
+            Some(pending) = self.requests.recv() => Asked::Control(pending),
+        }
+    }
+
+    /// The signals alone (while draining, or to handle a signal already delivered).
+    pub fn signals(&mut self) -> &mut Signals {
+        &mut self.signals
+    }
+
+    /// The control socket's path.
+    pub fn control_path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}

@@ -1,0 +1,28 @@
+//! Where graced's pid file is: the configuration's `pid_file`, else the toolkit's default for the name `graced`.
+
+use std::path::{Path, PathBuf};
+
+use graced_config::Config;
+
+/// The pid file a configuration asks for: its `pid_file`, else [`default_pid_file`].
+pub fn pid_file_path(config: &Config) -> PathBuf {
+    config.server.pid_file.clone().unwrap_or_else(default_pid_file)
+}
+
+/// The pid file a configuration file names even when the file does not validate, so
+/// that `-k` can still reach the running server (which then reports the errors itself).
+pub fn pid_file_path_lenient(config_file: &Path) -> PathBuf {
+    let named = std::fs::read_to_string(config_file).ok().and_then(|text| {
+        let table: toml::Table = toml::from_str(&text).ok()?;
+        let path = table.get("server")?.get("pid_file")?.as_str()?.to_owned();
+        Some(config_file.parent().unwrap_or(Path::new("/")).join(path))
+    });
+    named.unwrap_or_else(default_pid_file)
+}
+
+/// `$RUNTIME_DIRECTORY/graced.pid` (systemd's `RuntimeDirectory=`), else
+/// `/run/graced/graced.pid` for root and `$XDG_RUNTIME_DIR/graced/graced.pid` (or
+/// `/tmp/graced-UID/graced.pid`) for others.
+pub fn default_pid_file() -> PathBuf {
+    graced_lifecycle::pidfile::default_path("graced")
+}

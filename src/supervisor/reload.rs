@@ -1,0 +1,140 @@
+//! USR1 (graceful) and HUP (hard): prepare everything that can fail, then switch generations; a failure changes nothing.
+
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use graced_config::{Config, ListenAddress};
+use graced_http::Generation;
+use graced_http::access_log::AccessLogSink;
+use graced_lifecycle::command::ReloadKind;
+use graced_lifecycle::listener::Listener;
+use graced_lifecycle::reload::ReloadOutcome;
+
+use super::error::ReloadError;
+use super::fd_store::{self, FdStore};
+use super::listeners::{ListenerSource, listen_address, listen_spec};
+use super::state::{Supervisor, worker_threads};
+use crate::logging::message_id;
+
+impl Supervisor {
+    /// A graceful reload or a hard restart. A configuration that does not validate
+    /// changes nothing: the current generation keeps serving.
+    pub(super) fn reload(&mut self, kind: ReloadKind) -> ReloadOutcome<ReloadError> {
+        let what = kind.verb();
+        let doing = format!("rereading {}", self.config.source.display_name());
+        self.generations.begin(&self.notifier, kind, &doing);
+        match self.prepare() {
+            Ok((config, generation)) => {
+                let id = generation.id;
+                if kind == ReloadKind::Hard {
+                    self.server.abort_connections();
+                    self.server.reset_counters();
+                }
+                self.log.set_level(config.server.log_level);
+                if worker_threads(&config) != self.workers {
+                    tracing::warn!(
+                        "[server] workers changed: {} worker threads keep serving until graced is started again",
+                        self.workers
+                    );
+                }
+                self.config = config;
+                self.server.install(generation);
+                self.server.counters().reloads.fetch_add(1, Ordering::Relaxed);
+                let status = format!("{}; {what}ed", self.server.status());
+                let outcome = self.generations.succeeded(&self.notifier, id, &status);
+                tracing::info!(
+                    message_id = match kind {
+                        ReloadKind::Hard => message_id::RESTARTED,
+                        ReloadKind::Graceful => message_id::RELOADED,
+                    },
+                    generation = id,
+                    "{what} complete: generation {id} serves new requests"
+                );
+                outcome
+            }
+            Err(error) => {
+                self.server.counters().failed_reloads.fetch_add(1, Ordering::Relaxed);
+                let current = self.generations.current();
+                let outcome = self.generations.failed(&self.notifier, kind, error);
+                if let Err(error) = &outcome {
+                    tracing::error!(
+                        message_id = message_id::RELOAD_FAILED,
+                        generation = current,
+                        "{what} failed; generation {current} keeps serving:\n{error}"
+                    );
+                }
+                outcome
+            }
+        }
+    }
+
+    /// Everything that can fail, done before anything changes.
+    fn prepare(&mut self) -> Result<(Config, Generation), ReloadError> {
+        let config = self.config.reload()?;
+        let access_log = AccessLogSink::open(&config.server.access_log, crate::logging::journal_connected())
+            .map_err(ReloadError::AccessLog)?;
+        self.update_listeners(&config)?;
+        let id = self.generations.take_next();
+        let generation = Generation::new(id, Arc::new(config.clone()), access_log);
+        Ok((config, generation))
+    }
+
+    /// Makes the listeners match `config`: kept sockets stay open (a reload never closes
+    /// one), new ones are bound before any old one is closed. Under socket activation
+    /// the set comes from systemd and cannot change here.
+    fn update_listeners(&mut self, config: &Config) -> Result<(), ReloadError> {
+        let wanted: Vec<(&str, &ListenAddress)> =
+            config.listeners.iter().map(|l| (l.name.as_str(), &l.address)).collect();
+        let have: Vec<(&str, &ListenAddress)> =
+            self.config.listeners.iter().map(|l| (l.name.as_str(), &l.address)).collect();
+        if wanted == have {
+            return Ok(());
+        }
+        if self.source == ListenerSource::Systemd {
+            return Err(ReloadError::ListenersFromSystemd);
+        }
+        // Bind every new address first: if one fails, nothing has changed.
+        let mut fresh = Vec::new();
+        for listener in &config.listeners {
+            if !self.listeners.iter().any(|s| s.matches(&listen_address(&listener.address))) {
+                let socket = Listener::bind(&listen_spec(listener))
+                    .map_err(|source| ReloadError::Bind { name: listener.name.clone(), source })?;
+                fresh.push(socket);
+            }
+        }
+        self.server.stop_accepting_all();
+        let mut old = std::mem::take(&mut self.listeners);
+        for listener in &config.listeners {
+            let from = if old.iter().any(|s| s.matches(&listen_address(&listener.address))) {
+                &mut old
+            } else {
+                &mut fresh
+            };
+            let i =
+                from.iter().position(|s| s.matches(&listen_address(&listener.address))).expect("bound above");
+            let mut socket = from.swap_remove(i);
+            socket.name = listener.name.clone();
+            self.listeners.push(socket);
+        }
+        // What is left in `old` is no longer configured: closed here (and out of the fd store).
+        let removed: Vec<String> = old.iter().map(|s| s.name.clone()).collect();
+        drop(old);
+        fd_store::sync(
+            &self.notifier,
+            FdStore::from_config(config.server.fd_store),
+            &self.listeners,
+            &removed,
+        );
+        self.restart_accept_loops();
+        Ok(())
+    }
+
+    fn restart_accept_loops(&mut self) {
+        for listener in &self.listeners {
+            if let Err(err) = self.server.start_accepting(&listener.name, listener.as_fd()) {
+                tracing::error!(listener = %listener.name, error = %err, "cannot accept on listener");
+            }
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! Start-up: the pid file's lock, the listeners (from systemd or bound), the fd store, the access log and the runtime, then the serving loop.
+
+use std::sync::Arc;
+
+use graced_config::Config;
+use graced_http::access_log::AccessLogSink;
+use graced_http::{Generation, Server};
+use graced_lifecycle::activation::{self, Inherited, Leftovers};
+use graced_lifecycle::listener::Listener;
+use graced_lifecycle::notify::Notifier;
+use graced_lifecycle::pidfile::{self, PidFile};
+use graced_lifecycle::reload::Generations;
+
+use super::error::LifecycleError;
+use super::fd_store::{self, FdStore};
+use super::listeners::{ListenerSource, listen_spec};
+use super::paths::pid_file_path;
+use super::state::{Supervisor, worker_threads};
+use crate::logging::{LogHandle, message_id};
+
+/// Runs the server in the foreground until it is stopped. `inherited` are the sockets
+/// taken from systemd (empty when not socket-activated).
+pub fn serve(config: Config, inherited: Inherited, log: LogHandle) -> Result<(), LifecycleError> {
+    let pid_path = pid_file_path(&config);
+    let pidfile = PidFile::acquire(&pid_path)?;
+    if let Some(stale) = pidfile.stale_pid() {
+        let info = pidfile::ProcessInfo::of(stale);
+        tracing::warn!(
+            message_id = message_id::STALE_PID_FILE,
+            stale_pid = stale,
+            boot_id = pidfile::boot_id().unwrap_or_default(),
+            "pid file {} named {info}, which no longer held its lock; it was replaced (a crash or power \
+             loss leaves such files, and they never block a start)",
+            pid_path.display()
+        );
+    }
+    let notifier = Notifier::from_env();
+    let source = if inherited.is_empty() { ListenerSource::Bound } else { ListenerSource::Systemd };
+    let mut stale_names = Vec::new();
+    let listeners = match source {
+        ListenerSource::Systemd => {
+            // With an fd store in the unit, a socket no listener uses is a leftover of an
+            // earlier configuration, not an error.
+            let leftovers = if notifier.fd_store_max() > 0 { Leftovers::Close } else { Leftovers::Refuse };
+            let specs: Vec<_> = config.listeners.iter().map(listen_spec).collect();
+            let matched = activation::match_listeners(inherited, &specs, leftovers)?;
+            if matched.duplicates > 0 {
+                tracing::debug!(
+                    copies = matched.duplicates,
+                    "sockets passed twice (socket unit and fd store) used once"
+                );
+            }
+            stale_names = matched.stale_names;
+            matched.listeners
+        }
+        ListenerSource::Bound => config
+            .listeners
+            .iter()
+            .map(|l| {
+                Listener::bind(&listen_spec(l))
+                    .map_err(|source| LifecycleError::Bind { name: l.name.clone(), source })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    fd_store::sync(&notifier, FdStore::from_config(config.server.fd_store), &listeners, &stale_names);
+    let access_log = AccessLogSink::open(&config.server.access_log, crate::logging::journal_connected())
+        .map_err(LifecycleError::AccessLog)?;
+    let workers = worker_threads(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(workers)
+        .thread_name("graced-worker")
+        .build()
+        .map_err(LifecycleError::Runtime)?;
+    runtime.block_on(async move {
+        let server = Server::new(Generation::new(1, Arc::new(config.clone()), access_log));
+        let supervisor = Supervisor {
+            config,
+            server,
+            listeners,
+            source,
+            pidfile,
+            notifier,
+            log,
+            generations: Generations::new(),
+            workers,
+        };
+        supervisor.run().await
+    })
+}

@@ -1,0 +1,74 @@
+//! The supervisor's state — the running configuration, the server, the listeners the process owns, the pid file — and what it reports about itself.
+
+use graced_config::Config;
+use graced_http::Server;
+use graced_lifecycle::listener::Listener;
+use graced_lifecycle::notify::Notifier;
+use graced_lifecycle::pidfile::PidFile;
+use graced_lifecycle::reload::Generations;
+
+use super::error::ReloadError;
+use super::listeners::ListenerSource;
+use crate::logging::LogHandle;
+
+pub(super) struct Supervisor {
+    pub(super) config: Config,
+    pub(super) server: Server,
+    /// Owned by the process, never by a generation: a reload never closes one it keeps.
+    pub(super) listeners: Vec<Listener>,
+    pub(super) source: ListenerSource,
+    pub(super) pidfile: PidFile,
+    pub(super) notifier: Notifier,
+    pub(super) log: LogHandle,
+    /// Generation numbers and the latest reload's outcome (for `await-reload`).
+    pub(super) generations: Generations<ReloadError>,
+    /// The runtime's worker threads (fixed at start).
+    pub(super) workers: usize,
+}
+
+/// How the serving loop ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Exit {
+    Stop,
+    GracefulStop,
+}
+
+/// The worker threads `[server] workers` asks for: a number, or one per CPU this
+/// process may use (affinity and cgroup CPU quota included), like nginx's
+/// `worker_processes auto`. Read once at start.
+pub(super) fn worker_threads(config: &Config) -> usize {
+    config.server.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+impl Supervisor {
+    pub(super) fn print_first_run_help(&self) {
+        let pid = std::process::id();
+        for listener in &self.listeners {
+            let address = listener.local_addr();
+            if address.starts_with('/') {
+                eprintln!("graced: serving on unix socket {address}");
+            } else {
+                eprintln!("graced: serving http://{address}/");
+            }
+        }
+        eprintln!(
+            "graced: pid {pid} ({}); Ctrl-C stops, `kill -USR1 {pid}` reloads, `kill -WINCH {pid}` stops gracefully",
+            self.pidfile.path().display()
+        );
+    }
+
+    pub(super) fn status_line(&self) -> String {
+        let status = self.server.status();
+        format!(
+            "pid={} generation={} connections={} requests={} bytes={} reloads={} failed_reloads={}{}",
+            std::process::id(),
+            status.generation,
+            status.connections,
+            status.requests,
+            status.bytes,
+            status.reloads,
+            status.failed_reloads,
+            status.finishing.iter().map(|(g, n)| format!(" G{g}={n}")).collect::<String>()
+        )
+    }
+}
