@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 const RULES_FILE: &str = "ARCHITECTURE.md";
@@ -368,8 +368,14 @@ struct SourceFile {
     facts: Facts,
 }
 
+/// The repository: cargo's `CARGO_MANIFEST_DIR` when it runs the test (so the built binary can also
+/// check another checkout of the tree), else where this file was compiled.
 fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        std::env::var_os("CARGO_MANIFEST_DIR")
+            .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+    })
 }
 
 fn tree() -> &'static Tree {
@@ -449,7 +455,7 @@ fn dependencies(toml: &toml::Table) -> BTreeMap<String, String> {
     deps
 }
 
-fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = fs::read_dir(dir) else { return };
     for entry in entries {
         let path = entry.expect("directory entry").path();
