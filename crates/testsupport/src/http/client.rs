@@ -4,7 +4,7 @@ use std::io::{BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use super::{Failure, Response, parse_raw, read_response};
+use super::response::{Failure, Response, parse_raw, read_response};
 
 /// A raw HTTP/1.1 client on one connection (keep-alive unless the request says otherwise).
 pub struct Client {

@@ -9,7 +9,7 @@ use std::io::{self, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use super::{Failure, Response, read_response};
+use super::response::{Failure, Response, read_response};
 
 /// Socket timeout: a response that stalls this long is a failure, not a hang.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(15);

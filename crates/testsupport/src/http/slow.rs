@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{Failure, IO_TIMEOUT, Response, parse_head, read_head, request_bytes};
+use super::keepalive::{IO_TIMEOUT, request_bytes};
+use super::response::{Failure, Response, parse_head, read_head};
 
 /// 127.0.0.1:`port`.
 pub fn loopback(port: u16) -> SocketAddr {
