@@ -3,7 +3,8 @@
 //! Every test starts what it needs on its own: a graced on a free 127.0.0.1 port (HTTP
 //! semantics, limits, the lifecycle under a fake `NOTIFY_SOCKET`, hand-made `LISTEN_FDS`,
 //! pid files), a private `dbus-daemon` with a fake systemd (the D-Bus helper), or nothing
-//! at all (the unit text against its golden files). Tests run in parallel threads of this
+//! at all (the unit text against its golden files); and the lifecycle toolkit's example
+//! server (`toolkit_example`). Tests run in parallel threads of this
 //! one process, so none may change the process's environment or working directory, or
 //! depend on a fixed port other than the README's 127.0.0.1:8080 (`http::demo`).
 //!
@@ -18,6 +19,7 @@ mod http;
 mod lifecycle;
 mod pidfile;
 mod smoke;
+mod toolkit_example;
 mod unit_golden;
 mod units_in_sync;
 

@@ -3,7 +3,8 @@
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpStream;
 use std::ops::{Deref, DerefMut};
-use std::process::{Child, Command, ExitStatus};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -285,4 +286,25 @@ pub fn inode_of(fd: &impl std::os::fd::AsRawFd) -> u64 {
 /// Whether `/proc/PID` exists and its command is `comm`.
 pub fn process_is(pid: u32, comm: &str) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm)
+}
+
+/// Builds `example` of the workspace package `package` with the `cargo` that runs the tests
+/// and returns its executable, as cargo's own `--message-format=json` report names it (no
+/// guess about the target directory, the profile or `CARGO_TARGET_DIR`).
+pub fn build_example(package: &str, example: &str) -> PathBuf {
+    let output = Command::new(env!("CARGO"))
+        .args(["build", "-p", package, "--example", example, "--message-format=json"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("cargo runs");
+    assert!(output.status.success(), "building the example {example} of {package} failed");
+    let report = String::from_utf8(output.stdout).expect("cargo reports UTF-8");
+    let artifact = format!(r#""name":"{example}""#);
+    let line = report
+        .lines()
+        .find(|l| l.contains(r#""reason":"compiler-artifact""#) && l.contains(&artifact))
+        .expect("cargo reports the example's artifact");
+    let (_, rest) = line.split_once(r#""executable":""#).expect("the artifact has an executable");
+    PathBuf::from(rest.split('"').next().expect("a quoted path").replace(r"\\", r"\"))
 }

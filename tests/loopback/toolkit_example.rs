@@ -1,9 +1,8 @@
 //! The lifecycle toolkit's example (`crates/lifecycle/examples/tcp_server.rs`) really is systemd-native: run under a fake NOTIFY_SOCKET over loopback.
 //!
-//! The example is built with the `cargo` that runs this test and found through cargo's own
-//! `--message-format=json` report (`"executable"` of the example's artifact): no guess about
-//! the target directory, the profile or `CARGO_TARGET_DIR`. Standalone on purpose: it shares
-//! nothing with the graced tests but the machine.
+//! The example is built by [`graced_testsupport::process::build_example`] (the `cargo` that
+//! runs this test, and its own report of where the executable is). The same example runs
+//! under a real systemd in the container suite (`toolkit_e2e`).
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
@@ -12,25 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const T: Duration = Duration::from_secs(10);
+use graced_testsupport::process::build_example;
 
-/// Builds the example and returns its executable.
-fn example() -> PathBuf {
-    let output = Command::new(env!("CARGO"))
-        .args(["build", "-p", "graced-lifecycle", "--example", "tcp_server", "--message-format=json"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("cargo runs");
-    assert!(output.status.success(), "building the example failed");
-    let report = String::from_utf8(output.stdout).unwrap();
-    let line = report
-        .lines()
-        .find(|l| l.contains(r#""reason":"compiler-artifact""#) && l.contains(r#""name":"tcp_server""#))
-        .expect("cargo reports the example's artifact");
-    let (_, rest) = line.split_once(r#""executable":""#).expect("the artifact has an executable");
-    PathBuf::from(rest.split('"').next().unwrap().replace(r"\\", r"\"))
-}
+const T: Duration = Duration::from_secs(10);
 
 /// The environment of one run: a runtime directory, a greeting file, a notify socket.
 struct Setup {
@@ -111,7 +94,7 @@ fn the_toolkit_example_is_systemd_native() {
     let dir = tempfile::tempdir().unwrap();
     let notify = UnixDatagram::bind(dir.path().join("notify")).unwrap();
     notify.set_read_timeout(Some(T)).unwrap();
-    let setup = Setup { bin: example(), dir, notify };
+    let setup = Setup { bin: build_example("graced-lifecycle", "tcp_server"), dir, notify };
     std::fs::write(setup.greeting(), "one\n").unwrap();
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let address = format!("127.0.0.1:{port}");
