@@ -14,7 +14,7 @@
 //! without copying them (its vectored-write strategy, which the connection forces), and
 //! writes them in order, so placeholders and jobs always line up.
 //!
-//! **Disk reads stay off the serving threads.** A file larger than [`INLINE_LIMIT`] goes
+//! **Disk reads stay off the serving threads.** A [`SizeClass::Large`] file goes
 //! out a [`WINDOW`] at a time, and before each window the body [`probe`]s whether that
 //! range is in the page cache: one byte in every [`PROBE_STRIDE`], and the last, read with
 //! `preadv2(RWF_NOWAIT)`, which fails rather than wait for the disk. When a probe misses,
@@ -36,15 +36,8 @@ use http_body::{Frame, SizeHint};
 use tokio::task::JoinHandle;
 
 use super::connection::RequestGuard;
+use crate::size::SizeClass;
 
-/// Files up to this size are sent from the serving thread as they are: from memory, read
-/// once (see `files`), or with `sendfile` (they were opened or `statx`ed a moment ago and
-/// are as good as always cached). Larger ones are sent a [`WINDOW`] at a time, each
-/// window made resident first.
-pub const INLINE_LIMIT: u64 = 128 * 1024;
-/// Files above this size (up to [`INLINE_LIMIT`]) are sent with `sendfile`; at or below
-/// it, copying the bytes costs less than the extra system call.
-pub const SENDFILE_MIN: u64 = 16 * 1024;
 /// Bytes of a large file made resident, and handed to hyper as one frame, at a time.
 const WINDOW: usize = 1024 * 1024;
 /// What [`read_in`] reads into (and throws away).
@@ -79,7 +72,7 @@ pub struct Body {
 enum Kind {
     Bytes(Option<Bytes>),
     /// Placeholder frames for `remaining` bytes; `job` until the connection takes it;
-    /// `page_in` for a file larger than [`INLINE_LIMIT`].
+    /// `page_in` for a [`SizeClass::Large`] range.
     Sendfile {
         job: Option<SendfileJob>,
         remaining: u64,
@@ -198,11 +191,11 @@ impl Body {
         Body { kind: Kind::Bytes((!bytes.is_empty()).then_some(bytes)), _guard: None }
     }
 
-    /// `len` bytes of `file` from `offset`: read now when small, sent with `sendfile`
-    /// otherwise (a window at a time beyond [`INLINE_LIMIT`]).
-    pub fn file(file: File, offset: u64, len: u64) -> io::Result<Body> {
+    /// `len` bytes of `file` from `offset`: read now when [`SizeClass::Small`], sent with
+    /// `sendfile` otherwise (a window at a time when [`SizeClass::Large`]).
+    pub(crate) fn file(file: File, offset: u64, len: u64) -> io::Result<Body> {
         let file = Arc::new(file);
-        if len <= INLINE_LIMIT {
+        if SizeClass::of(len) != SizeClass::Large {
             return Body::open_file(file, offset, len);
         }
         let page_in = PageIn::new(file.clone(), offset);
@@ -213,12 +206,12 @@ impl Body {
         })
     }
 
-    /// `len` (at most [`INLINE_LIMIT`]) bytes of a file that may be shared (it is only
-    /// read at explicit offsets): sent with `sendfile`, or read now when small.
-    pub fn open_file(file: Arc<File>, offset: u64, len: u64) -> io::Result<Body> {
+    /// `len` bytes (not [`SizeClass::Large`]) of a file that may be shared (it is only
+    /// read at explicit offsets): sent with `sendfile`, or read now when [`SizeClass::Small`].
+    pub(crate) fn open_file(file: Arc<File>, offset: u64, len: u64) -> io::Result<Body> {
         use std::os::unix::fs::FileExt;
-        debug_assert!(len <= INLINE_LIMIT);
-        if len > SENDFILE_MIN {
+        debug_assert!(SizeClass::of(len) != SizeClass::Large);
+        if SizeClass::of(len) != SizeClass::Small {
             let job = SendfileJob { file, offset, remaining: len };
             return Ok(Body {
                 kind: Kind::Sendfile { job: Some(job), remaining: len, page_in: None },

@@ -18,7 +18,7 @@ pub struct Generation {
     pub id: u64,
     pub config: Arc<Config>,
     /// One per site, in `config.sites` order.
-    pub roots: Vec<RootDir>,
+    pub(crate) roots: Vec<RootDir>,
     pub access_log: AccessLogSink,
     pub created: SystemTime,
     in_flight: AtomicUsize,

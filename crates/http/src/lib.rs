@@ -16,12 +16,13 @@ pub mod access_log;
 mod body;
 pub mod conditional;
 mod connection;
-pub mod files;
+mod files;
 pub mod generation;
 mod handler;
 pub mod listener;
 pub mod path;
 mod server;
+mod size;
 
 pub use connection::DRAIN_IDLE_GRACE;
 pub use generation::Generation;
