@@ -20,8 +20,11 @@ mod files;
 pub mod generation;
 mod handler;
 pub mod listener;
+mod meter;
 pub mod path;
+mod sendfile;
 mod server;
+mod shared;
 mod size;
 
 pub use connection::DRAIN_IDLE_GRACE;
