@@ -7,7 +7,7 @@ use http::{HeaderMap, Method, header};
 
 /// What to send for a GET or HEAD of a resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// 200 with the whole representation.
     Full,
     /// 206 with this byte range.
@@ -21,7 +21,7 @@ pub enum Outcome {
 }
 
 /// Evaluates the request's preconditions and Range against a resource's validators.
-pub fn evaluate(
+pub(crate) fn evaluate(
     method: &Method,
     headers: &HeaderMap,
     etag: &str,

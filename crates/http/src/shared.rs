@@ -184,7 +184,7 @@ mod tests {
 
     fn shared() -> Shared {
         let config = graced_config::Config::embedded_default();
-        let generation = Generation::new(1, Arc::new(config), crate::access_log::AccessLogSink::Off);
+        let generation = Generation::new(1, Arc::new(config), crate::access_log::AccessLogSink::off());
         Shared::new(Arc::new(generation))
     }
 
