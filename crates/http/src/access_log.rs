@@ -14,24 +14,27 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use graced_config::AccessLog;
 
 /// One served request, as the log needs it.
-pub struct Entry<'a> {
-    pub remote: &'a str,
-    pub method: &'a str,
-    pub target: &'a str,
-    pub version: &'a str,
-    pub status: u16,
+pub(crate) struct Entry<'a> {
+    pub(crate) remote: &'a str,
+    pub(crate) method: &'a str,
+    pub(crate) target: &'a str,
+    pub(crate) version: &'a str,
+    pub(crate) status: u16,
     /// Body bytes sent; `None` prints `-`.
-    pub bytes: Option<u64>,
-    pub referer: Option<&'a str>,
-    pub user_agent: Option<&'a str>,
-    pub host: Option<&'a str>,
-    pub generation: u64,
+    pub(crate) bytes: Option<u64>,
+    pub(crate) referer: Option<&'a str>,
+    pub(crate) user_agent: Option<&'a str>,
+    pub(crate) host: Option<&'a str>,
+    pub(crate) generation: u64,
 }
 
 /// Where this generation's access-log lines go.
-pub enum AccessLogSink {
+pub struct AccessLogSink(Sink);
+
+enum Sink {
     Off,
     Journal,
+    /// To the writer thread, which writes to stderr or a file.
     Writer(mpsc::Sender<String>),
 }
 
@@ -41,8 +44,8 @@ impl AccessLogSink {
     /// log is not connected to the journal (`journal_connected`: decided by the logging setup).
     pub fn open(destination: &AccessLog, journal_connected: bool) -> io::Result<AccessLogSink> {
         Ok(match destination {
-            AccessLog::Off => AccessLogSink::Off,
-            AccessLog::Journal if journal_connected => AccessLogSink::Journal,
+            AccessLog::Off => AccessLogSink(Sink::Off),
+            AccessLog::Journal if journal_connected => AccessLogSink(Sink::Journal),
             AccessLog::Journal => AccessLogSink::spawn_writer(Box::new(io::stderr()), "stderr"),
             AccessLog::Stderr => AccessLogSink::spawn_writer(Box::new(io::stderr()), "stderr"),
             AccessLog::File(path) => AccessLogSink::spawn_writer(Box::new(open_append(path)?), "file"),
@@ -62,23 +65,35 @@ impl AccessLogSink {
             }
         });
         match spawned {
-            Ok(_) => AccessLogSink::Writer(tx),
+            Ok(_) => AccessLogSink(Sink::Writer(tx)),
             Err(err) => {
                 tracing::error!(error = %err, "cannot start the access-log writer; access logging is off");
-                AccessLogSink::Off
+                AccessLogSink(Sink::Off)
             }
         }
     }
 
-    pub fn log(&self, entry: &Entry<'_>) {
-        match self {
-            AccessLogSink::Off => {}
-            AccessLogSink::Writer(tx) => {
+    /// No access log.
+    #[cfg(test)]
+    pub(crate) fn off() -> AccessLogSink {
+        AccessLogSink(Sink::Off)
+    }
+
+    /// Whether nothing is logged (the handler then builds no entry).
+    #[inline]
+    pub(crate) fn is_off(&self) -> bool {
+        matches!(self.0, Sink::Off)
+    }
+
+    pub(crate) fn log(&self, entry: &Entry<'_>) {
+        match &self.0 {
+            Sink::Off => {}
+            Sink::Writer(tx) => {
                 let mut line = combined(entry);
                 line.push('\n');
                 let _ = tx.send(line);
             }
-            AccessLogSink::Journal => {
+            Sink::Journal => {
                 tracing::info!(
                     target: "graced::access",
                     remote_addr = entry.remote,
@@ -104,7 +119,7 @@ fn open_append(path: &Path) -> io::Result<std::fs::File> {
 }
 
 /// `%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i"`
-pub fn combined(e: &Entry<'_>) -> String {
+pub(crate) fn combined(e: &Entry<'_>) -> String {
     let bytes = e.bytes.map_or_else(|| "-".to_owned(), |b| b.to_string());
     format!(
         "{} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\"",
@@ -138,7 +153,7 @@ fn escape(s: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// Common Log Format time, `10/Oct/2000:13:55:36 +0000`, always in UTC.
-pub fn clf_time(t: SystemTime) -> String {
+pub(crate) fn clf_time(t: SystemTime) -> String {
     const MONTHS: [&str; 12] =
         ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());

@@ -5,16 +5,10 @@
 //! last byte is handed to the connection (or the connection is dropped) — not
 //! merely until the handler returns. Draining and generation accounting rely on it.
 //!
-//! **sendfile through hyper.** hyper only writes bytes it is given, so a file sent
-//! with `sendfile` is given to hyper as *placeholder* frames: slices of
-//! [`PLACEHOLDER`], a zeroed static that is never read. The file itself goes into the
-//! connection's queue of [`SendfileJob`]s; when hyper hands the connection's writer a
-//! slice that lies inside `PLACEHOLDER`, the writer sends that many bytes of the next
-//! job with `sendfile` instead (see `connection::MeteredIo`). hyper queues body frames
-//! without copying them (its vectored-write strategy, which the connection forces), and
-//! writes them in order, so placeholders and jobs always line up.
+//! **sendfile through hyper.** A file sent with `sendfile` is handed to hyper as
+//! placeholder frames, and its [`SendfileJob`] to the connection's queue (see `sendfile`).
 //!
-//! **Disk reads stay off the serving threads.** A file larger than [`INLINE_LIMIT`] goes
+//! **Disk reads stay off the serving threads.** A [`SizeClass::Large`] file goes
 //! out a [`WINDOW`] at a time, and before each window the body [`probe`]s whether that
 //! range is in the page cache: one byte in every [`PROBE_STRIDE`], and the last, read with
 //! `preadv2(RWF_NOWAIT)`, which fails rather than wait for the disk. When a probe misses,
@@ -35,51 +29,42 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use tokio::task::JoinHandle;
 
-use super::connection::RequestGuard;
+use crate::generation::GenerationGuard;
+use crate::meter::RequestGuard;
+use crate::sendfile::{self, SendfileJob};
+use crate::size::SizeClass;
 
-/// Files up to this size are sent from the serving thread as they are: from memory, read
-/// once (see `files`), or with `sendfile` (they were opened or `statx`ed a moment ago and
-/// are as good as always cached). Larger ones are sent a [`WINDOW`] at a time, each
-/// window made resident first.
-pub const INLINE_LIMIT: u64 = 128 * 1024;
-/// Files above this size (up to [`INLINE_LIMIT`]) are sent with `sendfile`; at or below
-/// it, copying the bytes costs less than the extra system call.
-pub const SENDFILE_MIN: u64 = 16 * 1024;
 /// Bytes of a large file made resident, and handed to hyper as one frame, at a time.
-const WINDOW: usize = 1024 * 1024;
+const WINDOW: usize = sendfile::MAX_FRAME;
 /// What [`read_in`] reads into (and throws away).
 const READ_IN_CHUNK: usize = 64 * 1024;
 /// [`probe`] reads one byte in every this many.
 const PROBE_STRIDE: u64 = 256 * 1024;
 
-/// What placeholder frames point into: never read, so it costs no memory. As large as a
-/// [`WINDOW`], so a file up to that size is one frame.
-static PLACEHOLDER: [u8; WINDOW] = [0; WINDOW];
-
-/// Whether `slice` is (part of) a placeholder frame.
-pub fn is_placeholder(slice: &[u8]) -> bool {
-    let start = PLACEHOLDER.as_ptr() as usize;
-    let at = slice.as_ptr() as usize;
-    !slice.is_empty() && at >= start && at + slice.len() <= start + PLACEHOLDER.len()
-}
-
-/// A file range the connection sends with `sendfile` when hyper writes its placeholders.
-pub struct SendfileJob {
-    pub file: Arc<File>,
-    pub offset: u64,
-    pub remaining: u64,
-}
-
 /// A response body.
-pub struct Body {
+pub(crate) struct Body {
     kind: Kind,
-    _guard: Option<RequestGuard>,
+    _guards: Option<Guards>,
+}
+
+/// What a body keeps alive until its last byte is written (or it is dropped): the request
+/// counts as in flight on its connection and on its generation. (Fields drop in order: the
+/// connection first.)
+pub(crate) struct Guards {
+    _request: RequestGuard,
+    _generation: GenerationGuard,
+}
+
+impl Guards {
+    pub(crate) fn new(request: RequestGuard, generation: GenerationGuard) -> Guards {
+        Guards { _request: request, _generation: generation }
+    }
 }
 
 enum Kind {
     Bytes(Option<Bytes>),
     /// Placeholder frames for `remaining` bytes; `job` until the connection takes it;
-    /// `page_in` for a file larger than [`INLINE_LIMIT`].
+    /// `page_in` for a [`SizeClass::Large`] range.
     Sendfile {
         job: Option<SendfileJob>,
         remaining: u64,
@@ -133,7 +118,7 @@ impl PageIn {
 
 /// What [`probe`] found out about a range of a file.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Residency {
+pub(crate) enum Residency {
     /// Every probed byte was in the page cache.
     InMemory,
     /// A probed byte was not (or the file ends before the range does).
@@ -146,7 +131,7 @@ pub enum Residency {
 /// one byte in every [`PROBE_STRIDE`] and the last one with `RWF_NOWAIT` can tell: a page
 /// dropped between two probes still costs `sendfile` a disk read (rare: the page cache
 /// fills and drops whole read-ahead batches and large folios).
-pub fn probe(file: &File, at: u64, len: u64) -> Residency {
+pub(crate) fn probe(file: &File, at: u64, len: u64) -> Residency {
     use rustix::io::{Errno, ReadWriteFlags, preadv2};
     let last = at + len.max(1) - 1;
     let offsets = (at..last).step_by(PROBE_STRIDE as usize).chain(std::iter::once(last));
@@ -189,40 +174,40 @@ fn read_in(file: &File, at: u64, len: u64) -> io::Result<()> {
 }
 
 impl Body {
-    pub fn empty() -> Body {
-        Body { kind: Kind::Bytes(None), _guard: None }
+    pub(crate) fn empty() -> Body {
+        Body { kind: Kind::Bytes(None), _guards: None }
     }
 
-    pub fn bytes(bytes: impl Into<Bytes>) -> Body {
+    pub(crate) fn bytes(bytes: impl Into<Bytes>) -> Body {
         let bytes = bytes.into();
-        Body { kind: Kind::Bytes((!bytes.is_empty()).then_some(bytes)), _guard: None }
+        Body { kind: Kind::Bytes((!bytes.is_empty()).then_some(bytes)), _guards: None }
     }
 
-    /// `len` bytes of `file` from `offset`: read now when small, sent with `sendfile`
-    /// otherwise (a window at a time beyond [`INLINE_LIMIT`]).
-    pub fn file(file: File, offset: u64, len: u64) -> io::Result<Body> {
+    /// `len` bytes of `file` from `offset`: read now when [`SizeClass::Small`], sent with
+    /// `sendfile` otherwise (a window at a time when [`SizeClass::Large`]).
+    pub(crate) fn file(file: File, offset: u64, len: u64) -> io::Result<Body> {
         let file = Arc::new(file);
-        if len <= INLINE_LIMIT {
+        if SizeClass::of(len) != SizeClass::Large {
             return Body::open_file(file, offset, len);
         }
         let page_in = PageIn::new(file.clone(), offset);
         let job = SendfileJob { file, offset, remaining: len };
         Ok(Body {
             kind: Kind::Sendfile { job: Some(job), remaining: len, page_in: Some(page_in) },
-            _guard: None,
+            _guards: None,
         })
     }
 
-    /// `len` (at most [`INLINE_LIMIT`]) bytes of a file that may be shared (it is only
-    /// read at explicit offsets): sent with `sendfile`, or read now when small.
-    pub fn open_file(file: Arc<File>, offset: u64, len: u64) -> io::Result<Body> {
+    /// `len` bytes (not [`SizeClass::Large`]) of a file that may be shared (it is only
+    /// read at explicit offsets): sent with `sendfile`, or read now when [`SizeClass::Small`].
+    pub(crate) fn open_file(file: Arc<File>, offset: u64, len: u64) -> io::Result<Body> {
         use std::os::unix::fs::FileExt;
-        debug_assert!(len <= INLINE_LIMIT);
-        if len > SENDFILE_MIN {
+        debug_assert!(SizeClass::of(len) != SizeClass::Large);
+        if SizeClass::of(len) != SizeClass::Small {
             let job = SendfileJob { file, offset, remaining: len };
             return Ok(Body {
                 kind: Kind::Sendfile { job: Some(job), remaining: len, page_in: None },
-                _guard: None,
+                _guards: None,
             });
         }
         let mut buf = vec![0; len as usize];
@@ -231,16 +216,16 @@ impl Body {
     }
 
     /// The file this body sends with `sendfile`, for the connection's queue (once).
-    pub fn take_sendfile_job(&mut self) -> Option<SendfileJob> {
+    pub(crate) fn take_sendfile_job(&mut self) -> Option<SendfileJob> {
         match &mut self.kind {
             Kind::Sendfile { job, .. } => job.take(),
             _ => None,
         }
     }
 
-    /// Keeps `guard` alive until the body is finished or dropped.
-    pub fn with_guard(mut self, guard: RequestGuard) -> Body {
-        self._guard = Some(guard);
+    /// Keeps `guards` alive until the body is finished or dropped.
+    pub(crate) fn with_guards(mut self, guards: Guards) -> Body {
+        self._guards = Some(guards);
         self
     }
 }
@@ -259,7 +244,7 @@ impl http_body::Body for Body {
                 if *remaining == 0 {
                     return Poll::Ready(None);
                 }
-                let n = (*remaining).min(PLACEHOLDER.len() as u64);
+                let n = (*remaining).min(WINDOW as u64);
                 if let Some(page_in) = page_in {
                     if let Err(err) = ready!(page_in.poll_resident(cx, n)) {
                         return Poll::Ready(Some(Err(err)));
@@ -267,7 +252,7 @@ impl http_body::Body for Body {
                     page_in.at += n;
                 }
                 *remaining -= n;
-                Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&PLACEHOLDER[..n as usize])))))
+                Poll::Ready(Some(Ok(Frame::data(sendfile::placeholder(n as usize)))))
             }
         }
     }

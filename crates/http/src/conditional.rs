@@ -7,7 +7,7 @@ use http::{HeaderMap, Method, header};
 
 /// What to send for a GET or HEAD of a resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// 200 with the whole representation.
     Full,
     /// 206 with this byte range.
@@ -21,7 +21,7 @@ pub enum Outcome {
 }
 
 /// Evaluates the request's preconditions and Range against a resource's validators.
-pub fn evaluate(
+pub(crate) fn evaluate(
     method: &Method,
     headers: &HeaderMap,
     etag: &str,
@@ -42,7 +42,7 @@ pub fn evaluate(
     let modified = modified.map(truncate_to_seconds);
     // Step 1-2: If-Match, else If-Unmodified-Since.
     if let Some(value) = text(headers, header::IF_MATCH) {
-        if !etag_list_matches(value, etag, true) {
+        if !etag_list_matches(value, etag, Comparison::Strong) {
             return Outcome::PreconditionFailed;
         }
     } else if let (Some(since), Some(modified)) = (date(headers, header::IF_UNMODIFIED_SINCE), modified)
@@ -53,7 +53,7 @@ pub fn evaluate(
     // Step 3-4: If-None-Match, else If-Modified-Since (GET and HEAD only).
     let get_or_head = *method == Method::GET || *method == Method::HEAD;
     if let Some(value) = text(headers, header::IF_NONE_MATCH) {
-        if etag_list_matches(value, etag, false) {
+        if etag_list_matches(value, etag, Comparison::Weak) {
             return if get_or_head { Outcome::NotModified } else { Outcome::PreconditionFailed };
         }
     } else if let (true, Some(since), Some(modified)) =
@@ -103,9 +103,17 @@ fn truncate_to_seconds(t: SystemTime) -> SystemTime {
     }
 }
 
-/// `*` or a comma-separated list of entity tags. `strong` disallows weak tags
-/// (If-Match); If-None-Match uses the weak comparison.
-fn etag_list_matches(list: &str, etag: &str, strong: bool) -> bool {
+/// How two entity tags are compared (RFC 9110 §8.8.3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Comparison {
+    /// Weak tags never match (If-Match).
+    Strong,
+    /// A weak tag matches its strong twin (If-None-Match).
+    Weak,
+}
+
+/// `*` or a comma-separated list of entity tags, compared with `etag` by `comparison`.
+fn etag_list_matches(list: &str, etag: &str, comparison: Comparison) -> bool {
     if list == "*" {
         return true;
     }
@@ -114,7 +122,7 @@ fn etag_list_matches(list: &str, etag: &str, strong: bool) -> bool {
             Some(tag) => (true, tag),
             None => (false, candidate),
         };
-        tag == etag && !(strong && weak)
+        tag == etag && !(comparison == Comparison::Strong && weak)
     })
 }
 

@@ -19,17 +19,14 @@
 //! One timer per connection is armed lazily — at the earliest moment any limit could
 //! expire — and when it fires the limits are checked against the meter and the
 //! timer re-armed; on a busy keep-alive connection that is once per `keepalive_timeout`.
-//! Aborts and the graceful stop reach the connection through its own [`Control`].
+//! Aborts and the graceful stop reach the connection as orders through its
+//! [`Subscription`] (see `shared`).
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
-use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use http::{HeaderValue, Request, header};
@@ -37,13 +34,14 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::body::{SendfileJob, is_placeholder};
-use super::generation::GenerationGuard;
-use super::handler;
-use super::listener::Stream;
-use super::server::Shared;
+use crate::body::Guards;
+use crate::generation::GenerationGuard;
+use crate::handler;
+use crate::listener::Stream;
+use crate::meter::{Meter, MeteredIo, RequestGuard, now_us};
+use crate::sendfile::SendfileQueue;
+use crate::shared::{Order, Shared, Subscription};
 
 /// How long a graceful stop waits for the next request on an idle keep-alive
 /// connection before closing it. A client in a request loop sends within
@@ -57,259 +55,6 @@ const HYPER_HEAD_CAP: usize = 72 * 1024;
 /// make hyper zero a 100-entry array for every request head.
 const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
 
-/// Microseconds on the coarse monotonic clock: a few ms of resolution is plenty for
-/// timeouts of 250 ms and more, and reading it is cheaper than the precise clock, which
-/// matters as it is read for every read, write and response.
-fn now_us() -> u64 {
-    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes one timespec, which `t` is. (libc's, through the vDSO.)
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut t) };
-    t.tv_sec as u64 * 1_000_000 + t.tv_nsec as u64 / 1_000
-}
-
-/// Abort every connection now (a stop).
-pub(super) const ABORT_ALL: u8 = 1;
-/// Abort the connection if a response is in flight (a hard restart).
-pub(super) const ABORT_IN_FLIGHT: u8 = 2;
-/// A graceful stop began.
-pub(super) const DRAIN: u8 = 4;
-
-/// How the server reaches one connection: events set by [`Server`](super::Server) and
-/// the waker of the connection's task.
-pub(super) struct Control {
-    events: AtomicU8,
-    waker: Mutex<Option<Waker>>,
-}
-
-impl Control {
-    pub(super) fn new(events: u8) -> Control {
-        Control { events: AtomicU8::new(events), waker: Mutex::new(None) }
-    }
-
-    pub(super) fn signal(&self, event: u8) {
-        self.events.fetch_or(event, Ordering::AcqRel);
-        if let Some(waker) = self.waker.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            waker.wake_by_ref();
-        }
-    }
-
-    /// Takes the events signalled since the last call, registering `cx`'s waker first.
-    fn poll_events(&self, cx: &mut Context<'_>) -> u8 {
-        {
-            let mut slot = self.waker.lock().unwrap_or_else(|e| e.into_inner());
-            match slot.as_ref() {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                _ => *slot = Some(cx.waker().clone()),
-            }
-        }
-        if self.events.load(Ordering::Acquire) == 0 {
-            return 0;
-        }
-        self.events.swap(0, Ordering::AcqRel)
-    }
-}
-
-/// What the connection task knows of the traffic hyper is handling.
-pub(super) struct Meter {
-    in_flight: AtomicU32,
-    /// Last time bytes moved in either direction.
-    last_progress: AtomicU64,
-    /// When the last response finished (or the connection was accepted).
-    idle_since: AtomicU64,
-    read_total: AtomicU64,
-    /// `read_total` when the connection last became idle: more read since means a request is arriving.
-    read_at_idle: AtomicU64,
-    /// When the first byte of the request head now arriving was read.
-    head_started: AtomicU64,
-    /// Files whose bytes hyper writes as placeholders, in response order.
-    sendfile: Mutex<VecDeque<SendfileJob>>,
-}
-
-impl Meter {
-    fn new() -> Meter {
-        let now = now_us();
-        Meter {
-            in_flight: AtomicU32::new(0),
-            last_progress: AtomicU64::new(now),
-            idle_since: AtomicU64::new(now),
-            read_total: AtomicU64::new(0),
-            read_at_idle: AtomicU64::new(0),
-            head_started: AtomicU64::new(now),
-            sendfile: Mutex::new(VecDeque::new()),
-        }
-    }
-
-    fn head_arriving(&self) -> bool {
-        self.read_total.load(Ordering::Acquire) != self.read_at_idle.load(Ordering::Acquire)
-    }
-
-    fn request_arriving(&self, fd: RawFd) -> bool {
-        if self.head_arriving() {
-            return true;
-        }
-        // SAFETY: the connection (and so the fd) is alive for as long as the task that calls this.
-        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-        let mut byte = [0u8; 1];
-        let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
-        matches!(rustix::net::recv(fd, &mut byte[..], flags), Ok((n, _)) if n > 0)
-    }
-}
-
-/// Marks a request in flight on its connection and its generation until its body is done.
-pub(super) struct RequestGuard {
-    meter: Arc<Meter>,
-    _generation: GenerationGuard,
-}
-
-impl RequestGuard {
-    fn new(meter: Arc<Meter>, generation: GenerationGuard) -> RequestGuard {
-        meter.in_flight.fetch_add(1, Ordering::AcqRel);
-        RequestGuard { meter, _generation: generation }
-    }
-}
-
-impl Drop for RequestGuard {
-    fn drop(&mut self) {
-        let meter = &self.meter;
-        meter.read_at_idle.store(meter.read_total.load(Ordering::Acquire), Ordering::Release);
-        meter.idle_since.store(now_us(), Ordering::Release);
-        meter.in_flight.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// The stream with its traffic counted.
-struct MeteredIo {
-    stream: Stream,
-    meter: Arc<Meter>,
-}
-
-impl AsyncRead for MeteredIo {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let result = Pin::new(&mut this.stream).poll_read(cx, buf);
-        let n = buf.filled().len() - before;
-        if n > 0 {
-            let meter = &this.meter;
-            let now = now_us();
-            let total = meter.read_total.fetch_add(n as u64, Ordering::AcqRel);
-            if total == meter.read_at_idle.load(Ordering::Acquire)
-                && meter.in_flight.load(Ordering::Acquire) == 0
-            {
-                meter.head_started.store(now, Ordering::Release);
-            }
-            meter.last_progress.store(now, Ordering::Relaxed);
-        }
-        result
-    }
-}
-
-impl MeteredIo {
-    /// Writes `bufs`, whose slice `at` is a placeholder: the slices before it go out with
-    /// `MSG_MORE` (the file follows at once), then the placeholder's bytes are sent from
-    /// the next queued file with `sendfile`. Returns the bytes written, as a write would.
-    fn poll_write_sendfile(
-        &mut self,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-        at: usize,
-    ) -> Poll<io::Result<usize>> {
-        let mut written = 0;
-        if at > 0 {
-            let head = &bufs[..at];
-            let flags = rustix::net::SendFlags::MORE | rustix::net::SendFlags::NOSIGNAL;
-            let sent = self.stream.poll_write_with(cx, |fd| {
-                let mut control = rustix::net::SendAncillaryBuffer::default();
-                Ok(rustix::net::sendmsg(fd, head, &mut control, flags)?)
-            });
-            let n = std::task::ready!(sent)?;
-            written = n;
-            if n < head.iter().map(|b| b.len()).sum::<usize>() {
-                return Poll::Ready(Ok(n));
-            }
-        }
-        let mut jobs = self.meter.sendfile.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(job) = jobs.front_mut() else {
-            return Poll::Ready(Err(io::Error::other("a placeholder frame without a file to send")));
-        };
-        // Consecutive placeholders are one send, as far as this job goes.
-        let placeholders: usize = bufs[at..].iter().take_while(|b| is_placeholder(b)).map(|b| b.len()).sum();
-        let count = (placeholders as u64).min(job.remaining) as usize;
-        let sent = self.stream.poll_write_with(cx, |fd| {
-            let mut offset = job.offset;
-            Ok(rustix::fs::sendfile(fd, &job.file, Some(&mut offset), count)?)
-        });
-        match sent {
-            Poll::Pending if written > 0 => Poll::Ready(Ok(written)),
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Err(err)) if written > 0 => {
-                tracing::debug!(error = %err, "sendfile failed after the head was sent");
-                Poll::Ready(Ok(written))
-            }
-            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
-            Poll::Ready(Ok(0)) => {
-                // The file shrank under us: end the response short rather than hang.
-                jobs.pop_front();
-                Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "file truncated while being served",
-                )))
-            }
-            Poll::Ready(Ok(n)) => {
-                job.offset += n as u64;
-                job.remaining -= n as u64;
-                if job.remaining == 0 {
-                    jobs.pop_front();
-                }
-                Poll::Ready(Ok(written + n))
-            }
-        }
-    }
-}
-
-impl AsyncWrite for MeteredIo {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let result = if is_placeholder(buf) {
-            this.poll_write_sendfile(cx, &[io::IoSlice::new(buf)], 0)
-        } else {
-            Pin::new(&mut this.stream).poll_write(cx, buf)
-        };
-        if let Poll::Ready(Ok(n)) = result
-            && n > 0
-        {
-            this.meter.last_progress.store(now_us(), Ordering::Relaxed);
-        }
-        result
-    }
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let result = match bufs.iter().position(|b| is_placeholder(b)) {
-            Some(at) => this.poll_write_sendfile(cx, bufs, at),
-            None => Pin::new(&mut this.stream).poll_write_vectored(cx, bufs),
-        };
-        if let Poll::Ready(Ok(n)) = result
-            && n > 0
-        {
-            this.meter.last_progress.store(now_us(), Ordering::Relaxed);
-        }
-        result
-    }
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
-    }
-}
-
 /// The limits that close a connection, in microseconds.
 struct Limits {
     keepalive: u64,
@@ -318,10 +63,54 @@ struct Limits {
 }
 
 /// What the timer found when it fired.
+#[derive(Debug, PartialEq, Eq)]
 enum Check {
-    Close(&'static str),
+    /// A limit expired: close the connection.
+    Close(CloseReason),
     /// Nothing expired yet: fire again at this time (µs).
     Again(u64),
+}
+
+/// Why graced closes a connection when a limit expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CloseReason {
+    /// Idle (no request in flight, none arriving) for `keepalive_timeout`, or for
+    /// [`DRAIN_IDLE_GRACE`] during a graceful stop.
+    Idle,
+    /// A request head did not complete within `header_timeout` (slowloris).
+    HeaderTimeout,
+    /// A response made no write progress for `send_timeout` (a reader that stopped).
+    SendTimeout,
+}
+
+impl CloseReason {
+    fn message(self) -> &'static str {
+        match self {
+            CloseReason::Idle => "the connection was idle for keepalive_timeout",
+            CloseReason::HeaderTimeout => "a request head did not complete within header_timeout",
+            CloseReason::SendTimeout => "a response made no progress for send_timeout",
+        }
+    }
+
+    /// How loudly the close is logged: a response cut short is worth an info line, a slow
+    /// request head a debug line; closing an idle keep-alive connection is routine (none).
+    fn level(self) -> Option<tracing::Level> {
+        match self {
+            CloseReason::Idle => None,
+            CloseReason::HeaderTimeout => Some(tracing::Level::DEBUG),
+            CloseReason::SendTimeout => Some(tracing::Level::INFO),
+        }
+    }
+
+    fn log(self) {
+        match self.level() {
+            None => {}
+            Some(level) if level == tracing::Level::INFO => {
+                tracing::info!("closing a connection: {}", self.message());
+            }
+            Some(_) => tracing::debug!("closing a connection: {}", self.message()),
+        }
+    }
 }
 
 impl Limits {
@@ -332,28 +121,28 @@ impl Limits {
         // Any limit that starts later than now expires no sooner than this: checking again
         // then never misses a state change (a response ending, a head starting).
         let horizon = now + idle_limit.min(self.header).min(self.send);
-        let deadline = if meter.in_flight.load(Ordering::Acquire) > 0 {
-            let deadline = meter.last_progress.load(Ordering::Acquire) + self.send;
+        let deadline = if meter.busy() {
+            let deadline = meter.last_progress() + self.send;
             if now >= deadline {
-                return Check::Close("a response made no progress for send_timeout");
+                return Check::Close(CloseReason::SendTimeout);
             }
             deadline
         } else if meter.head_arriving() {
-            let deadline = meter.head_started.load(Ordering::Acquire) + self.header;
+            let deadline = meter.head_started() + self.header;
             if now >= deadline {
-                return Check::Close("a request head did not complete within header_timeout");
+                return Check::Close(CloseReason::HeaderTimeout);
             }
             deadline
         } else {
-            let since = meter.idle_since.load(Ordering::Acquire).max(drain_started.unwrap_or(0));
+            let since = meter.idle_since().max(drain_started.unwrap_or(0));
             let deadline = since + idle_limit;
             if now >= deadline {
                 if !meter.request_arriving(fd) {
-                    return Check::Close("");
+                    return Check::Close(CloseReason::Idle);
                 }
                 // Bytes wait in the socket: a request is on its way; hyper will read it and
                 // the header timeout bounds it from then on.
-                meter.idle_since.store(now, Ordering::Release);
+                meter.idle_from(now);
                 return Check::Again(now + idle_limit.min(self.header));
             }
             deadline
@@ -366,13 +155,25 @@ fn instant_at(at_us: u64) -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_micros(at_us.saturating_sub(now_us()))
 }
 
-/// Serves `stream` until the client leaves, a limit closes it, or `control` aborts it.
-pub(super) async fn serve(stream: Stream, remote: String, shared: Arc<Shared>, control: Arc<Control>) {
+/// What woke the connection's task.
+enum Step {
+    /// hyper finished with the connection.
+    Done(Result<(), hyper::Error>),
+    /// Orders wait (see [`Subscription::has_news`]).
+    Orders,
+    /// The limits' timer fired.
+    Timer,
+}
+
+/// Serves `stream` until the client leaves, a limit closes it, or an order aborts it.
+pub(crate) async fn serve(stream: Stream, remote: String, shared: Arc<Shared>, mut orders: Subscription) {
     let fd = stream.fd().as_raw_fd();
     let meter = Arc::new(Meter::new());
+    let sendfile = Arc::new(SendfileQueue::default());
     let config_limits = shared.current().config.limits.clone();
     let service = {
         let meter = meter.clone();
+        let sendfile = sendfile.clone();
         let shared = shared.clone();
         service_fn(move |req: Request<Incoming>| {
             let generation = shared.current();
@@ -381,10 +182,10 @@ pub(super) async fn serve(stream: Stream, remote: String, shared: Arc<Shared>, c
                 response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             if let Some(job) = response.body_mut().take_sendfile_job() {
-                meter.sendfile.lock().unwrap_or_else(|e| e.into_inner()).push_back(job);
+                sendfile.push(job);
             }
-            let guard = RequestGuard::new(meter.clone(), GenerationGuard::new(generation));
-            std::future::ready(Ok::<_, Infallible>(response.map(|body| body.with_guard(guard))))
+            let guards = Guards::new(RequestGuard::new(meter.clone()), GenerationGuard::new(generation));
+            std::future::ready(Ok::<_, Infallible>(response.map(|body| body.with_guards(guards))))
         })
     };
     // hyper's own cap on a request head, beyond which it answers 431 with an empty body.
@@ -396,12 +197,12 @@ pub(super) async fn serve(stream: Stream, remote: String, shared: Arc<Shared>, c
     let mut builder = http1::Builder::new();
     // No hyper timer: the header timeout is enforced below, without a timer per request.
     // Vectored writes: hyper then queues body frames instead of copying them, which the
-    // sendfile placeholders rely on (see `body`).
+    // sendfile placeholders rely on (see `sendfile`).
     builder.header_read_timeout(None).writev(true).max_header_size(max_head).max_buf_size(max_head);
     if config_limits.max_headers != HYPER_DEFAULT_MAX_HEADERS {
         builder.max_headers(config_limits.max_headers);
     }
-    let io = MeteredIo { stream, meter: meter.clone() };
+    let io = MeteredIo::new(stream, meter.clone(), sendfile);
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let limits = Limits {
@@ -418,63 +219,74 @@ pub(super) async fn serve(stream: Stream, remote: String, shared: Arc<Shared>, c
     };
     let timer = tokio::time::sleep_until(instant_at(first));
     tokio::pin!(timer);
+    // The orders channel's sender lives in `shared`, which this task holds: it never
+    // closes while the connection runs (were it to, the connection would just stop
+    // listening for orders).
+    let mut orders_open = true;
     loop {
-        let step = std::future::poll_fn(|cx| {
-            if let Poll::Ready(result) = conn.as_mut().poll(cx) {
-                return Poll::Ready(Step::Done(result));
-            }
-            let events = control.poll_events(cx);
-            if events != 0 {
-                return Poll::Ready(Step::Events(events));
-            }
-            if timer.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Step::Timer);
-            }
-            Poll::Pending
-        })
-        .await;
-        match step {
-            Step::Done(result) => {
-                if let Err(err) = result {
-                    tracing::debug!(error = %err, "connection ended with an error");
-                }
-                return;
-            }
-            Step::Events(events) => {
-                if events & ABORT_ALL != 0 {
-                    return;
-                }
-                // A hard restart ends the responses in flight; a connection between
-                // requests stays, and its next request takes the new generation.
-                if events & ABORT_IN_FLIGHT != 0 && meter.in_flight.load(Ordering::Acquire) > 0 {
-                    return;
-                }
-                if events & DRAIN != 0 && drain_started.is_none() {
-                    let now = now_us();
-                    drain_started = Some(now);
-                    match limits.check(&meter, fd, now, drain_started) {
+        // Until orders arrive: serve, and check the limits whenever the timer fires. The
+        // waiter registers this task's waker with the channel on its first poll; later
+        // wake-ups poll it again only if the channel has news (one atomic load) or the
+        // waker changed, since polling a registered waiter takes the channel's lock.
+        {
+            let mut waiter = orders.waiter();
+            let changed = waiter.changed();
+            tokio::pin!(changed);
+            let mut registered: Option<Waker> = None;
+            loop {
+                let step = std::future::poll_fn(|cx| {
+                    if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+                        return Poll::Ready(Step::Done(result));
+                    }
+                    if orders_open {
+                        if orders.has_news() {
+                            return Poll::Ready(Step::Orders);
+                        }
+                        if registered.as_ref().is_none_or(|waker| !waker.will_wake(cx.waker())) {
+                            match changed.as_mut().poll(cx) {
+                                Poll::Ready(Ok(())) => return Poll::Ready(Step::Orders),
+                                Poll::Ready(Err(_closed)) => orders_open = false,
+                                Poll::Pending => registered = Some(cx.waker().clone()),
+                            }
+                        }
+                    }
+                    if timer.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Step::Timer);
+                    }
+                    Poll::Pending
+                })
+                .await;
+                match step {
+                    Step::Done(result) => {
+                        if let Err(err) = result {
+                            tracing::debug!(error = %err, "connection ended with an error");
+                        }
+                        return;
+                    }
+                    Step::Orders => break,
+                    Step::Timer => match limits.check(&meter, fd, now_us(), drain_started) {
                         Check::Again(at) => timer.as_mut().reset(instant_at(at)),
-                        Check::Close(_) => return,
-                    }
+                        Check::Close(reason) => {
+                            reason.log();
+                            return;
+                        }
+                    },
                 }
             }
-            Step::Timer => match limits.check(&meter, fd, now_us(), drain_started) {
-                Check::Again(at) => timer.as_mut().reset(instant_at(at)),
-                Check::Close(why) => {
-                    if why.starts_with("a response") {
-                        tracing::info!("closing a connection: {why}");
-                    } else if !why.is_empty() {
-                        tracing::debug!("closing a connection: {why}");
-                    }
-                    return;
+        }
+        match orders.take(meter.busy()) {
+            // A stop; or a hard restart while a response is in flight. (A connection
+            // between requests stays, and its next request takes the new generation.)
+            Order::Abort => return,
+            Order::Drain => {
+                let now = now_us();
+                drain_started = Some(now);
+                match limits.check(&meter, fd, now, drain_started) {
+                    Check::Again(at) => timer.as_mut().reset(instant_at(at)),
+                    Check::Close(_) => return,
                 }
-            },
+            }
+            Order::None => {}
         }
     }
-}
-
-enum Step {
-    Done(Result<(), hyper::Error>),
-    Events(u8),
-    Timer,
 }

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::SystemTime;
 
-use super::access_log::AccessLogSink;
-use super::files::RootDir;
+use crate::access_log::AccessLogSink;
+use crate::files::RootDir;
 use graced_config::Config;
 
 /// One configuration being served, with its own access-log sink.
@@ -18,7 +18,7 @@ pub struct Generation {
     pub id: u64,
     pub config: Arc<Config>,
     /// One per site, in `config.sites` order.
-    pub roots: Vec<RootDir>,
+    pub(crate) roots: Vec<RootDir>,
     pub access_log: AccessLogSink,
     pub created: SystemTime,
     in_flight: AtomicUsize,
@@ -44,10 +44,10 @@ impl Generation {
 }
 
 /// Counts a request against its generation for as long as it lives.
-pub struct GenerationGuard(pub Arc<Generation>);
+pub(crate) struct GenerationGuard(Arc<Generation>);
 
 impl GenerationGuard {
-    pub fn new(generation: Arc<Generation>) -> GenerationGuard {
+    pub(crate) fn new(generation: Arc<Generation>) -> GenerationGuard {
         generation.in_flight.fetch_add(1, Ordering::Relaxed);
         GenerationGuard(generation)
     }
@@ -78,19 +78,19 @@ impl Counters {
 
 /// Every generation still alive: the current one plus old ones finishing requests.
 #[derive(Default)]
-pub struct Registry {
+pub(crate) struct Registry {
     all: Mutex<Vec<Weak<Generation>>>,
 }
 
 impl Registry {
-    pub fn add(&self, generation: &Arc<Generation>) {
+    pub(crate) fn add(&self, generation: &Arc<Generation>) {
         let mut all = self.all.lock().unwrap_or_else(|e| e.into_inner());
         all.retain(|g| g.strong_count() > 0);
         all.push(Arc::downgrade(generation));
     }
 
     /// (generation id, requests in flight) for every live generation other than `current`.
-    pub fn finishing(&self, current: u64) -> Vec<(u64, usize)> {
+    pub(crate) fn finishing(&self, current: u64) -> Vec<(u64, usize)> {
         let all = self.all.lock().unwrap_or_else(|e| e.into_inner());
         all.iter()
             .filter_map(Weak::upgrade)

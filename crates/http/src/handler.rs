@@ -6,19 +6,19 @@ use std::time::SystemTime;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use http_body::Body as _;
 
-use super::access_log::{AccessLogSink, Entry};
-use super::body::Body;
-use super::conditional::{self, Outcome};
-use super::files::{self, Content, Lookup, Resource};
-use super::generation::{Counters, Generation};
-use super::path::{self, PathError};
+use crate::access_log::Entry;
+use crate::body::Body;
+use crate::conditional::{self, Outcome};
+use crate::files::{self, Content, Lookup, Resource};
+use crate::generation::{Counters, Generation};
+use crate::path::{self, PathError};
 
 const SERVER: HeaderValue = HeaderValue::from_static(concat!("graced/", env!("CARGO_PKG_VERSION")));
 const ALLOW: HeaderValue = HeaderValue::from_static("GET, HEAD, OPTIONS");
 const ACCEPT_RANGES: HeaderValue = HeaderValue::from_static("bytes");
 
 /// Serves one request with `generation` and logs it.
-pub fn handle<B>(
+pub(crate) fn handle<B>(
     req: &Request<B>,
     generation: &Generation,
     counters: &Counters,
@@ -30,7 +30,7 @@ pub fn handle<B>(
     let body_len = response.body().size_hint().exact().unwrap_or(0);
     counters.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     counters.bytes.fetch_add(body_len, std::sync::atomic::Ordering::Relaxed);
-    if matches!(generation.access_log, AccessLogSink::Off) {
+    if generation.access_log.is_off() {
         return response;
     }
     let bytes = match req.method() {
@@ -204,7 +204,7 @@ fn redirect_with_slash<B>(req: &Request<B>) -> Response<Body> {
 }
 
 /// A small HTML error page.
-pub fn error(status: StatusCode) -> Response<Body> {
+pub(crate) fn error(status: StatusCode) -> Response<Body> {
     let reason = status.canonical_reason().unwrap_or("Error");
     let page = format!(
         "<!doctype html>\n<html><head><title>{code} {reason}</title></head>\

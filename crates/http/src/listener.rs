@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 /// A listener registered with the runtime.
-pub enum AnyListener {
+pub(crate) enum AnyListener {
     Tcp(TcpListener),
     Unix(UnixListener),
 }
@@ -18,7 +18,7 @@ pub enum AnyListener {
 impl AnyListener {
     /// A listener registered with the runtime, on a duplicate of `socket` (the caller
     /// keeps the original, so the socket outlives any accept loop).
-    pub fn duplicate(socket: BorrowedFd<'_>) -> io::Result<AnyListener> {
+    pub(crate) fn duplicate(socket: BorrowedFd<'_>) -> io::Result<AnyListener> {
         let dup = Socket::from(socket.try_clone_to_owned()?);
         dup.set_nonblocking(true)?;
         Ok(if dup.domain()? == Domain::UNIX {
@@ -29,7 +29,7 @@ impl AnyListener {
     }
 
     /// Accepts one connection; the peer is rendered for the access log.
-    pub async fn accept(&self) -> io::Result<(Stream, String)> {
+    pub(crate) async fn accept(&self) -> io::Result<(Stream, String)> {
         match self {
             AnyListener::Tcp(l) => {
                 let (stream, peer) = l.accept().await?;
@@ -44,13 +44,13 @@ impl AnyListener {
 }
 
 /// An accepted connection.
-pub enum Stream {
+pub(crate) enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
 }
 
 impl Stream {
-    pub fn fd(&self) -> BorrowedFd<'_> {
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         match self {
             Stream::Tcp(s) => s.as_fd(),
             Stream::Unix(s) => s.as_fd(),
@@ -59,7 +59,7 @@ impl Stream {
 
     /// Runs the non-blocking write `op` on the socket once it is writable, through the
     /// runtime's readiness tracking (a `WouldBlock` waits for the next readiness).
-    pub fn poll_write_with<R>(
+    pub(crate) fn poll_write_with<R>(
         &self,
         cx: &mut Context<'_>,
         mut op: impl FnMut(BorrowedFd<'_>) -> io::Result<R>,

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 /// Why a request path cannot name a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum PathError {
+pub(crate) enum PathError {
     /// Not an origin-form path (`/…`), malformed percent-encoding, NUL, backslash,
     /// or `..` climbing above the root: 400.
     #[error("malformed or unsafe request path")]
@@ -28,16 +28,16 @@ pub enum PathError {
 
 /// A validated path relative to a document root, with no `.`/`..`/empty segments.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SafePath {
+pub(crate) struct SafePath {
     /// Relative path; empty for the root itself.
-    pub relative: PathBuf,
+    pub(crate) relative: PathBuf,
     /// The request path ended with `/` (it names a directory).
-    pub trailing_slash: bool,
+    pub(crate) trailing_slash: bool,
 }
 
 impl SafePath {
     /// The path as the kernel should see it relative to the root (`.` for the root).
-    pub fn as_relative(&self) -> &Path {
+    pub(crate) fn as_relative(&self) -> &Path {
         if self.relative.as_os_str().is_empty() { Path::new(".") } else { &self.relative }
     }
 }
@@ -45,7 +45,7 @@ impl SafePath {
 /// Decodes and normalises `raw` (the path component of the request target, still
 /// percent-encoded). `hidden_files` allows segments starting with a dot; `.well-known`
 /// (RFC 8615) is always allowed.
-pub fn resolve(raw: &str, hidden_files: bool) -> Result<SafePath, PathError> {
+pub(crate) fn resolve(raw: &str, hidden_files: bool) -> Result<SafePath, PathError> {
     let rest = raw.strip_prefix('/').ok_or(PathError::BadRequest)?;
     // The common case: nothing to decode or normalise, no empty, dot or hidden segment.
     if !rest.starts_with('.')

@@ -9,88 +9,30 @@
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::BorrowedFd;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use super::connection::{self, ABORT_ALL, ABORT_IN_FLIGHT, Control, DRAIN};
-use super::generation::{Counters, Generation, Registry};
-use super::listener::AnyListener;
+use crate::connection;
+use crate::generation::{Counters, Generation};
+use crate::listener::AnyListener;
+use crate::shared::Shared;
 
-/// State shared by the accept loops and every connection.
-pub(super) struct Shared {
-    current: ArcSwap<Generation>,
-    pub(super) counters: Counters,
-    registry: Registry,
-    /// Set once, when a graceful stop begins: responses say `Connection: close`.
-    draining: AtomicBool,
-    /// Every open connection's control, by connection number: how aborts and the
-    /// graceful stop reach each connection.
-    controls: Mutex<Controls>,
-    connections: TaskTracker,
+/// A running accept loop: how to stop it, and its task.
+struct AcceptLoop {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
 }
 
-#[derive(Default)]
-struct Controls {
-    by_id: HashMap<u64, Arc<Control>>,
-    next_id: u64,
-    /// Events every connection registered from now on starts with: DRAIN once a
-    /// graceful stop began, ABORT_ALL after a stop aborted everything (a stopped accept
-    /// loop may still hand over one last connection).
-    sticky: u8,
-}
-
-impl Shared {
-    pub(super) fn current(&self) -> Arc<Generation> {
-        self.current.load_full()
-    }
-
-    pub(super) fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Acquire)
-    }
-
-    fn controls(&self) -> std::sync::MutexGuard<'_, Controls> {
-        self.controls.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Registers a new connection; its entry is removed when the registration drops.
-    fn register(self: &Arc<Self>) -> Registration {
-        let mut controls = self.controls();
-        let id = controls.next_id;
-        controls.next_id += 1;
-        let control = Arc::new(Control::new(controls.sticky));
-        controls.by_id.insert(id, control.clone());
-        Registration { shared: self.clone(), id, control }
-    }
-
-    /// Sends `event` to every open connection; `sticky` also to every later one.
-    fn signal_all(&self, event: u8, sticky: bool) {
-        let mut controls = self.controls();
-        if sticky {
-            controls.sticky |= event;
-        }
-        for control in controls.by_id.values() {
-            control.signal(event);
-        }
-    }
-}
-
-/// A connection's entry in [`Shared::controls`], removed when the connection ends.
-struct Registration {
-    shared: Arc<Shared>,
-    id: u64,
-    control: Arc<Control>,
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        self.shared.controls().by_id.remove(&self.id);
+impl AcceptLoop {
+    /// Tells the loop to stop; its task, which may still hand over one connection.
+    fn stop(self) -> JoinHandle<()> {
+        self.stop.cancel();
+        self.task
     }
 }
 
@@ -124,7 +66,7 @@ impl std::fmt::Display for Status {
 /// The running HTTP server.
 pub struct Server {
     shared: Arc<Shared>,
-    accept_loops: HashMap<String, (CancellationToken, JoinHandle<()>)>,
+    accept_loops: HashMap<String, AcceptLoop>,
     /// Accept loops told to stop that may not have returned yet: until they have, one
     /// of them may still hand over a connection it has just accepted.
     stopping: Vec<JoinHandle<()>>,
@@ -136,18 +78,8 @@ impl Server {
     /// A server that will serve `generation` once listeners are added.
     pub fn new(generation: Generation) -> Server {
         let limit = generation.config.limits.max_connections;
-        let generation = Arc::new(generation);
-        let registry = Registry::default();
-        registry.add(&generation);
         Server {
-            shared: Arc::new(Shared {
-                current: ArcSwap::new(generation),
-                counters: Counters::default(),
-                registry,
-                draining: AtomicBool::new(false),
-                controls: Mutex::new(Controls::default()),
-                connections: TaskTracker::new(),
-            }),
+            shared: Arc::new(Shared::new(Arc::new(generation))),
             accept_loops: HashMap::new(),
             stopping: Vec::new(),
             connection_limit: Arc::new(Semaphore::new(limit)),
@@ -172,9 +104,7 @@ impl Server {
             self.connection_limit.forget_permits(self.limit - limit);
         }
         self.limit = limit;
-        let generation = Arc::new(generation);
-        self.shared.registry.add(&generation);
-        self.shared.current.store(generation);
+        self.shared.install(Arc::new(generation));
     }
 
     /// Starts accepting on the listening socket `socket`, called `name` (a duplicate of its
@@ -182,23 +112,21 @@ impl Server {
     pub fn start_accepting(&mut self, name: &str, socket: BorrowedFd<'_>) -> io::Result<()> {
         let tokio_listener = AnyListener::duplicate(socket)?;
         // Accepting again after a stop's abort: new connections must not inherit it.
-        self.shared.controls().sticky &= !ABORT_ALL;
+        self.shared.resume();
         let stop = CancellationToken::new();
         let shared = self.shared.clone();
         let limit = self.connection_limit.clone();
         let task = tokio::spawn(accept_loop(tokio_listener, name.to_owned(), shared, limit, stop.clone()));
-        if let Some((old, task)) = self.accept_loops.insert(name.to_owned(), (stop, task)) {
-            old.cancel();
-            self.stopping.push(task);
+        if let Some(old) = self.accept_loops.insert(name.to_owned(), AcceptLoop { stop, task }) {
+            self.stopping.push(old.stop());
         }
         Ok(())
     }
 
     /// Stops the accept loop of the listener called `name`.
     pub fn stop_accepting(&mut self, name: &str) {
-        if let Some((stop, task)) = self.accept_loops.remove(name) {
-            stop.cancel();
-            self.stopping.push(task);
+        if let Some(accept_loop) = self.accept_loops.remove(name) {
+            self.stopping.push(accept_loop.stop());
         }
     }
 
@@ -206,9 +134,8 @@ impl Server {
     /// it over: [`open_connections`](Self::open_connections) counts such loops until they
     /// have returned, so a drain never ends while a connection may still appear.
     pub fn stop_accepting_all(&mut self) {
-        for (_, (stop, task)) in self.accept_loops.drain() {
-            stop.cancel();
-            self.stopping.push(task);
+        for (_, accept_loop) in self.accept_loops.drain() {
+            self.stopping.push(accept_loop.stop());
         }
     }
 
@@ -220,9 +147,9 @@ impl Server {
     /// is closed, and so is any a stopped accept loop still hands over.
     pub fn abort_connections(&self) {
         if self.accept_loops.is_empty() {
-            self.shared.signal_all(ABORT_ALL, true);
+            self.shared.stop_all();
         } else {
-            self.shared.signal_all(ABORT_IN_FLIGHT, false);
+            self.shared.restart();
         }
     }
 
@@ -230,8 +157,7 @@ impl Server {
     /// keep-alive connections are closed once the peek check allows. Call
     /// [`stop_accepting_all`](Self::stop_accepting_all) first.
     pub fn begin_drain(&self) {
-        self.shared.draining.store(true, Ordering::Release);
-        self.shared.signal_all(DRAIN, true);
+        self.shared.drain();
     }
 
     /// Waits until every stopped accept loop has returned and every connection has
@@ -299,12 +225,11 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, remote)) => {
-                // Registered before the task first runs, so an abort right now reaches it.
-                let registration = shared.register();
+                // Subscribed before the task first runs, so an abort right now reaches it.
+                let orders = shared.subscribe();
                 let conn_shared = shared.clone();
                 shared.connections.spawn(async move {
-                    connection::serve(stream, remote, conn_shared, registration.control.clone()).await;
-                    drop(registration);
+                    connection::serve(stream, remote, conn_shared, orders).await;
                     drop(permit);
                 });
             }

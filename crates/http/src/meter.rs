@@ -1,0 +1,198 @@
+//! What a connection's task knows of the traffic hyper is handling: a [`Meter`] of atomics
+//! fed by the stream wrapper ([`MeteredIo`]) and by each request's [`RequestGuard`].
+//!
+//! The hot path costs a few atomic stores and a read of the coarse clock per read, write and
+//! response; no lock, no timer.
+
+use std::io;
+use std::os::fd::{BorrowedFd, RawFd};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use rustix::time::{ClockId, clock_gettime};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::listener::Stream;
+use crate::sendfile::{self, SendfileQueue, is_placeholder};
+
+/// Microseconds on the coarse monotonic clock: a few ms of resolution is plenty for
+/// timeouts of 250 ms and more, and reading it is cheaper than the precise clock, which
+/// matters as it is read for every read, write and response. (Through the vDSO.)
+#[inline]
+pub(crate) fn now_us() -> u64 {
+    let t = clock_gettime(ClockId::MonotonicCoarse);
+    t.tv_sec as u64 * 1_000_000 + t.tv_nsec as u64 / 1_000
+}
+
+/// The traffic of one connection, as times in µs of [`now_us`] and byte counts.
+pub(crate) struct Meter {
+    in_flight: AtomicU32,
+    /// Last time bytes moved in either direction.
+    last_progress: AtomicU64,
+    /// When the last response finished (or the connection was accepted).
+    idle_since: AtomicU64,
+    read_total: AtomicU64,
+    /// `read_total` when the connection last became idle: more read since means a request is arriving.
+    read_at_idle: AtomicU64,
+    /// When the first byte of the request head now arriving was read.
+    head_started: AtomicU64,
+}
+
+impl Meter {
+    pub(crate) fn new() -> Meter {
+        let now = now_us();
+        Meter {
+            in_flight: AtomicU32::new(0),
+            last_progress: AtomicU64::new(now),
+            idle_since: AtomicU64::new(now),
+            read_total: AtomicU64::new(0),
+            read_at_idle: AtomicU64::new(0),
+            head_started: AtomicU64::new(now),
+        }
+    }
+
+    /// Whether a response is in flight.
+    #[inline]
+    pub(crate) fn busy(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) > 0
+    }
+
+    /// The last time bytes moved in either direction.
+    pub(crate) fn last_progress(&self) -> u64 {
+        self.last_progress.load(Ordering::Acquire)
+    }
+
+    /// When the first byte of the request head now arriving was read.
+    pub(crate) fn head_started(&self) -> u64 {
+        self.head_started.load(Ordering::Acquire)
+    }
+
+    /// When the connection last became idle.
+    pub(crate) fn idle_since(&self) -> u64 {
+        self.idle_since.load(Ordering::Acquire)
+    }
+
+    /// Counts the connection as idle from `now` on (a request is on its way after all).
+    pub(crate) fn idle_from(&self, now: u64) {
+        self.idle_since.store(now, Ordering::Release);
+    }
+
+    /// Whether bytes of a request head were read since the connection became idle.
+    pub(crate) fn head_arriving(&self) -> bool {
+        self.read_total.load(Ordering::Acquire) != self.read_at_idle.load(Ordering::Acquire)
+    }
+
+    /// Whether a request is arriving: read already, or waiting in the socket `fd` (peeked).
+    pub(crate) fn request_arriving(&self, fd: RawFd) -> bool {
+        if self.head_arriving() {
+            return true;
+        }
+        // SAFETY: `fd` is the connection's socket, which the connection task that calls this
+        // owns (inside hyper's connection) and closes only after its last call.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        let mut byte = [0u8; 1];
+        let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
+        matches!(rustix::net::recv(fd, &mut byte[..], flags), Ok((n, _)) if n > 0)
+    }
+}
+
+/// Marks a request in flight on its connection until its body is done.
+pub(crate) struct RequestGuard {
+    meter: Arc<Meter>,
+}
+
+impl RequestGuard {
+    pub(crate) fn new(meter: Arc<Meter>) -> RequestGuard {
+        meter.in_flight.fetch_add(1, Ordering::AcqRel);
+        RequestGuard { meter }
+    }
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        let meter = &self.meter;
+        meter.read_at_idle.store(meter.read_total.load(Ordering::Acquire), Ordering::Release);
+        meter.idle_since.store(now_us(), Ordering::Release);
+        meter.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The stream with its traffic counted, and placeholders written with `sendfile`.
+pub(crate) struct MeteredIo {
+    stream: Stream,
+    meter: Arc<Meter>,
+    sendfile: Arc<SendfileQueue>,
+}
+
+impl MeteredIo {
+    pub(crate) fn new(stream: Stream, meter: Arc<Meter>, sendfile: Arc<SendfileQueue>) -> MeteredIo {
+        MeteredIo { stream, meter, sendfile }
+    }
+
+    #[inline]
+    fn progressed(&self, result: &Poll<io::Result<usize>>) {
+        if let Poll::Ready(Ok(n)) = result
+            && *n > 0
+        {
+            self.meter.last_progress.store(now_us(), Ordering::Relaxed);
+        }
+    }
+}
+
+impl AsyncRead for MeteredIo {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let result = Pin::new(&mut this.stream).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            let meter = &this.meter;
+            let now = now_us();
+            let total = meter.read_total.fetch_add(n as u64, Ordering::AcqRel);
+            if total == meter.read_at_idle.load(Ordering::Acquire)
+                && meter.in_flight.load(Ordering::Acquire) == 0
+            {
+                meter.head_started.store(now, Ordering::Release);
+            }
+            meter.last_progress.store(now, Ordering::Relaxed);
+        }
+        result
+    }
+}
+
+impl AsyncWrite for MeteredIo {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = if is_placeholder(buf) {
+            sendfile::poll_write(&this.stream, &this.sendfile, cx, &[io::IoSlice::new(buf)], 0)
+        } else {
+            Pin::new(&mut this.stream).poll_write(cx, buf)
+        };
+        this.progressed(&result);
+        result
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = match bufs.iter().position(|b| is_placeholder(b)) {
+            Some(at) => sendfile::poll_write(&this.stream, &this.sendfile, cx, bufs, at),
+            None => Pin::new(&mut this.stream).poll_write_vectored(cx, bufs),
+        };
+        this.progressed(&result);
+        result
+    }
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
