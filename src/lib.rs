@@ -3,7 +3,7 @@
 //! * [`cli`]: the command line of the `graced` binary.
 //! * [`logging`]: diagnostics to the journal (natively, when stderr is the journal) or stderr.
 //! * [`supervisor`]: start → serve → reload → stop, composing `graced_lifecycle` and `graced_http`.
-//! * [`unit`]: `graced unit` — the IO around the pure generator `graced_unit`.
+//! * [`unit`](mod@unit): `graced unit` — the IO around the pure generator `graced_unit`.
 //!
 //! The crates it composes: `graced_config` (configuration), `graced_http` (the HTTP server),
 //! `graced_lifecycle` (the systemd toolkit), `graced_unit` (unit files), `graced_dbus` (the
