@@ -30,7 +30,7 @@ CLIENT = os.environ.get("BENCH_CLIENT", f"{HERE}/client/target/release/bench-cli
 PORTS = {"graced": 18081, "nginx": 18082, "apache": 18083}
 HOLD_PORT = 18084
 # 1 KiB and 100 KiB are the issue's sizes; 1 MiB is beyond graced's 128 KiB inline limit,
-# where files go out a window at a time (see src/http/body.rs).
+# where files go out a window at a time (see crates/http/src/body.rs).
 SIZES = {"1k": 1024, "100k": 100 * 1024, "1m": 1024 * 1024}
 
 started = {}  # pid -> Popen, everything this script started and has not reaped

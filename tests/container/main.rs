@@ -7,7 +7,8 @@
 //! * `systemd_e2e` — the generated, hardened units driven by systemctl, every scenario on
 //!   the machine's systemd (`host::`) and on systemd 257 from a Debian trixie tree (`trixie::`);
 //! * `dbus_e2e` — gracectl → system bus → graced-dbus → systemd → graced;
-//! * `package_e2e` — the .deb and .rpm built, checked, installed, upgraded under load, removed.
+//! * `package_e2e` — the .deb and .rpm built, checked, installed, upgraded under load, removed;
+//! * `toolkit_e2e` — the lifecycle toolkit's example server under hand-written units.
 //!
 //! Needs root, namespaces and overlayfs; elsewhere every test prints `SKIP: reason` and
 //! passes, except under CI (`CI=true`) or with `GRACED_E2E_REQUIRE=1`. Tests run in
@@ -21,6 +22,7 @@ mod dbus_e2e;
 mod harness;
 mod package_e2e;
 mod systemd_e2e;
+mod toolkit_e2e;
 
 /// The binaries under test, as Cargo built them for this test run.
 const GRACED: &str = env!("CARGO_BIN_EXE_graced");

@@ -2,7 +2,7 @@
 //! `packaging/build-rpm`, checked as files and installed under a real systemd.
 //!
 //! * `dbus_files_match_the_library` (no root): packaging/dbus/ — the D-Bus helper's files
-//!   the packages ship until `graced unit` can write them — equals src/dbus/files.rs.
+//!   the packages ship until `graced unit` can write them — equals crates/unit/src/dbus/.
 //! * `deb_…`: builds the .deb twice (the second with a bumped version), checks `dpkg-deb -c`
 //!   (every path, mode and owner) and lintian (no errors), then in the container of
 //!   tests/container/harness: `dpkg -i` → graced.socket enabled and active, the demo page served,

@@ -125,7 +125,7 @@ pub(super) fn h_the_hardened_unit_serves_files(target: Target) {
         panic!(
             "GRACED BUG: under the generated unit every file request is a 500 (GET / → {}, GET /sub/page.txt → {}, \
              GET /nope → {}). RestrictSUIDSGID={restrict}: systemd's seccomp filter for RestrictSUIDSGID=yes \
-             answers openat2(2) with ENOSYS (it cannot inspect openat2's mode argument), and src/http/files.rs \
+             answers openat2(2) with ENOSYS (it cannot inspect openat2's mode argument), and crates/http/src/files/beneath.rs \
              opens every file with openat2(RESOLVE_BENEATH) with no fallback. Exposure {exposure}. {}",
             index.status,
             page.status,

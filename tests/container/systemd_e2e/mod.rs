@@ -265,7 +265,7 @@ fn server_errors(c: &Container) -> String {
         "graced's journal: {errors:?}{}",
         if openat2 {
             " — the known bug shown by h_the_hardened_unit_serves_files: RestrictSUIDSGID=yes in the generated \
-             unit makes openat2(2) fail with ENOSYS, and src/http/files.rs has no fallback"
+             unit makes openat2(2) fail with ENOSYS, and crates/http/src/files/beneath.rs has no fallback"
         } else {
             ""
         }
