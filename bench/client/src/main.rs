@@ -14,6 +14,11 @@
 //! * `latency`   — reload latency: swaps a config, signals, and probes until every request sees it.
 //! * `startstop` — start-up to the first 200, idle memory, and graceful stop time, N times.
 //! * `mem`       — RSS and PSS summed over a process and all its descendants.
+//! * `tls-load`  — `load` over TLS 1.3 (rustls): keep-alive, or a new connection (a full or a
+//!   resumed handshake) per request; counts full and resumed handshakes (see tls.rs).
+//! * `tls-idle`  — opens N TLS connections, completes their handshakes and holds them idle.
+//!
+//! The TLS subcommands use rustls with ring (crates.io, in Cargo.lock); everything else is std.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -23,6 +28,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+mod tls;
 
 mod sys {
     unsafe extern "C" {
@@ -41,7 +48,7 @@ fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     if args.is_empty() {
         eprintln!(
-            "usage: bench-client load|signal|restarts|latency|startstop|mem [--key value]... [-- CMD ARGS]"
+            "usage: bench-client load|signal|restarts|latency|startstop|mem|tls-load|tls-idle [--key value]... [-- CMD ARGS]"
         );
         std::process::exit(2);
     }
@@ -53,6 +60,8 @@ fn main() {
         "restarts" => restarts(&opts),
         "latency" => latency(&opts),
         "startstop" => startstop(&opts),
+        "tls-load" => tls::load(&opts),
+        "tls-idle" => tls::idle(&opts),
         "mem" => {
             let (rss, pss, n) = tree_mem(opts.int("pid", 0) as i32);
             println!("rss_kib={rss} pss_kib={pss} procs={n}");
@@ -136,6 +145,8 @@ enum Fail {
     Timeout,
     Status,
     Parse,
+    /// The TLS handshake failed (alert, reset or EOF during it); `tls-*` only.
+    Handshake,
 }
 
 struct Response {
@@ -161,7 +172,7 @@ fn connect(port: u16) -> Result<TcpStream, Fail> {
 }
 
 /// Sends `request` and reads one response (Content-Length framed) into `buf`.
-fn exchange(stream: &mut TcpStream, request: &[u8], buf: &mut Vec<u8>) -> Result<Response, Fail> {
+fn exchange<S: Read + Write>(stream: &mut S, request: &[u8], buf: &mut Vec<u8>) -> Result<Response, Fail> {
     stream.write_all(request).map_err(|e| io_fail(&e, Fail::Write))?;
     buf.clear();
     let mut chunk = [0u8; 16 * 1024];
@@ -271,7 +282,7 @@ impl Counts {
             Fail::Read => &self.read,
             Fail::Timeout => &self.timeout,
             Fail::Status => &self.status,
-            Fail::Parse => &self.parse,
+            Fail::Parse | Fail::Handshake => &self.parse,
         };
         c.fetch_add(1, Ordering::Relaxed);
     }
