@@ -12,9 +12,12 @@ import datetime
 import json
 import os
 import re
+import resource
+import select
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -25,10 +28,30 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 STATE = os.environ.get("GRACED_BENCH_STATE", "/var/tmp/graced-bench")
 WWW = f"{STATE}/www"
-GRACED = os.environ.get("GRACED_BIN", f"{REPO}/target/release/graced")
-CLIENT = os.environ.get("BENCH_CLIENT", f"{HERE}/client/target/release/bench-client")
+
+
+def cargo_target_dir(manifest_dir):
+    """Where cargo builds `manifest_dir`'s project (honours CARGO_TARGET_DIR and .cargo/config)."""
+    try:
+        out = subprocess.run(["cargo", "metadata", "--format-version", "1", "--no-deps", "--offline"],
+                             cwd=manifest_dir, capture_output=True, text=True, timeout=60)
+        return json.loads(out.stdout)["target_directory"]
+    except (OSError, ValueError, KeyError, subprocess.TimeoutExpired):
+        return f"{manifest_dir}/target"
+
+
+# bench/run exports both (from cargo's own report of what it built); the fallbacks ask cargo.
+GRACED = os.environ.get("GRACED_BIN") or f"{cargo_target_dir(REPO)}/release/graced"
+CLIENT = os.environ.get("BENCH_CLIENT") or f"{cargo_target_dir(HERE + '/client')}/release/bench-client"
 PORTS = {"graced": 18081, "nginx": 18082, "apache": 18083}
 HOLD_PORT = 18084
+# HTTPS phases: each server on its own port (caddy's admin API, for its reloads, on another).
+TLS_PORTS = {"graced": 18441, "nginx": 18442, "caddy": 18443}
+CADDY_ADMIN_PORT = 18449
+CERTS = f"{STATE}/tls"
+# ECDSA P-256 for every HTTPS phase; RSA 2048 as well for the handshake phase.
+CERT_KINDS = {"ec": "ECDSA P-256", "rsa": "RSA 2048"}
+TLS_IDLE_CONNS = 10_000
 # 1 KiB and 100 KiB are the issue's sizes; 1 MiB is beyond graced's 128 KiB inline limit,
 # where files go out a window at a time (see crates/http/src/body.rs).
 SIZES = {"1k": 1024, "100k": 100 * 1024, "1m": 1024 * 1024}
@@ -67,14 +90,49 @@ def prepare_files():
             os.chmod(f"{d}/{f}", 0o644)
 
 
+def make_certs():
+    """A local CA and two leaves for localhost/127.0.0.1 (ECDSA P-256, RSA 2048), made once with
+    the openssl CLI in the state directory; every server gets the same files."""
+    os.makedirs(CERTS, exist_ok=True)
+    if all(os.path.exists(f"{CERTS}/{k}.{x}") for k in CERT_KINDS for x in ("pem", "key")):
+        return
+
+    def ossl(*a):
+        subprocess.run(["openssl", *a], check=True, capture_output=True, timeout=60)
+
+    ossl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "365",
+         "-subj", "/CN=graced bench CA", "-keyout", f"{CERTS}/ca.key", "-out", f"{CERTS}/ca.pem")
+    write(f"{CERTS}/leaf.ext", "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+          "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
+    for kind, newkey in (("ec", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]),
+                         ("rsa", ["-newkey", "rsa:2048"])):
+        ossl("req", *newkey, "-nodes", "-subj", "/CN=localhost", "-keyout", f"{CERTS}/{kind}.key",
+             "-out", f"{CERTS}/{kind}.csr")
+        ossl("x509", "-req", "-in", f"{CERTS}/{kind}.csr", "-CA", f"{CERTS}/ca.pem", "-CAkey", f"{CERTS}/ca.key",
+             "-CAcreateserial", "-days", "365", "-extfile", f"{CERTS}/leaf.ext", "-out", f"{CERTS}/{kind}.pem")
+    for f in os.listdir(CERTS):
+        os.chmod(f"{CERTS}/{f}", 0o644)  # the servers' workers (nginx's run as nobody) read them
+
+
+def cert_files(kind):
+    return f"{CERTS}/{kind}.pem", f"{CERTS}/{kind}.key"
+
+
+def raise_nofile():
+    """preexec_fn for TLS servers and clients: RLIMIT_NOFILE up to the hard limit."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 class Server:
     name = "?"
     reload_sig = signal.SIGUSR1
     stop_sig = signal.SIGWINCH
 
-    def __init__(self, tag, port, root=WWW, workers=None):
+    def __init__(self, tag, port, root=WWW, workers=None, tls=None):
         # workers: None = the server's own "one per CPU" default (nginx `auto`, graced "auto").
-        self.tag, self.port, self.root, self.workers = tag, port, root, workers
+        # tls: None (plain HTTP) or a CERT_KINDS key: HTTPS only, TLS 1.3, with that certificate.
+        self.tag, self.port, self.root, self.workers, self.tls = tag, port, root, workers, tls
         self.dir = f"{STATE}/{self.name}"
         os.makedirs(self.dir, exist_ok=True)
         self.conf = f"{self.dir}/{tag}.conf"
@@ -93,11 +151,19 @@ class Server:
         self.write_conf()
         self.before_start()
         out = open(self.out, "ab")
-        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                     env=self.env(), preexec_fn=raise_nofile if self.tls else None)
         started[self.proc.pid] = self.proc
-        if wait and not wait_200(self.port, self.ready_path(), 10):
-            raise RuntimeError(f"{self.name} did not answer 200 on port {self.port}; see {self.out}")
+        if wait and not wait_200(self.port, self.ready_path(), 10, tls=bool(self.tls), proc=self.proc):
+            code = self.proc.poll()
+            self.stop()
+            raise RuntimeError(f"{self.name} did not answer 200 on {'https' if self.tls else 'http'} port "
+                               f"{self.port}" + (f" (exited with {code})" if code is not None else "")
+                               + f"; see {self.out}")
         return self.proc.pid
+
+    def env(self):
+        return None
 
     def stop(self, sig=None, timeout=15):
         if self.proc is None:
@@ -121,6 +187,8 @@ class Graced(Server):
     stop_sig = signal.SIGWINCH
 
     def conf_text(self, root):
+        if self.tls:
+            return self.tls_conf_text(root)
         return f"""# graced, benchmark configuration (bench/bench.py)
 [server]
 pid_file = "{self.dir}/{self.tag}.pid"
@@ -135,6 +203,34 @@ address = "127.0.0.1:{self.port}"
 [[site]]
 root = "{root}"
 index = ["index.html"]
+"""
+
+    def tls_conf_text(self, root):
+        # The TLS keys as on branch tls-base (crates/config/src/raw.rs): [[listen]] tls,
+        # [[site]] certificate/key. A graced without them refuses the file: "not measured".
+        cert, key = cert_files(self.tls)
+        return f"""# graced, benchmark configuration, HTTPS (bench/bench.py)
+[server]
+pid_file = "{self.dir}/{self.tag}.pid"
+access_log = "off"
+graceful_shutdown_timeout = "10s"
+workers = {self.workers or '"auto"'}
+
+[limits]
+max_connections = 16384
+header_timeout = "60s"
+keepalive_timeout = "15s"
+
+[[listen]]
+name = "https"
+address = "127.0.0.1:{self.port}"
+tls = true
+
+[[site]]
+root = "{root}"
+index = ["index.html"]
+certificate = "{cert}"
+key = "{key}"
 """
 
     def command(self):
@@ -157,13 +253,28 @@ class Nginx(Server):
 
     def conf_text(self, root):
         d = self.dir
+        listen, tls, limits = f"127.0.0.1:{self.port}", "", ""
+        events = "worker_connections 4096;"
+        if self.tls:
+            cert, key = cert_files(self.tls)
+            listen += " ssl"
+            # 10,000 idle TLS connections may all land on one worker.
+            events = "worker_connections 12000;"
+            limits = "worker_rlimit_nofile 19000;\n"
+            tls = f"""
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.3;
+        ssl_session_cache shared:SSL:10m;
+        ssl_session_tickets on;
+        client_header_timeout 60s;"""
         return f"""# nginx, benchmark configuration (bench/bench.py)
 worker_processes {self.workers or 'auto'};
-daemon off;
+{limits}daemon off;
 master_process on;
 pid {d}/{self.tag}.pid;
 error_log {d}/{self.tag}.error.log notice;
-events {{ worker_connections 4096; }}
+events {{ {events} }}
 http {{
     include /etc/nginx/mime.types;
     default_type application/octet-stream;
@@ -178,10 +289,10 @@ http {{
     uwsgi_temp_path {d}/tmp/uwsgi;
     scgi_temp_path {d}/tmp/scgi;
     server {{
-        listen 127.0.0.1:{self.port};
+        listen {listen};
         server_name _;
         root {root};
-        index index.html;
+        index index.html;{tls}
     }}
 }}
 """
@@ -249,6 +360,98 @@ DirectoryIndex index.html
         return count_lines(self.error_log(), r"Graceful restart requested|SIGUSR1 received")
 
 
+class Caddy(Server):
+    """Caddy 2.6 (Debian's `caddy`), HTTPS only: `tls CERT KEY`, file_server, no automatic HTTPS
+    or redirects, no logs, the admin API on a loopback port for reloads (POST /load)."""
+
+    name = "caddy"
+    reload_sig = None  # reloads go through the admin API: see AdminReloads
+    stop_sig = signal.SIGTERM  # graceful stop
+
+    def conf_text(self, root):
+        cert, key = cert_files(self.tls or "ec")
+        return f"""# Caddy, benchmark configuration (bench/bench.py)
+{{
+	admin 127.0.0.1:{CADDY_ADMIN_PORT}
+	auto_https off
+	persist_config off
+	storage file_system {self.dir}/data
+	servers {{
+		timeouts {{
+			read_header 60s
+			idle 15s
+		}}
+	}}
+}}
+https://:{self.port} {{
+	bind 127.0.0.1
+	tls {cert} {key} {{
+		protocols tls1.3
+	}}
+	root * {root}
+	file_server
+}}
+"""
+
+    def env(self):
+        return {**os.environ, "HOME": self.dir, "XDG_DATA_HOME": f"{self.dir}/data",
+                "XDG_CONFIG_HOME": f"{self.dir}/config"}
+
+    def command(self):
+        return ["caddy", "run", "--config", self.conf, "--adapter", "caddyfile"]
+
+    def reload(self, timeout=10):
+        """One forced reload of the same Caddyfile through the admin API; True on 200."""
+        body = open(self.conf, "rb").read()
+        req = (f"POST /load HTTP/1.1\r\nHost: 127.0.0.1:{CADDY_ADMIN_PORT}\r\n"
+               "Content-Type: text/caddyfile\r\nCache-Control: must-revalidate\r\n"
+               f"Connection: close\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+        try:
+            with socket.create_connection(("127.0.0.1", CADDY_ADMIN_PORT), timeout=timeout) as s:
+                s.sendall(req)
+                data = b""
+                while b"\r\n" not in data:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+            return data.startswith(b"HTTP/1.1 200")
+        except OSError:
+            return False
+
+
+class AdminReloads:
+    """Caddy's reload storm: forced reloads through the admin API, `rate` a second for `secs`
+    (each waits for the previous; late ones are not made up). Looks like a finished process."""
+
+    pid = None
+
+    def __init__(self, server, rate, secs):
+        self.ok = self.failed = 0
+        self.t0 = time.monotonic()
+        self.thread = threading.Thread(target=self.run, args=(server, rate, secs))
+        self.thread.start()
+
+    def run(self, server, rate, secs):
+        for k in range(int(rate * secs)):
+            at = self.t0 + k / rate
+            if at > self.t0 + secs + 5:
+                break
+            time.sleep(max(0.0, at - time.monotonic()))
+            if server.reload():
+                self.ok += 1
+            else:
+                self.failed += 1
+        self.secs = time.monotonic() - self.t0
+
+    def communicate(self, timeout=None):
+        self.thread.join(timeout)
+        return f"sent={self.ok} failed={self.failed} secs={self.secs:.2f} (POST /load)", ""
+
+    def kill(self):
+        pass
+
+
 class GracedBefore(Graced):
     """graced built from another tree (--baseline), for before/after ratios in the same run."""
 
@@ -265,6 +468,7 @@ class GracedBefore(Graced):
 
 
 KINDS = {"graced": Graced, "nginx": Nginx, "apache": Apache}
+TLS_KINDS = {"graced": Graced, "nginx": Nginx, "caddy": Caddy}
 BASELINE_PORT = 18085
 
 
@@ -362,9 +566,19 @@ def cleanup(*_):
         started.pop(pid, None)
 
 
-def get_status(port, path, timeout=5):
+def tls_context():
+    # No chain check (as wrk and bench-client); SNI localhost; TLS 1.3 only.
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    return ctx
+
+
+def get_status(port, path, timeout=5, tls=False):
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+            s = tls_context().wrap_socket(raw, server_hostname="localhost") if tls else raw
             s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
             data = b""
             while b"\r\n" not in data:
@@ -377,11 +591,13 @@ def get_status(port, path, timeout=5):
         return None
 
 
-def wait_200(port, path, timeout):
+def wait_200(port, path, timeout, tls=False, proc=None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if get_status(port, path) == 200:
+        if get_status(port, path, tls=tls) == 200:
             return True
+        if proc is not None and proc.poll() is not None:
+            return False
         time.sleep(0.005)
     return False
 
@@ -435,16 +651,65 @@ def parse_wrk(text):
     return r
 
 
-def wrk_cmd(port, path, conns, secs, close=False, latency=False):
+def wrk_cmd(port, path, conns, secs, close=False, latency=False, tls=False):
     cmd = ["wrk", "-t1", f"-c{conns}", f"-d{secs}s", "--timeout", "10s"]
     if latency:
         cmd.append("--latency")
     if close:
         cmd += ["-H", "Connection: close"]
-    return cmd + [f"http://127.0.0.1:{port}{path}"]
+    return cmd + [f"{'https' if tls else 'http'}://127.0.0.1:{port}{path}"]
 
 
 # ------------------------------------------------------------------ phases
+
+
+def wrk_runs(servers, runs, secs, raw, loaded, tls=False):
+    """wrk -t1 -c64 --latency against every server for each size, interleaved, the order
+    rotating run by run; server CPU per request from /proc, wrk's CPU from its rusage."""
+    for run in range(runs):
+        # The order rotates with each run, so that no server always runs first or
+        # always follows the same one (with 3 runs each server takes each place once).
+        order = list(servers.items())
+        order = order[run % len(order):] + order[:run % len(order)]
+        for size in SIZES:
+            for name, s in order:
+                samples = []
+                stop = threading.Event()
+
+                def sample(pid=s.proc.pid):
+                    # Sample memory a few times in the middle of the run.
+                    for _ in range(int(secs * 2)):
+                        if stop.wait(0.5):
+                            break
+                        samples.append(tree_mem(pid))
+
+                t = threading.Thread(target=sample)
+                t.start()
+                cpu0, client0 = cpu_seconds(s.proc.pid), os.times()
+                out = subprocess.run(
+                    wrk_cmd(s.port, f"/{size}.txt", 64, secs, latency=True, tls=tls),
+                    capture_output=True, text=True, timeout=secs + 60,
+                )
+                cpu1, client1 = cpu_seconds(s.proc.pid), os.times()
+                stop.set()
+                t.join()
+                r = parse_wrk(out.stdout)
+                r.update(server=name, size=size, run=run)
+                done = max(r["requests"], 1)
+                r["server_cpu_us"] = round(1e6 * (cpu1 - cpu0) / done, 2)
+                wrk_cpu = (client1.children_user - client0.children_user) + (
+                    client1.children_system - client0.children_system)
+                r["wrk_cpu_us"] = round(1e6 * wrk_cpu / done, 2)
+                r["wrk_cores"] = round(wrk_cpu / secs, 2)
+                raw.append(r)
+                if size == "1k" and samples:
+                    rss = max(x[0] for x in samples)
+                    pss = max(x[1] for x in samples)
+                    procs = max(x[2] for x in samples)
+                    loaded.append({"server": name, "run": run, "rss_kib": rss, "pss_kib": pss, "procs": procs})
+                log(f"  run {run} {size:>4} {name:<6} {r['rps']:>9.0f} req/s  p99 {r['p99_ms']} ms  "
+                    f"errors {r['failed']}  server CPU {r['server_cpu_us']} µs/req  wrk {r['wrk_cores']} cores")
+                time.sleep(1)
 
 
 def phase_throughput(results, runs, secs, one_worker=False):
@@ -466,50 +731,7 @@ def phase_throughput(results, runs, secs, one_worker=False):
     raw = results.setdefault("throughput_1w" if one_worker else "throughput", [])
     loaded = results.setdefault("rss_loaded_1w" if one_worker else "rss_loaded", [])
     try:
-        for run in range(runs):
-            # The order rotates with each run, so that no server always runs first or
-            # always follows the same one (with 3 runs each server takes each place once).
-            order = list(servers.items())
-            order = order[run % len(order):] + order[:run % len(order)]
-            for size in SIZES:
-                for name, s in order:
-                    samples = []
-                    stop = threading.Event()
-
-                    def sample(pid=s.proc.pid):
-                        # Sample memory a few times in the middle of the run.
-                        for _ in range(int(secs * 2)):
-                            if stop.wait(0.5):
-                                break
-                            samples.append(tree_mem(pid))
-
-                    t = threading.Thread(target=sample)
-                    t.start()
-                    cpu0, client0 = cpu_seconds(s.proc.pid), os.times()
-                    out = subprocess.run(
-                        wrk_cmd(s.port, f"/{size}.txt", 64, secs, latency=True),
-                        capture_output=True, text=True, timeout=secs + 60,
-                    )
-                    cpu1, client1 = cpu_seconds(s.proc.pid), os.times()
-                    stop.set()
-                    t.join()
-                    r = parse_wrk(out.stdout)
-                    r.update(server=name, size=size, run=run)
-                    done = max(r["requests"], 1)
-                    r["server_cpu_us"] = round(1e6 * (cpu1 - cpu0) / done, 2)
-                    wrk_cpu = (client1.children_user - client0.children_user) + (
-                        client1.children_system - client0.children_system)
-                    r["wrk_cpu_us"] = round(1e6 * wrk_cpu / done, 2)
-                    r["wrk_cores"] = round(wrk_cpu / secs, 2)
-                    raw.append(r)
-                    if size == "1k" and samples:
-                        rss = max(x[0] for x in samples)
-                        pss = max(x[1] for x in samples)
-                        procs = max(x[2] for x in samples)
-                        loaded.append({"server": name, "run": run, "rss_kib": rss, "pss_kib": pss, "procs": procs})
-                    log(f"  run {run} {size:>4} {name:<6} {r['rps']:>9.0f} req/s  p99 {r['p99_ms']} ms  "
-                        f"errors {r['failed']}  server CPU {r['server_cpu_us']} µs/req  wrk {r['wrk_cores']} cores")
-                    time.sleep(1)
+        wrk_runs(servers, runs, secs, raw, loaded)
     finally:
         for s in servers.values():
             s.stop()
@@ -624,6 +846,198 @@ def phase_restart_storm(results, secs, rate):
         time.sleep(1)
 
 
+# ------------------------------------------------------------------ HTTPS phases
+
+
+def start_tls_servers(results, tag, cert, only=None):
+    """Starts each TLS peer (HTTPS on TLS_PORTS) with the `cert` certificate. A server that
+    does not serve HTTPS (graced before TLS) is recorded under tls_unmeasured, not fatal."""
+    servers = {}
+    for name, kind in TLS_KINDS.items():
+        if only and name != only:
+            continue
+        s = kind(tag, TLS_PORTS[name], tls=cert)
+        try:
+            s.start()
+            servers[name] = s
+        except RuntimeError as e:
+            results.setdefault("tls_unmeasured", {})[name] = str(e)
+            log(f"  {name}: not measured ({e})")
+    return servers
+
+
+def tls_servers_each(results, tag, cert):
+    """One server at a time (started, yielded, stopped), for the phases that load one alone."""
+    for name in TLS_KINDS:
+        servers = start_tls_servers(results, tag, cert, only=name)
+        if not servers:
+            continue
+        s = servers[name]
+        try:
+            yield name, s
+        finally:
+            s.stop()
+        time.sleep(1)
+
+
+def tls_load_cmd(port, mode, conns, secs, resume=False, interval_ms=0, path="/1k.txt"):
+    return [CLIENT, "tls-load", "--port", str(port), "--path", path, "--conns", str(conns), "--secs", str(secs),
+            "--mode", mode, "--resume", "1" if resume else "0", "--interval-ms", str(interval_ms)]
+
+
+def parse_client(stdout):
+    d = kv(stdout.strip().splitlines()[-1]) if stdout.strip() else {}
+    ok, failed = int(d.get("ok", 0)), int(d.get("failed", 0))
+    r = {"requests": ok, "failed": failed, "attempts": ok + failed, "rps": float(d.get("rps", 0)),
+         "detail": stdout.strip()}
+    for k in ("full", "resumed", "offered", "handshake", "connect", "read", "write", "timeout", "status"):
+        r[k] = int(d.get(k, 0))
+    return r
+
+
+def phase_https(results, runs, secs):
+    log(f"HTTPS throughput: wrk -t1 -c64 -d{secs}s --latency https://, {runs} runs, ECDSA P-256, TLS 1.3")
+    make_certs()
+    servers = start_tls_servers(results, "https", "ec")
+    if not servers:
+        return
+    time.sleep(1)
+    raw = results.setdefault("https", [])
+    loaded = results.setdefault("rss_loaded_https", [])
+    try:
+        wrk_runs(servers, runs, secs, raw, loaded, tls=True)
+    finally:
+        for s in servers.values():
+            s.stop()
+
+
+def phase_handshake(results, runs, secs, conns):
+    """Full handshakes/s (new connection per request, resumption off in the client) and
+    resumed handshakes/s (each connection offers its last TLS 1.3 ticket), ECDSA and RSA."""
+    log(f"TLS handshakes: bench-client tls-load --mode close, {conns} connections, {secs}s, {runs} runs; "
+        "full (no resumption) and resumed (tickets), ECDSA P-256 and RSA 2048")
+    make_certs()
+    raw = results.setdefault("handshake", [])
+    for cert in CERT_KINDS:
+        servers = start_tls_servers(results, f"hs-{cert}", cert)
+        time.sleep(1)
+        try:
+            for run in range(runs):
+                order = list(servers.items())
+                order = order[run % max(len(order), 1):] + order[:run % max(len(order), 1)]
+                for resume in (False, True):
+                    for name, s in order:
+                        cpu0, client0 = cpu_seconds(s.proc.pid), os.times()
+                        out = subprocess.run(tls_load_cmd(s.port, "close", conns, secs, resume, path="/index.html"),
+                                             capture_output=True, text=True, timeout=secs + 60)
+                        cpu1, client1 = cpu_seconds(s.proc.pid), os.times()
+                        r = parse_client(out.stdout)
+                        hs = max(r["full"] + r["resumed"], 1)
+                        client_cpu = (client1.children_user - client0.children_user) + (
+                            client1.children_system - client0.children_system)
+                        r.update(server=name, cert=cert, resume=resume, run=run,
+                                 hs_per_s=round((r["full"] + r["resumed"]) / secs),
+                                 server_cpu_us=round(1e6 * (cpu1 - cpu0) / hs, 1),
+                                 client_cpu_us=round(1e6 * client_cpu / hs, 1),
+                                 client_cores=round(client_cpu / secs, 2),
+                                 server_cores=round((cpu1 - cpu0) / secs, 2))
+                        raw.append(r)
+                        log(f"  run {run} {cert:>3} {'resumed' if resume else 'full':>7} {name:<6} "
+                            f"{r['hs_per_s']:>6} handshakes/s (full {r['full']}, resumed {r['resumed']}, "
+                            f"failed {r['failed']})  server {r['server_cpu_us']} µs/hs {r['server_cores']} cores  "
+                            f"client {r['client_cores']} cores")
+                        time.sleep(1)
+        finally:
+            for s in servers.values():
+                s.stop()
+
+
+def read_line(proc, timeout):
+    """One line of a child's stdout, waiting at most `timeout` seconds ('' on timeout or EOF)."""
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    return proc.stdout.readline().strip() if ready else ""
+
+
+def phase_tlsidle(results, n):
+    log(f"idle TLS connections: {n} completed handshakes held idle (bench-client tls-idle), RSS of all processes")
+    make_certs()
+    for name, s in tls_servers_each(results, "idle", "ec"):
+        time.sleep(1)
+        before = tree_mem(s.proc.pid)
+        client = subprocess.Popen([CLIENT, "tls-idle", "--port", str(s.port), "--n", str(n), "--threads", "4",
+                                   "--hold-secs", "60"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                  preexec_fn=raise_nofile)
+        started[client.pid] = client
+        try:
+            ready = kv(read_line(client, 90))
+            time.sleep(2)  # the servers finish their side (tickets, buffers released)
+            samples = []
+            for _ in range(3):
+                samples.append(tree_mem(s.proc.pid))
+                time.sleep(0.3)
+            client.stdin.write("done\n")
+            client.stdin.flush()
+            alive = kv(read_line(client, 30))
+        finally:
+            finish(client, 30)
+        opened = int(ready.get("opened", 0))
+        rss, pss, procs = max(x[0] for x in samples), max(x[1] for x in samples), max(x[2] for x in samples)
+        r = {"opened": opened, "failed": int(ready.get("failed", 0)), "open_secs": ready.get("secs"),
+             "alive": int(alive.get("alive", 0)), "rss_before_kib": before[0], "pss_before_kib": before[1],
+             "rss_kib": rss, "pss_kib": pss, "procs": procs,
+             "rss_per_conn_kib": round((rss - before[0]) / opened, 2) if opened else None,
+             "pss_per_conn_kib": round((pss - before[1]) / opened, 2) if opened else None}
+        results.setdefault("tlsidle", {})[name] = r
+        log(f"  {name}: {opened} open ({r['failed']} failed, {r['alive']} still open after measuring), RSS "
+            f"{before[0]} → {rss} KiB = {r['rss_per_conn_kib']} KiB/conn, PSS {r['pss_per_conn_kib']} KiB/conn, "
+            f"{procs} processes")
+
+
+TLS_STORM_CLIENTS = ("wrk keep-alive", "client keep-alive", "client new connection", "client resumption")
+
+
+def phase_tlsstorm(results, secs, rate):
+    log(f"TLS reload storm: {rate}/s for {secs}s, four TLS clients (no retries)")
+    make_certs()
+    for name, s in tls_servers_each(results, "tlsstorm", "ec"):
+        port, length = s.port, secs + 1
+        procs = {
+            "wrk keep-alive": spawn(wrk_cmd(port, "/1k.txt", 16, length, tls=True),
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
+            "client keep-alive": spawn(tls_load_cmd(port, "keepalive", 8, length),
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
+            "client new connection": spawn(tls_load_cmd(port, "close", 4, length),
+                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
+            "client resumption": spawn(tls_load_cmd(port, "close", 4, length, resume=True, interval_ms=50),
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
+        }
+        time.sleep(0.5)
+        if name == "caddy":
+            storm = AdminReloads(s, rate, secs)
+        else:
+            storm = spawn([CLIENT, "signal", "--pid", str(s.proc.pid), "--sig", str(int(s.reload_sig)), "--rate",
+                           str(rate), "--secs", str(secs)], stdout=subprocess.PIPE, text=True)
+        clients = {}
+        for k, p in procs.items():
+            stdout, _ = finish(p, length + 60)
+            c = parse_wrk(stdout) if k.startswith("wrk") else parse_client(stdout)
+            c["per_100k"] = 1e5 * c["failed"] / c["attempts"] if c["attempts"] else None
+            clients[k] = c
+        storm_out, _ = finish(storm, 120) if storm.pid else storm.communicate(120)
+        time.sleep(0.5)
+        if name == "caddy":
+            reloads = int(kv(storm_out).get("sent", 0))
+        else:
+            reloads = s.reloads()
+        res = clients["client resumption"]
+        share = res["resumed"] / res["offered"] if res["offered"] else None
+        results.setdefault("tlsstorm", {})[name] = {"clients": clients, "signaller": storm_out.strip(),
+                                                    "reloads": reloads, "resumption_share": share}
+        log(f"  {name}: reloads {reloads} ({storm_out.strip()}); "
+            + "; ".join(f"{k} {v['failed']}/{v['attempts']}" for k, v in clients.items())
+            + f"; resumed {res['resumed']}/{res['offered']} offered")
+
+
 def phase_latency(results, n):
     log(f"reload latency: median of {n}")
     for name, kind in KINDS.items():
@@ -687,6 +1101,8 @@ def versions():
         + ")",
         "nginx": first_line(["nginx", "-v"]),
         "apache": first_line(["apache2", "-v"]),
+        "caddy": first_line(["caddy", "version"]),
+        "openssl": first_line(["openssl", "version"]),
         "wrk": first_line(["wrk", "--version"]),
         "rustc": first_line(["rustc", "--version"]),
         "kernel": os.uname().release,
@@ -764,10 +1180,13 @@ def render(results, args):
     for k, val in v.items():
         add(f"* {k}: {val}")
     add("")
-    add("## Summary (medians; ratio = graced ÷ other)")
-    add("")
-    add(summary_table(s, results))
-    add("")
+    plain = summary_table(s, results)
+    if plain.count("\n") > 1:
+        add("## Summary (medians; ratio = graced ÷ other)")
+        add("")
+        add(plain)
+        add("")
+    render_tls(results, add)
     if results.get("throughput"):
         add("## Static throughput (wrk -t1 -c64 --latency, keep-alive)")
         add("")
@@ -837,10 +1256,229 @@ def render(results, args):
                 f"{' '.join(i.get('stop_ms', '?') for i in its)} | {' '.join(i.get('idle_rss_kib', '?') for i in its)} | "
                 f"{' '.join(i.get('idle_pss_kib', '?') for i in its)} | {' '.join(i.get('procs', '?') for i in its)} |")
         add("")
-    add("## Rules")
-    add("")
-    add(RULES)
+    if any(results.get(k) for k in PLAIN_PHASE_KEYS):
+        add("## Rules")
+        add("")
+        add(RULES)
     return "\n".join(lines) + "\n"
+
+
+TLS_PEERS = ("graced", "nginx", "caddy")
+
+
+def tls_summary(results):
+    """Medians per TLS peer: {(key, server): value}."""
+    s = {}
+    for name in TLS_PEERS:
+        for size in SIZES:
+            rows = [r for r in results.get("https", []) if r["server"] == name and r["size"] == size]
+            if rows:
+                s[f"rps_{size}", name] = med([r["rps"] for r in rows])
+                s[f"p99_{size}", name] = med([r["p99_ms"] for r in rows])
+                s[f"cpu_{size}", name] = med([r.get("server_cpu_us") for r in rows])
+        for cert in CERT_KINDS:
+            for resume, what in ((False, "full"), (True, "resumed")):
+                rows = [r for r in results.get("handshake", [])
+                        if r["server"] == name and r["cert"] == cert and r["resume"] == resume]
+                if rows:
+                    s[f"hs_{what}_{cert}", name] = med([r["hs_per_s"] for r in rows])
+                    s[f"hscpu_{what}_{cert}", name] = med([r["server_cpu_us"] for r in rows])
+                    s[f"hsclient_{what}_{cert}", name] = med([r["client_cores"] for r in rows])
+                    if resume:
+                        s[f"hsshare_{cert}", name] = med([100 * r["resumed"] / r["offered"] if r["offered"] else 0
+                                                          for r in rows])
+        idle = results.get("tlsidle", {}).get(name)
+        if idle:
+            s["idle_rss", name] = idle["rss_per_conn_kib"]
+            s["idle_pss", name] = idle["pss_per_conn_kib"]
+        storm = results.get("tlsstorm", {}).get(name)
+        if storm:
+            s["storm_reloads", name] = storm["reloads"]
+            for k in TLS_STORM_CLIENTS:
+                s[f"storm_{k}", name] = storm["clients"][k]["per_100k"]
+            if storm["resumption_share"] is not None:
+                s["storm_share", name] = 100 * storm["resumption_share"]
+    return s
+
+
+# (title, key, digits, target: (graced ÷ nginx comparison, bound) or None)
+TLS_ROWS = [
+    ("HTTPS 1 KiB, req/s (higher is better)", "rps_1k", 0, None),
+    ("HTTPS 100 KiB, req/s", "rps_100k", 0, None),
+    ("HTTPS 1 MiB, req/s", "rps_1m", 0, None),
+    ("HTTPS 1 KiB, p99 ms", "p99_1k", 2, None),
+    ("HTTPS 100 KiB, p99 ms", "p99_100k", 2, None),
+    ("HTTPS 1 MiB, p99 ms", "p99_1m", 2, None),
+    ("Server CPU per HTTPS request, 1 KiB, µs", "cpu_1k", 2, ("≤", 0.8)),
+    ("Server CPU per HTTPS request, 100 KiB, µs", "cpu_100k", 2, None),
+    ("Server CPU per HTTPS request, 1 MiB, µs", "cpu_1m", 2, None),
+    ("Full handshakes/s, ECDSA P-256", "hs_full_ec", 0, ("≥", 1.5)),
+    ("Full handshakes/s, RSA 2048", "hs_full_rsa", 0, ("≥", 1.5)),
+    ("Resumed handshakes/s, ECDSA P-256", "hs_resumed_ec", 0, None),
+    ("Resumed handshakes/s, RSA 2048", "hs_resumed_rsa", 0, None),
+    ("Server CPU per full handshake, ECDSA, µs", "hscpu_full_ec", 1, None),
+    ("Server CPU per full handshake, RSA, µs", "hscpu_full_rsa", 1, None),
+    ("Server CPU per resumed handshake, ECDSA, µs", "hscpu_resumed_ec", 1, None),
+    ("Load client's cores during full handshakes, ECDSA", "hsclient_full_ec", 2, None),
+    ("Load client's cores during resumed handshakes, ECDSA", "hsclient_resumed_ec", 2, None),
+    ("Tickets offered that resumed (handshake phase), ECDSA, %", "hsshare_ec", 1, None),
+    (f"Memory per idle TLS connection, RSS KiB ({TLS_IDLE_CONNS:,} connections)", "idle_rss", 2, ("≤", 0.5)),
+    ("Memory per idle TLS connection, PSS KiB", "idle_pss", 2, None),
+    ("TLS reload storm: reloads performed", "storm_reloads", 0, None),
+    ("TLS reload storm: wrk keep-alive, failed per 100k", "storm_wrk keep-alive", 1, None),
+    ("TLS reload storm: bench-client keep-alive, failed per 100k", "storm_client keep-alive", 1, None),
+    ("TLS reload storm: bench-client new connection, failed per 100k", "storm_client new connection", 1, None),
+    ("TLS reload storm: resumption client, failed per 100k", "storm_client resumption", 1, None),
+    ("TLS reload storm: tickets offered that resumed, %", "storm_share", 1, None),
+]
+
+
+def tls_summary_table(results):
+    s = tls_summary(results)
+    out = ["| measurement | graced | nginx | caddy | graced ÷ nginx | graced ÷ caddy | caddy ÷ nginx | target |",
+           "|---|---:|---:|---:|---:|---:|---:|---|"]
+
+    def fmt(x, d):
+        return "–" if x is None else f"{x:,.{d}f}".replace(",", " ") if d == 0 else f"{x:.{d}f}"
+
+    missing = results.get("tls_unmeasured", {})
+    for title, key, d, target in TLS_ROWS:
+        g, n, c = (s.get((key, k)) for k in TLS_PEERS)
+        if g is None and n is None and c is None:
+            continue
+        cells = []
+        for name, x in zip(TLS_PEERS, (g, n, c)):
+            cells.append("not measured" if x is None and name in missing else fmt(x, d))
+        t = ""
+        if target:
+            op, bound = target
+            t = f"{op} {bound} × nginx"
+            if g is not None and n:
+                ok = g / n >= bound if op == "≥" else g / n <= bound
+                t += " ✓" if ok else " ✗"
+        out.append(f"| {title} | {' | '.join(cells)} | {ratio(g, n)} | {ratio(g, c)} | {ratio(c, n)} | {t} |")
+    if len(out) == 2:
+        return ""
+    return "\n".join(out)
+
+
+def render_tls(results, add):
+    if not any(results.get(k) for k in ("https", "handshake", "tlsidle", "tlsstorm", "tls_unmeasured")):
+        return
+    add("## HTTPS summary (medians; TLS 1.3, same certificates and files for every server)")
+    add("")
+    add("Targets (issue 15), for graced: full handshakes/s ≥ 1.5 × nginx; CPU per HTTPS request at 1 KiB "
+        "≤ 0.8 × nginx; memory per idle TLS connection ≤ 0.5 × nginx; 0 failed in the TLS reload storm and "
+        "≥ 99 % of resumptions succeeding across reloads.")
+    add("")
+    table = tls_summary_table(results)
+    if table:
+        add(table)
+        add("")
+    for name, why in results.get("tls_unmeasured", {}).items():
+        add(f"* {name}: not measured — {why}")
+    if results.get("tls_unmeasured"):
+        add("")
+    if results.get("https"):
+        add("## HTTPS throughput (wrk -t1 -c64 --latency https://, keep-alive, ECDSA P-256)")
+        add("")
+        for line in throughput_runs_table(results["https"]):
+            add(line)
+        add("")
+        add("Memory under the 1 KiB HTTPS load (max of samples during each run, all processes):")
+        add("")
+        add("| run | server | RSS KiB | PSS KiB | processes |")
+        add("|---|---|---:|---:|---:|")
+        for r in results.get("rss_loaded_https", []):
+            add(f"| {r['run']} | {r['server']} | {r['rss_kib']} | {r['pss_kib']} | {r['procs']} |")
+        add("")
+    if results.get("handshake"):
+        add("## TLS handshakes (bench-client tls-load: a new connection and one GET /index.html per handshake)")
+        add("")
+        add("| run | certificate | handshake | server | handshakes/s | full | resumed | tickets offered | failed "
+            "| server CPU µs/handshake | server cores | client CPU µs/handshake | client cores |")
+        add("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in results["handshake"]:
+            add(f"| {r['run']} | {CERT_KINDS[r['cert']]} | {'resumed' if r['resume'] else 'full'} | {r['server']} | "
+                f"{r['hs_per_s']} | {r['full']} | {r['resumed']} | {r['offered']} | {r['failed']} | "
+                f"{r['server_cpu_us']} | {r['server_cores']} | {r['client_cpu_us']} | {r['client_cores']} |")
+        add("")
+    if results.get("tlsidle"):
+        add(f"## Idle TLS connections ({TLS_IDLE_CONNS:,} completed handshakes, then idle; all processes)")
+        add("")
+        add("| server | opened | failed | still open after measuring | RSS before KiB | RSS with them KiB | "
+            "RSS KiB/conn | PSS before KiB | PSS with them KiB | PSS KiB/conn | processes |")
+        add("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for name, r in results["tlsidle"].items():
+            add(f"| {name} | {r['opened']} | {r['failed']} | {r['alive']} | {r['rss_before_kib']} | {r['rss_kib']} | "
+                f"{r['rss_per_conn_kib']} | {r['pss_before_kib']} | {r['pss_kib']} | {r['pss_per_conn_kib']} | "
+                f"{r['procs']} |")
+        add("")
+    if results.get("tlsstorm"):
+        add("## TLS reload storm (20 reloads/s; the four TLS clients at once, none retries)")
+        add("")
+        add("| server | reloads performed | client | attempts | failed | per 100k | req/s | resumed / offered |")
+        add("|---|---:|---|---:|---:|---:|---:|---|")
+        for name, r in results["tlsstorm"].items():
+            for client, c in r["clients"].items():
+                per = "–" if c["per_100k"] is None else f"{c['per_100k']:.1f}"
+                res = f"{c['resumed']} / {c['offered']}" if client == "client resumption" else ""
+                add(f"| {name} | {r['reloads']} | {client} | {c['attempts']} | {c['failed']} | {per} | "
+                    f"{c['rps']:.0f} | {res} |")
+        add("")
+        add("Raw reports:")
+        add("")
+        add("```")
+        for name, r in results["tlsstorm"].items():
+            add(f"{name}: storm: {r['signaller']}")
+            for client, c in r["clients"].items():
+                detail = c.get("detail") or " ".join(f"{k}={c[k]}" for k in
+                                                     ("requests", "connect", "read", "write", "timeout", "non2xx"))
+                add(f"  {client}: {detail}")
+        add("```")
+        add("")
+    add("### HTTPS rules")
+    add("")
+    add(TLS_RULES)
+
+
+TLS_RULES = """\
+* Certificates: made once by the `openssl` CLI in `$GRACED_BENCH_STATE/tls`: a local CA (ECDSA P-256) and
+  two leaves for `localhost` / 127.0.0.1 signed by it, ECDSA P-256 and RSA 2048 (PKCS#8 keys); every server
+  gets the same leaf file and key. TLS 1.3 only everywhere; HTTPS only on each server's port (graced 18441,
+  nginx 18442, Caddy 18443).
+* nginx: `listen … ssl; ssl_protocols TLSv1.3; ssl_session_cache shared:SSL:10m; ssl_session_tickets on`
+  (no `ssl_session_ticket_key`: its ticket key is random per configuration load), `worker_processes auto`,
+  `sendfile on` (no kTLS on this kernel, so sendfile does not apply to TLS), access log off,
+  `worker_connections 12000`, `worker_rlimit_nofile 19000`, `client_header_timeout 60s`, keep-alive 15 s.
+  Caddy 2.6: `https://:PORT { bind 127.0.0.1; tls CERT KEY { protocols tls1.3 }; root; file_server }`,
+  `auto_https off`, no logs, `read_header 60s`, `idle 15s`, admin API on 127.0.0.1:18449 (reloads),
+  GOMAXPROCS = CPUs. graced: `[[listen]] tls = true`, `[[site]] certificate/key`, `max_connections = 16384`,
+  `header_timeout = "60s"`, `keepalive_timeout = "15s"`, `workers = "auto"`.
+* Clients: wrk (OpenSSL, SNI 127.0.0.1, no ALPN: HTTP/1.1) for keep-alive throughput and the storm's wrk
+  client; `bench-client tls-*` (rustls 0.23 with ring, X25519, SNI `localhost`, no ALPN) for the rest. Neither
+  validates the chain (the handshake signature is verified), so the client's CPU is spent on the handshake
+  itself. Servers' CPU: on-CPU time of all their threads and processes (/proc schedstat); the client's:
+  its rusage; both per handshake (or request) and in cores, the two share the machine's cores.
+* Throughput: as the plain phase (`wrk -t1 -c64 --latency`, 1 KiB, 100 KiB and 1 MiB, servers interleaved,
+  order rotating), over HTTPS with the ECDSA certificate.
+* Handshakes: `bench-client tls-load --mode close` with 8 connections for the run's seconds: every request a new
+  TCP connection, a full TLS 1.3 handshake and one `GET /index.html` with `Connection: close`. Full: the client
+  keeps no sessions. Resumed: each connection keeps its own session store and offers its last ticket (PSK with
+  (EC)DHE, as browsers do); handshakes/s counts both kinds, the table shows how many resumed. ECDSA P-256 and
+  RSA 2048 leaves, a server started for each.
+* Idle memory: `bench-client tls-idle` opens 10,000 connections (4 threads), completes each TLS handshake, sends
+  nothing more; 2 s later the server's RSS and PSS (all processes, max of 3 samples) minus the same just before;
+  then it checks how many the server still holds open. RLIMIT_NOFILE is raised to the hard limit for the
+  servers and the client.
+* TLS reload storm: 20 reloads/s for 20 s (graced USR1, nginx HUP to the master, Caddy `POST /load` of the same
+  Caddyfile with `Cache-Control: must-revalidate` — what `caddy reload --force` sends; one at a time, counted
+  when answered 200) while four clients run for 21 s: wrk keep-alive https (-c16), bench-client keep-alive (8
+  connections), bench-client new connection per request without resumption (4), and a resumption client (4
+  connections, each reconnecting every 50 ms with its last ticket). None retries; failures per 100k as in the
+  plain storms (a TLS handshake failure is a failure). Resumption across reloads = handshakes that resumed ÷
+  handshakes that offered a ticket, in the resumption client.
+"""
 
 
 RULES = """\
@@ -877,6 +1515,9 @@ RULES = """\
   all three; nginx `worker_processes auto; sendfile on; tcp_nopush on`; Apache mpm_event with its
   default MPM settings, `EnableSendfile On`, only the modules needed (mpm_event, authz_core, mime, dir).
 """
+
+
+PLAIN_PHASE_KEYS = ("throughput", "throughput_1w", "latency", "reload_storm", "restart_storm", "startup")
 
 
 def summary_table(s, results):
@@ -965,13 +1606,18 @@ def update_benchmarks_md(text_table, results, path):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--phases", default="startup,throughput,throughput1,latency,reload,restart")
+    ap.add_argument("--phases", default="startup,throughput,throughput1,latency,reload,restart",
+                    help="also: https,handshake,tlsidle,tlsstorm (HTTPS, with nginx and caddy as peers; "
+                         "not in the default list until graced serves HTTPS)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--secs", type=int, default=10, help="seconds per throughput run")
     ap.add_argument("--storm-secs", type=int, default=20)
     ap.add_argument("--n", type=int, default=20, help="reload latency iterations")
     ap.add_argument("--startups", type=int, default=10)
-    ap.add_argument("--servers", default="graced,nginx,apache", help="a subset, for development")
+    ap.add_argument("--servers", default="graced,nginx,apache,caddy",
+                    help="a subset (caddy takes part in the HTTPS phases only)")
+    ap.add_argument("--hs-conns", type=int, default=8, help="connections of the handshake client")
+    ap.add_argument("--tls-secs", type=int, default=None, help="seconds per handshake run (default: --secs)")
     ap.add_argument("--baseline", default=os.environ.get("GRACED_BASELINE"),
                     help="another graced binary (e.g. built from the last commit): added to the throughput "
                          "runs and the HUP storm as graced-before")
@@ -980,9 +1626,10 @@ def main():
     ap.add_argument("--render", metavar="JSON", help="only re-render a saved run (STATE/last-results.json)")
     args = ap.parse_args()
     GracedBefore.binary = args.baseline
-    for name in list(KINDS):
-        if name not in args.servers.split(","):
-            del KINDS[name]
+    for kinds in (KINDS, TLS_KINDS):
+        for name in list(kinds):
+            if name not in args.servers.split(","):
+                del kinds[name]
     signal.signal(signal.SIGTERM, lambda *_: (cleanup(), sys.exit(1)))
     if args.render:
         results = json.load(open(args.render))
@@ -1007,6 +1654,14 @@ def main():
             phase_reload_storm(results, args.storm_secs, 20)
         if "restart" in phases:
             phase_restart_storm(results, args.storm_secs, 5)
+        if "https" in phases:
+            phase_https(results, args.runs, args.secs)
+        if "handshake" in phases:
+            phase_handshake(results, args.runs, args.tls_secs or args.secs, args.hs_conns)
+        if "tlsidle" in phases:
+            phase_tlsidle(results, TLS_IDLE_CONNS)
+        if "tlsstorm" in phases:
+            phase_tlsstorm(results, args.storm_secs, 20)
     finally:
         cleanup()
     results["load_end"] = open("/proc/loadavg").read().split()[:3]
@@ -1025,10 +1680,15 @@ def write_results(results, args):
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:
         f.write(text)
-    if not args.no_update and args.out is None:
+    plain = any(results.get(k) for k in PLAIN_PHASE_KEYS)
+    if plain and not args.no_update and args.out is None:
         update_benchmarks_md(summary_table(summary(results), results), results, f"{REPO}/BENCHMARKS.md")
     log(f"results: {out}")
-    print(summary_table(summary(results), results))
+    if plain:
+        print(summary_table(summary(results), results))
+    tls = tls_summary_table(results)
+    if tls:
+        print(tls)
 
 
 if __name__ == "__main__":
