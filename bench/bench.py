@@ -374,7 +374,6 @@ class Caddy(Server):
 {{
 	admin 127.0.0.1:{CADDY_ADMIN_PORT}
 	auto_https off
-	persist_config off
 	storage file_system {self.dir}/data
 	servers {{
 		timeouts {{
