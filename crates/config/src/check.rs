@@ -302,6 +302,7 @@ impl Checker<'_> {
                     ipv6_only: l.ipv6_only,
                     no_delay: l.no_delay.unwrap_or(true),
                     socket_mode,
+                    tls: l.tls.unwrap_or(false),
                 });
             }
         }

@@ -149,6 +149,8 @@ pub struct Listener {
     pub no_delay: bool,
     /// Permissions of a Unix socket file.
     pub socket_mode: Option<u32>,
+    /// HTTPS: connections on this listener start with a TLS handshake.
+    pub tls: bool,
 }
 
 /// What a listener listens on.

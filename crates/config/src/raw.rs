@@ -86,6 +86,7 @@ pub(super) struct RawListen {
     pub ipv6_only: Option<bool>,
     pub no_delay: Option<bool>,
     pub socket_mode: Option<Spanned<String>>,
+    pub tls: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
