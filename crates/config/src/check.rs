@@ -10,10 +10,10 @@ use crate::address::parse_address;
 use crate::diagnostic::ConfigError;
 use crate::diagnostic::{self, Diagnostic};
 use crate::model::{
-    AccessLog, BUILTIN_DEMO_ROOT, Checks, Config, Limits, ListenAddress, Listener, LogLevel, MAX_WORKERS,
-    Root, Server, Site, Source,
+    AccessLog, BUILTIN_DEMO_ROOT, CREDENTIAL_PREFIX, Checks, Config, HSTS_DEFAULT, Limits, ListenAddress,
+    Listener, LogLevel, MAX_WORKERS, Root, Secret, Server, Site, SiteTls, Source, Tls,
 };
-use crate::raw::{RawConfig, RawLimits, RawListen, RawServer, RawSite, RawWorkers};
+use crate::raw::{RawConfig, RawHsts, RawLimits, RawListen, RawServer, RawSite, RawTls, RawWorkers};
 
 /// Parses and validates TOML `text` (what [`Config::from_toml_with`] does).
 pub(crate) fn config(source: Source, text: &str, checks: Checks) -> Result<Config, ConfigError> {
@@ -33,8 +33,9 @@ pub(crate) fn config(source: Source, text: &str, checks: Checks) -> Result<Confi
     let limits = check.limits(raw.limits);
     let listeners = check.listeners(raw.listen);
     let sites = check.sites(raw.site);
+    let tls = check.tls(raw.tls);
     if check.problems.is_empty() {
-        Ok(Config { source, server, limits, listeners, sites })
+        Ok(Config { source, server, limits, listeners, sites, tls })
     } else {
         Err(ConfigError::Invalid(check.problems))
     }
@@ -302,10 +303,39 @@ impl Checker<'_> {
                     ipv6_only: l.ipv6_only,
                     no_delay: l.no_delay.unwrap_or(true),
                     socket_mode,
+                    tls: l.tls.unwrap_or(false),
                 });
             }
         }
         out
+    }
+
+    /// A site's `certificate` and `key`: both or neither.
+    fn site_tls(&mut self, s: &RawSite) -> Option<SiteTls> {
+        match (&s.certificate, &s.key) {
+            (Some(certificate), Some(key)) => {
+                Some(SiteTls { certificate: self.secret(certificate), key: self.secret(key) })
+            }
+            (None, None) => None,
+            (Some(at), None) | (None, Some(at)) => {
+                self.problem(at, "a site needs both certificate and key", "set both, or neither");
+                None
+            }
+        }
+    }
+
+    fn secret(&mut self, value: &Spanned<String>) -> Secret {
+        match value.get_ref().strip_prefix(CREDENTIAL_PREFIX) {
+            Some(name) => Secret::Credential(name.to_owned()),
+            None => Secret::File(self.absolute(value.get_ref())),
+        }
+    }
+
+    fn tls(&mut self, raw: RawTls) -> Tls {
+        Tls {
+            handshake_timeout: self.duration(&raw.handshake_timeout, Duration::from_secs(10)),
+            expiry_warning: self.duration(&raw.expiry_warning, Duration::from_secs(21 * 86400)),
+        }
     }
 
     fn sites(&mut self, raw: Vec<RawSite>) -> Vec<Site> {
@@ -375,6 +405,7 @@ impl Checker<'_> {
                 }
                 Root::Dir(path)
             };
+            let tls = self.site_tls(&s);
             let mut index = Vec::new();
             for i in s.index.unwrap_or_else(|| vec![Spanned::new(0..0, "index.html".to_owned())]) {
                 let name = i.get_ref();
@@ -388,7 +419,21 @@ impl Checker<'_> {
                     index.push(name.clone());
                 }
             }
-            out.push(Site { hosts, root, index, hidden_files: s.hidden_files.unwrap_or(false), is_default });
+            let hsts = match s.hsts.as_ref().map(|h| h.get_ref()) {
+                None | Some(RawHsts::On(false)) => None,
+                Some(RawHsts::On(true)) => Some(HSTS_DEFAULT.to_owned()),
+                Some(RawHsts::Value(value)) => Some(value.clone()),
+            };
+            out.push(Site {
+                hosts,
+                root,
+                index,
+                hidden_files: s.hidden_files.unwrap_or(false),
+                is_default,
+                tls,
+                https_redirect: s.https_redirect.unwrap_or(false),
+                hsts,
+            });
         }
         if default_line.is_none()
             && let Some(first) = out.first_mut()

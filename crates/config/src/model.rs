@@ -26,6 +26,7 @@ pub struct Config {
     pub listeners: Vec<Listener>,
     /// At least one; exactly one is the default site.
     pub sites: Vec<Site>,
+    pub tls: Tls,
 }
 
 /// Where a configuration came from.
@@ -149,6 +150,8 @@ pub struct Listener {
     pub no_delay: bool,
     /// Permissions of a Unix socket file.
     pub socket_mode: Option<u32>,
+    /// HTTPS: connections on this listener start with a TLS handshake.
+    pub tls: bool,
 }
 
 /// What a listener listens on.
@@ -179,7 +182,46 @@ pub struct Site {
     pub hidden_files: bool,
     /// Requests whose Host matches no site go here.
     pub is_default: bool,
+    /// The site's certificate chain and private key, for TLS listeners (chosen by SNI).
+    pub tls: Option<SiteTls>,
+    /// Plain-HTTP requests get a 308 to https:// (except `/.well-known/acme-challenge/`).
+    pub https_redirect: bool,
+    /// `Strict-Transport-Security` value sent on HTTPS responses.
+    pub hsts: Option<String>,
 }
+
+/// A site's certificate chain and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteTls {
+    /// PEM: the leaf certificate first, then intermediates.
+    pub certificate: Secret,
+    /// PEM: PKCS#8, PKCS#1 or SEC1 private key.
+    pub key: Secret,
+}
+
+/// Where a certificate or key is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Secret {
+    /// A file the server reads itself (absolute).
+    File(PathBuf),
+    /// `credential:NAME`: a systemd credential, `$CREDENTIALS_DIRECTORY/NAME`
+    /// (`LoadCredential=NAME:/path` in the unit keeps the file root-only).
+    Credential(String),
+}
+
+/// The `[tls]` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tls {
+    /// A TLS handshake must complete within this.
+    pub handshake_timeout: Duration,
+    /// Warn (journal, STATUS=, `-k status`) when a certificate expires within this.
+    pub expiry_warning: Duration,
+}
+
+/// `hsts = true`: two years, as Mozilla's guidelines recommend.
+pub const HSTS_DEFAULT: &str = "max-age=63072000";
+/// The `credential:NAME` prefix of a [`Secret`].
+pub const CREDENTIAL_PREFIX: &str = "credential:";
 
 /// Where a site's files come from.
 #[derive(Debug, Clone, PartialEq, Eq)]

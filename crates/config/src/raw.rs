@@ -18,6 +18,8 @@ pub(super) struct RawConfig {
     pub listen: Vec<RawListen>,
     #[serde(default)]
     pub site: Vec<RawSite>,
+    #[serde(default)]
+    pub tls: RawTls,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -86,6 +88,7 @@ pub(super) struct RawListen {
     pub ipv6_only: Option<bool>,
     pub no_delay: Option<bool>,
     pub socket_mode: Option<Spanned<String>>,
+    pub tls: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,4 +98,23 @@ pub(super) struct RawSite {
     pub root: Spanned<String>,
     pub index: Option<Vec<Spanned<String>>>,
     pub hidden_files: Option<bool>,
+    pub certificate: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
+    pub https_redirect: Option<bool>,
+    pub hsts: Option<Spanned<RawHsts>>,
+}
+
+/// `hsts = true` (the Mozilla default max-age) or the header value itself.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawHsts {
+    On(bool),
+    Value(String),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    pub handshake_timeout: Option<Spanned<String>>,
+    pub expiry_warning: Option<Spanned<String>>,
 }

@@ -20,6 +20,10 @@ pub struct Generation {
     /// One per site, in `config.sites` order.
     pub(crate) roots: Vec<RootDir>,
     pub access_log: AccessLogSink,
+    /// What TLS listeners hand to a connection's handshake: certificates by SNI, the
+    /// protocol policy, the session cache and ticketer (kept across generations by the
+    /// caller). `None` when no listener is TLS.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     pub created: SystemTime,
     in_flight: AtomicUsize,
 }
@@ -32,9 +36,16 @@ impl Generation {
             config,
             roots,
             access_log,
+            tls: None,
             created: SystemTime::now(),
             in_flight: AtomicUsize::new(0),
         }
+    }
+
+    /// The same generation with `tls` for its TLS listeners' handshakes.
+    pub fn with_tls(mut self, tls: Arc<rustls::ServerConfig>) -> Generation {
+        self.tls = Some(tls);
+        self
     }
 
     /// Requests currently being served with this generation.

@@ -78,6 +78,9 @@ mod tests {
             index: vec!["index.html".into()],
             hidden_files: false,
             is_default: true,
+            tls: None,
+            https_redirect: false,
+            hsts: None,
         };
         lookup(&demo, &resolve(raw, false).unwrap())
     }
