@@ -17,6 +17,9 @@
 //! only for files the caller could write, and a web server's files are not.) Where the file
 //! system cannot answer a `RWF_NOWAIT` read — tmpfs, whose pages are memory anyway, and
 //! overlayfs — the file is sent as it is, as nginx and Apache send every file.
+//!
+//! **TLS connections** cannot use `sendfile` (the bytes are encrypted in user space): their
+//! file bodies are read a chunk at a time instead (`chunks`), with the same rule.
 
 use std::fs::File;
 use std::future::Future;
@@ -29,6 +32,7 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use tokio::task::JoinHandle;
 
+use crate::chunks::FileChunks;
 use crate::generation::GenerationGuard;
 use crate::meter::RequestGuard;
 use crate::sendfile::{self, SendfileJob};
@@ -70,6 +74,8 @@ enum Kind {
         remaining: u64,
         page_in: Option<PageIn>,
     },
+    /// A file read a chunk at a time (a connection without `sendfile`).
+    Chunks(FileChunks),
 }
 
 /// Makes each window of a large file resident before its placeholder frame is handed out.
@@ -184,11 +190,12 @@ impl Body {
     }
 
     /// `len` bytes of `file` from `offset`: read now when [`SizeClass::Small`], sent with
-    /// `sendfile` otherwise (a window at a time when [`SizeClass::Large`]).
-    pub(crate) fn file(file: File, offset: u64, len: u64) -> io::Result<Body> {
+    /// `sendfile` otherwise (a window at a time when [`SizeClass::Large`]) — or, when
+    /// `copy` (the connection cannot `sendfile`), read a chunk at a time.
+    pub(crate) fn file(file: File, offset: u64, len: u64, copy: bool) -> io::Result<Body> {
         let file = Arc::new(file);
-        if SizeClass::of(len) != SizeClass::Large {
-            return Body::open_file(file, offset, len);
+        if SizeClass::of(len) != SizeClass::Large || copy {
+            return Body::open_file(file, offset, len, copy);
         }
         let page_in = PageIn::new(file.clone(), offset);
         let job = SendfileJob { file, offset, remaining: len };
@@ -198,11 +205,15 @@ impl Body {
         })
     }
 
-    /// `len` bytes (not [`SizeClass::Large`]) of a file that may be shared (it is only
-    /// read at explicit offsets): sent with `sendfile`, or read now when [`SizeClass::Small`].
-    pub(crate) fn open_file(file: Arc<File>, offset: u64, len: u64) -> io::Result<Body> {
+    /// `len` bytes (not [`SizeClass::Large`] unless `copy`) of a file that may be shared
+    /// (it is only read at explicit offsets): sent with `sendfile`, or read now when
+    /// [`SizeClass::Small`]; when `copy`, read a chunk at a time.
+    pub(crate) fn open_file(file: Arc<File>, offset: u64, len: u64, copy: bool) -> io::Result<Body> {
         use std::os::unix::fs::FileExt;
-        debug_assert!(SizeClass::of(len) != SizeClass::Large);
+        debug_assert!(copy || SizeClass::of(len) != SizeClass::Large);
+        if copy && SizeClass::of(len) != SizeClass::Small {
+            return Ok(Body { kind: Kind::Chunks(FileChunks::new(file, offset, len)), _guards: None });
+        }
         if SizeClass::of(len) != SizeClass::Small {
             let job = SendfileJob { file, offset, remaining: len };
             return Ok(Body {
@@ -254,6 +265,7 @@ impl http_body::Body for Body {
                 *remaining -= n;
                 Poll::Ready(Some(Ok(Frame::data(sendfile::placeholder(n as usize)))))
             }
+            Kind::Chunks(chunks) => chunks.poll_chunk(cx).map(|chunk| chunk.map(|c| c.map(Frame::data))),
         }
     }
 
@@ -261,6 +273,7 @@ impl http_body::Body for Body {
         match &self.kind {
             Kind::Bytes(bytes) => bytes.is_none(),
             Kind::Sendfile { remaining, .. } => *remaining == 0,
+            Kind::Chunks(chunks) => chunks.remaining() == 0,
         }
     }
 
@@ -268,6 +281,7 @@ impl http_body::Body for Body {
         match &self.kind {
             Kind::Bytes(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Kind::Sendfile { remaining, .. } => SizeHint::with_exact(*remaining),
+            Kind::Chunks(chunks) => SizeHint::with_exact(chunks.remaining()),
         }
     }
 }

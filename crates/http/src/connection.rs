@@ -21,6 +21,12 @@
 //! timer re-armed; on a busy keep-alive connection that is once per `keepalive_timeout`.
 //! Aborts and the graceful stop reach the connection as orders through its
 //! [`Subscription`] (see `shared`).
+//!
+//! The same code serves plain and TLS connections (generic over the [`Transport`]). A TLS
+//! connection that graced closes while idle — the keep-alive timeout, or a graceful stop —
+//! is shut down through hyper, which sends the TLS `close_notify` alert (bounded by
+//! [`CLOSE_NOTIFY_WAIT`]); one that hyper ends (after a `Connection: close` response, or
+//! when the client leaves) gets it from hyper. An abort sends nothing, as for plain ones.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -38,8 +44,7 @@ use hyper_util::rt::TokioIo;
 use crate::body::Guards;
 use crate::generation::GenerationGuard;
 use crate::handler;
-use crate::listener::Stream;
-use crate::meter::{Meter, MeteredIo, RequestGuard, now_us};
+use crate::meter::{Meter, MeteredIo, RequestGuard, Transport, now_us};
 use crate::sendfile::SendfileQueue;
 use crate::shared::{Order, Shared, Subscription};
 
@@ -47,6 +52,9 @@ use crate::shared::{Order, Shared, Subscription};
 /// connection before closing it. A client in a request loop sends within
 /// microseconds; one idle for longer is closed (after the peek check).
 pub const DRAIN_IDLE_GRACE: Duration = Duration::from_millis(250);
+
+/// How long closing an idle TLS connection may take to send its `close_notify`.
+const CLOSE_NOTIFY_WAIT: Duration = Duration::from_secs(1);
 
 /// The smallest head hyper buffers before giving up (see `serve`).
 const HYPER_HEAD_CAP: usize = 72 * 1024;
@@ -166,8 +174,13 @@ enum Step {
 }
 
 /// Serves `stream` until the client leaves, a limit closes it, or an order aborts it.
-pub(crate) async fn serve(stream: Stream, remote: String, shared: Arc<Shared>, mut orders: Subscription) {
-    let fd = stream.fd().as_raw_fd();
+pub(crate) async fn serve<S: Transport>(
+    stream: S,
+    remote: String,
+    shared: Arc<Shared>,
+    mut orders: Subscription,
+) {
+    let fd = stream.socket().as_raw_fd();
     let meter = Arc::new(Meter::new());
     let sendfile = Arc::new(SendfileQueue::default());
     let config_limits = shared.current().config.limits.clone();
@@ -177,7 +190,7 @@ pub(crate) async fn serve(stream: Stream, remote: String, shared: Arc<Shared>, m
         let shared = shared.clone();
         service_fn(move |req: Request<Incoming>| {
             let generation = shared.current();
-            let mut response = handler::handle(&req, &generation, &shared.counters, &remote);
+            let mut response = handler::handle(&req, &generation, &shared.counters, &remote, S::TLS);
             if shared.is_draining() {
                 response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
@@ -268,6 +281,10 @@ pub(crate) async fn serve(stream: Stream, remote: String, shared: Arc<Shared>, m
                         Check::Again(at) => timer.as_mut().reset(instant_at(at)),
                         Check::Close(reason) => {
                             reason.log();
+                            if S::TLS && reason == CloseReason::Idle {
+                                conn.as_mut().graceful_shutdown();
+                                let _ = tokio::time::timeout(CLOSE_NOTIFY_WAIT, conn.as_mut()).await;
+                            }
                             return;
                         }
                     },
@@ -283,7 +300,13 @@ pub(crate) async fn serve(stream: Stream, remote: String, shared: Arc<Shared>, m
                 drain_started = Some(now);
                 match limits.check(&meter, fd, now, drain_started) {
                     Check::Again(at) => timer.as_mut().reset(instant_at(at)),
-                    Check::Close(_) => return,
+                    Check::Close(reason) => {
+                        if S::TLS && reason == CloseReason::Idle {
+                            conn.as_mut().graceful_shutdown();
+                            let _ = tokio::time::timeout(CLOSE_NOTIFY_WAIT, conn.as_mut()).await;
+                        }
+                        return;
+                    }
                 }
             }
             Order::None => {}

@@ -77,11 +77,26 @@ pub struct Counters {
     pub bytes: AtomicU64,
     pub reloads: AtomicU64,
     pub failed_reloads: AtomicU64,
+    /// TLS connections that ended before their handshake did: garbage, a broken or
+    /// truncated ClientHello, a failed handshake, a client that left.
+    pub tls_failed_handshakes: AtomicU64,
+    /// TLS handshakes cut at `[tls] handshake_timeout`.
+    pub tls_handshake_timeouts: AtomicU64,
+    /// Plaintext HTTP requests on a TLS port (answered with a 400 page).
+    pub tls_plaintext_requests: AtomicU64,
 }
 
 impl Counters {
     pub fn reset(&self) {
-        for counter in [&self.requests, &self.bytes, &self.reloads, &self.failed_reloads] {
+        for counter in [
+            &self.requests,
+            &self.bytes,
+            &self.reloads,
+            &self.failed_reloads,
+            &self.tls_failed_handshakes,
+            &self.tls_handshake_timeouts,
+            &self.tls_plaintext_requests,
+        ] {
             counter.store(0, Ordering::Relaxed);
         }
     }

@@ -1,4 +1,5 @@
-//! Request → response for a static site: limits, virtual host, method, path, file, preconditions.
+//! Request → response for a static site: limits, virtual host, HTTPS redirect, method, path,
+//! file, preconditions; HSTS on HTTPS responses.
 
 use std::borrow::Cow;
 use std::time::SystemTime;
@@ -12,20 +13,26 @@ use crate::conditional::{self, Outcome};
 use crate::files::{self, Content, Lookup, Resource};
 use crate::generation::{Counters, Generation};
 use crate::path::{self, PathError};
+use crate::scheme;
 
 const SERVER: HeaderValue = HeaderValue::from_static(concat!("graced/", env!("CARGO_PKG_VERSION")));
 const ALLOW: HeaderValue = HeaderValue::from_static("GET, HEAD, OPTIONS");
 const ACCEPT_RANGES: HeaderValue = HeaderValue::from_static("bytes");
 
-/// Serves one request with `generation` and logs it.
+/// Serves one request with `generation` and logs it; `tls`: it came over HTTPS.
 pub(crate) fn handle<B>(
     req: &Request<B>,
     generation: &Generation,
     counters: &Counters,
     remote: &str,
+    tls: bool,
 ) -> Response<Body> {
     let host = request_host(req);
-    let response = respond(req, generation, host.as_deref());
+    let site_index = generation.config.site_index_for_host(host.as_deref());
+    let mut response = respond(req, generation, host.as_deref(), site_index, tls);
+    if tls && let Some(hsts) = scheme::hsts(&generation.config.sites[site_index]) {
+        response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, hsts);
+    }
     // A HEAD response's body is empty; a GET body's length is what hyper sends as Content-Length.
     let body_len = response.body().size_hint().exact().unwrap_or(0);
     counters.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -58,7 +65,13 @@ pub(crate) fn handle<B>(
     response
 }
 
-fn respond<B>(req: &Request<B>, generation: &Generation, host: Option<&str>) -> Response<Body> {
+fn respond<B>(
+    req: &Request<B>,
+    generation: &Generation,
+    host: Option<&str>,
+    site_index: usize,
+    tls: bool,
+) -> Response<Body> {
     let config = &generation.config;
     let limits = &config.limits;
     let target_len = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
@@ -80,6 +93,19 @@ fn respond<B>(req: &Request<B>, generation: &Generation, host: Option<&str>) -> 
     {
         return error(StatusCode::BAD_REQUEST);
     }
+    let site = &config.sites[site_index];
+    if !tls
+        && let Some(host) = host
+        && scheme::redirects(site, req.uri().path())
+    {
+        let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let Some(location) = scheme::https_location(config, host, target) else {
+            return error(StatusCode::BAD_REQUEST);
+        };
+        let mut response = error(StatusCode::PERMANENT_REDIRECT);
+        response.headers_mut().insert(header::LOCATION, location);
+        return response;
+    }
     match *req.method() {
         Method::GET | Method::HEAD => {}
         Method::OPTIONS => {
@@ -95,15 +121,13 @@ fn respond<B>(req: &Request<B>, generation: &Generation, host: Option<&str>) -> 
             return response;
         }
     }
-    let site_index = config.site_index_for_host(host);
-    let site = &config.sites[site_index];
     let safe = match path::resolve(req.uri().path(), site.hidden_files) {
         Ok(safe) => safe,
         Err(PathError::BadRequest) => return error(StatusCode::BAD_REQUEST),
         Err(PathError::EncodedSlash | PathError::Hidden) => return error(StatusCode::NOT_FOUND),
     };
     match files::lookup(site, &generation.roots[site_index], &safe) {
-        Lookup::Found(resource) => serve(req, resource),
+        Lookup::Found(resource) => serve(req, resource, tls),
         Lookup::AddSlash => redirect_with_slash(req),
         Lookup::NotFound => error(StatusCode::NOT_FOUND),
         Lookup::Forbidden => error(StatusCode::FORBIDDEN),
@@ -116,7 +140,8 @@ fn respond<B>(req: &Request<B>, generation: &Generation, host: Option<&str>) -> 
     }
 }
 
-fn serve<B>(req: &Request<B>, resource: Resource) -> Response<Body> {
+/// `copy`: the connection cannot `sendfile` (TLS): file bodies are read into memory.
+fn serve<B>(req: &Request<B>, resource: Resource, copy: bool) -> Response<Body> {
     let outcome = conditional::evaluate(
         req.method(),
         req.headers(),
@@ -162,8 +187,8 @@ fn serve<B>(req: &Request<B>, resource: Resource) -> Response<Body> {
     let body = match resource.content {
         Content::Static(bytes) => Ok(Body::bytes(&bytes[range.start as usize..range.end as usize])),
         Content::Cached(bytes) => Ok(Body::bytes(bytes.slice(range.start as usize..range.end as usize))),
-        Content::File(file) => Body::file(file, range.start, range.end - range.start),
-        Content::Open(file) => Body::open_file(file, range.start, range.end - range.start),
+        Content::File(file) => Body::file(file, range.start, range.end - range.start, copy),
+        Content::Open(file) => Body::open_file(file, range.start, range.end - range.start, copy),
     };
     match body {
         Ok(body) => {

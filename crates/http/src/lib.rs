@@ -14,19 +14,26 @@
 //! Each line names a module and what it imports from the crate; imports go one way (the
 //! graph is a DAG), and nothing imports the re-exports of this file or of `files/mod.rs`.
 //!
-//! * `server` → `connection`, `generation`, `listener`, `shared`: the public [`Server`],
-//!   accept loops, connection limit, [`Status`].
-//! * `connection` → `body`, `generation`, `handler`, `listener`, `meter`, `sendfile`,
-//!   `shared`: one connection under hyper, and when graced may close it.
+//! * `server` → `connection`, `generation`, `listener`, `shared`, `tls`: the public
+//!   [`Server`], accept loops, connection limit, [`Status`].
+//! * `tls` → `connection`, `listener`, `shared`: a connection on a TLS listener — its first
+//!   byte (plaintext HTTP gets a 400 page), the handshake under its timeout, then `connection`.
+//! * `connection` → `body`, `generation`, `handler`, `meter`, `sendfile`, `shared`: one
+//!   connection (plain or TLS) under hyper, and when graced may close it.
 //! * `shared` → `generation`: what the server and every connection share — the current
 //!   generation, the counters, the open connections, and the orders (stop, hard restart,
 //!   drain) on a watch channel.
-//! * `handler` → `access_log`, `body`, `conditional`, `files`, `generation`, `path`:
-//!   request → response (limits, virtual host, method, path, file, preconditions).
-//! * `body` → `generation`, `meter`, `sendfile`, `size`: in-memory or `sendfile` bodies that
-//!   carry the request's guards; large files made resident a window at a time.
-//! * `meter` → `listener`, `sendfile`: the connection's traffic (atomics) and the stream
-//!   wrapper that feeds them.
+//! * `handler` → `access_log`, `body`, `conditional`, `files`, `generation`, `path`, `scheme`:
+//!   request → response (limits, virtual host, HTTPS redirect, method, path, file,
+//!   preconditions, HSTS).
+//! * `scheme`: the plaintext → HTTPS redirect (sparing ACME challenges) and HSTS.
+//! * `body` → `chunks`, `generation`, `meter`, `sendfile`, `size`: in-memory, `sendfile` or
+//!   chunked-copy (TLS) bodies that carry the request's guards; large files made resident a
+//!   window at a time.
+//! * `chunks`: file bodies for connections without `sendfile`, read a chunk at a time, the
+//!   disk read on the blocking pool.
+//! * `meter` → `listener`, `sendfile`: the connection's traffic (atomics), the stream
+//!   wrapper that feeds them, and the `Transport` (plain socket or TLS stream) it wraps.
 //! * `sendfile` → `listener`: placeholder frames, the per-connection queue of files, and the
 //!   write that sends them.
 //! * `generation` → `access_log`, `files`: per-request configuration generations and counters.
@@ -40,6 +47,7 @@
 
 pub mod access_log;
 mod body;
+mod chunks;
 mod conditional;
 mod connection;
 mod files;
@@ -48,10 +56,12 @@ mod handler;
 mod listener;
 mod meter;
 mod path;
+mod scheme;
 mod sendfile;
 mod server;
 mod shared;
 mod size;
+mod tls;
 
 pub use connection::DRAIN_IDLE_GRACE;
 pub use generation::{Counters, Generation};

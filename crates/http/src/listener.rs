@@ -57,6 +57,31 @@ impl Stream {
         }
     }
 
+    /// Waits until bytes can be read (or the peer has closed), and copies the first of them
+    /// into `buf` without consuming them; 0: the peer closed.
+    pub(crate) async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let peek = |fd: BorrowedFd<'_>, buf: &mut [u8]| {
+            let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
+            Ok(rustix::net::recv(fd, buf, flags)?.0)
+        };
+        loop {
+            let result = match self {
+                Stream::Tcp(s) => {
+                    s.readable().await?;
+                    s.try_io(tokio::io::Interest::READABLE, || peek(s.as_fd(), buf))
+                }
+                Stream::Unix(s) => {
+                    s.readable().await?;
+                    s.try_io(tokio::io::Interest::READABLE, || peek(s.as_fd(), buf))
+                }
+            };
+            match result {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => return other,
+            }
+        }
+    }
+
     /// Runs the non-blocking write `op` on the socket once it is writable, through the
     /// runtime's readiness tracking (a `WouldBlock` waits for the next readiness).
     pub(crate) fn poll_write_with<R>(

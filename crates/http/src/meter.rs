@@ -3,6 +3,10 @@
 //!
 //! The hot path costs a few atomic stores and a read of the coarse clock per read, write and
 //! response; no lock, no timer.
+//!
+//! A connection's stream is a [`Transport`]: the accepted socket itself (plain HTTP, with
+//! `sendfile`), or a TLS stream over it (its bytes encrypted in user space, so no
+//! `sendfile`). Everything is generic over it, so the plain path compiles as before.
 
 use std::io;
 use std::os::fd::{BorrowedFd, RawFd};
@@ -119,15 +123,73 @@ impl Drop for RequestGuard {
     }
 }
 
+/// What a connection is served over: a stream of bytes on a socket.
+pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// HTTPS: responses may carry HSTS, plaintext redirects do not apply, and file bodies are
+    /// read into memory (no `sendfile`, no placeholders).
+    const TLS: bool;
+
+    /// The connection's socket (for `MSG_PEEK`).
+    fn socket(&self) -> BorrowedFd<'_>;
+
+    /// Writes `bufs`, whose slice `at` is a placeholder (see `sendfile`).
+    fn poll_write_placeholder(
+        &self,
+        queue: &SendfileQueue,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+        at: usize,
+    ) -> Poll<io::Result<usize>>;
+}
+
+impl Transport for Stream {
+    const TLS: bool = false;
+
+    #[inline]
+    fn socket(&self) -> BorrowedFd<'_> {
+        self.fd()
+    }
+
+    #[inline]
+    fn poll_write_placeholder(
+        &self,
+        queue: &SendfileQueue,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+        at: usize,
+    ) -> Poll<io::Result<usize>> {
+        sendfile::poll_write(self, queue, cx, bufs, at)
+    }
+}
+
+impl Transport for tokio_rustls::server::TlsStream<Stream> {
+    const TLS: bool = true;
+
+    fn socket(&self) -> BorrowedFd<'_> {
+        self.get_ref().0.fd()
+    }
+
+    fn poll_write_placeholder(
+        &self,
+        _queue: &SendfileQueue,
+        _cx: &mut Context<'_>,
+        _bufs: &[io::IoSlice<'_>],
+        _at: usize,
+    ) -> Poll<io::Result<usize>> {
+        // Bodies on TLS connections are read into memory (`Transport::TLS`).
+        Poll::Ready(Err(io::Error::other("a sendfile placeholder on a TLS connection")))
+    }
+}
+
 /// The stream with its traffic counted, and placeholders written with `sendfile`.
-pub(crate) struct MeteredIo {
-    stream: Stream,
+pub(crate) struct MeteredIo<S> {
+    stream: S,
     meter: Arc<Meter>,
     sendfile: Arc<SendfileQueue>,
 }
 
-impl MeteredIo {
-    pub(crate) fn new(stream: Stream, meter: Arc<Meter>, sendfile: Arc<SendfileQueue>) -> MeteredIo {
+impl<S: Transport> MeteredIo<S> {
+    pub(crate) fn new(stream: S, meter: Arc<Meter>, sendfile: Arc<SendfileQueue>) -> MeteredIo<S> {
         MeteredIo { stream, meter, sendfile }
     }
 
@@ -141,7 +203,7 @@ impl MeteredIo {
     }
 }
 
-impl AsyncRead for MeteredIo {
+impl<S: Transport> AsyncRead for MeteredIo<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
@@ -162,11 +224,11 @@ impl AsyncRead for MeteredIo {
     }
 }
 
-impl AsyncWrite for MeteredIo {
+impl<S: Transport> AsyncWrite for MeteredIo<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let result = if is_placeholder(buf) {
-            sendfile::poll_write(&this.stream, &this.sendfile, cx, &[io::IoSlice::new(buf)], 0)
+        let result = if !S::TLS && is_placeholder(buf) {
+            this.stream.poll_write_placeholder(&this.sendfile, cx, &[io::IoSlice::new(buf)], 0)
         } else {
             Pin::new(&mut this.stream).poll_write(cx, buf)
         };
@@ -179,15 +241,16 @@ impl AsyncWrite for MeteredIo {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let result = match bufs.iter().position(|b| is_placeholder(b)) {
-            Some(at) => sendfile::poll_write(&this.stream, &this.sendfile, cx, bufs, at),
+        let placeholder = if S::TLS { None } else { bufs.iter().position(|b| is_placeholder(b)) };
+        let result = match placeholder {
+            Some(at) => this.stream.poll_write_placeholder(&this.sendfile, cx, bufs, at),
             None => Pin::new(&mut this.stream).poll_write_vectored(cx, bufs),
         };
         this.progressed(&result);
         result
     }
     fn is_write_vectored(&self) -> bool {
-        true
+        self.stream.is_write_vectored()
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().stream).poll_flush(cx)

@@ -21,6 +21,7 @@ use crate::connection;
 use crate::generation::{Counters, Generation};
 use crate::listener::AnyListener;
 use crate::shared::Shared;
+use crate::tls;
 
 /// A running accept loop: how to stop it, and its task.
 struct AcceptLoop {
@@ -47,6 +48,12 @@ pub struct Status {
     pub failed_reloads: u64,
     /// Old generations still finishing requests: (id, requests in flight).
     pub finishing: Vec<(u64, usize)>,
+    /// TLS connections that ended before their handshake did (garbage, broken hellos, failures).
+    pub tls_failed_handshakes: u64,
+    /// TLS handshakes cut at `handshake_timeout`.
+    pub tls_handshake_timeouts: u64,
+    /// Plaintext HTTP requests answered 400 on a TLS port.
+    pub tls_plaintext_requests: u64,
 }
 
 impl std::fmt::Display for Status {
@@ -108,15 +115,31 @@ impl Server {
     }
 
     /// Starts accepting on the listening socket `socket`, called `name` (a duplicate of its
-    /// fd; the caller keeps the original).
+    /// fd; the caller keeps the original). When the current generation's listener called
+    /// `name` says `tls = true`, connections start with a TLS handshake with the
+    /// `ServerConfig` of the generation current at accept time; without one in the current
+    /// generation this fails (the supervisor always installs one with a TLS listener).
     pub fn start_accepting(&mut self, name: &str, socket: BorrowedFd<'_>) -> io::Result<()> {
+        let generation = self.current();
+        let tls = generation.config.listeners.iter().any(|l| l.name == name && l.tls);
+        if tls && generation.tls.is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "listener {name} has tls = true but generation {} has no TLS configuration                      (certificates): not accepting on it",
+                    generation.id
+                ),
+            ));
+        }
+        drop(generation);
         let tokio_listener = AnyListener::duplicate(socket)?;
         // Accepting again after a stop's abort: new connections must not inherit it.
         self.shared.resume();
         let stop = CancellationToken::new();
         let shared = self.shared.clone();
         let limit = self.connection_limit.clone();
-        let task = tokio::spawn(accept_loop(tokio_listener, name.to_owned(), shared, limit, stop.clone()));
+        let task =
+            tokio::spawn(accept_loop(tokio_listener, name.to_owned(), tls, shared, limit, stop.clone()));
         if let Some(old) = self.accept_loops.insert(name.to_owned(), AcceptLoop { stop, task }) {
             self.stopping.push(old.stop());
         }
@@ -198,6 +221,9 @@ impl Server {
             reloads: counters.reloads.load(Ordering::Relaxed),
             failed_reloads: counters.failed_reloads.load(Ordering::Relaxed),
             finishing: self.shared.registry.finishing(generation),
+            tls_failed_handshakes: counters.tls_failed_handshakes.load(Ordering::Relaxed),
+            tls_handshake_timeouts: counters.tls_handshake_timeouts.load(Ordering::Relaxed),
+            tls_plaintext_requests: counters.tls_plaintext_requests.load(Ordering::Relaxed),
         }
     }
 }
@@ -205,6 +231,7 @@ impl Server {
 async fn accept_loop(
     listener: AnyListener,
     name: String,
+    tls: bool,
     shared: Arc<Shared>,
     limit: Arc<Semaphore>,
     stop: CancellationToken,
@@ -228,10 +255,17 @@ async fn accept_loop(
                 // Subscribed before the task first runs, so an abort right now reaches it.
                 let orders = shared.subscribe();
                 let conn_shared = shared.clone();
-                shared.connections.spawn(async move {
-                    connection::serve(stream, remote, conn_shared, orders).await;
-                    drop(permit);
-                });
+                if tls {
+                    shared.connections.spawn(async move {
+                        tls::serve(stream, remote, conn_shared, orders).await;
+                        drop(permit);
+                    });
+                } else {
+                    shared.connections.spawn(async move {
+                        connection::serve(stream, remote, conn_shared, orders).await;
+                        drop(permit);
+                    });
+                }
             }
             Err(err) if is_per_connection(&err) => {}
             Err(err) => {

@@ -162,6 +162,20 @@ impl Subscription {
         self.rx.clone()
     }
 
+    /// Waits for a stop this connection has not acted on, without acting on it ([`take`](Self::take)
+    /// still reports it): a TLS handshake in progress ends at a stop.
+    pub(crate) async fn stopped(&self) {
+        let mut rx = self.rx.clone();
+        loop {
+            if rx.borrow_and_update().stops != self.seen.stops {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
     /// What the orders given since the last call mean for this connection; `busy`: a
     /// response is in flight.
     pub(crate) fn take(&mut self, busy: bool) -> Order {
@@ -203,6 +217,18 @@ mod tests {
         assert!(handed_over.has_news());
         assert_eq!(handed_over.take(false), Order::Abort);
         assert_eq!(later.take(false), Order::None);
+    }
+
+    #[tokio::test]
+    async fn stopped_waits_for_a_stop_without_acting_on_it() {
+        let shared = shared();
+        let mut open = shared.subscribe();
+        shared.drain();
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(20), open.stopped()).await;
+        assert!(waited.is_err(), "a drain is not a stop");
+        shared.stop_all();
+        open.stopped().await;
+        assert_eq!(open.take(false), Order::Abort, "the stop is still there to act on");
     }
 
     #[test]

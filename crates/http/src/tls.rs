@@ -1,0 +1,205 @@
+//! A connection on a TLS listener: what its first byte says, the handshake under
+//! `[tls] handshake_timeout`, then the same serving as a plain connection (`connection`).
+//!
+//! * The handshake takes the `rustls::ServerConfig` of the generation current when the
+//!   connection is accepted (certificates by SNI, protocols, session resumption — all the
+//!   caller's); the requests that follow take the current generation each, as on a plain
+//!   connection, so a reload never closes a TLS connection.
+//! * The first byte is peeked before anything is read. A TLS handshake record (`0x16`) goes
+//!   to rustls. An upper-case letter is a plaintext HTTP request line (`GET / HTTP/1.1`):
+//!   it gets a readable `400` page over plaintext saying that the port speaks HTTPS, and
+//!   the connection is closed (nginx's 497). Anything else is closed at once.
+//! * Nothing that a client can cause here is logged above debug level: garbage, broken or
+//!   truncated ClientHellos, failed handshakes and timeouts are counted
+//!   ([`Counters`](crate::generation::Counters)`::tls_*`) instead.
+//! * A stop aborts handshakes in progress; a graceful stop lets them finish (the
+//!   connection then starts draining like any other).
+//! * ALPN: the protocol the `ServerConfig` offered and the client chose. Only
+//!   `http/1.1` (or none) is served today; `h2` is where an HTTP/2 connection will go.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+
+use crate::connection;
+use crate::listener::Stream;
+use crate::shared::{Shared, Subscription};
+
+/// The first byte of a TLS handshake record (RFC 8446 §5.1, `ContentType.handshake`).
+const HANDSHAKE_RECORD: u8 = 0x16;
+
+/// How long the plaintext answer may take: reading the request, and lingering after the
+/// answer so that closing does not reset the connection under it (each).
+const PLAINTEXT_WAIT: Duration = Duration::from_secs(1);
+
+/// The most request bytes read around a plaintext answer.
+const PLAINTEXT_READ_MAX: usize = 64 * 1024;
+
+const PLAINTEXT_PAGE: &str = "<!doctype html>\n<html><head><title>400 Bad Request</title></head>\
+<body><h1>400 Bad Request</h1><p>This port speaks HTTPS: the request was sent as plain HTTP. \
+Use an <code>https://</code> address.</p></body></html>\n";
+
+/// What the first byte on a TLS port says.
+#[derive(Debug, PartialEq, Eq)]
+enum First {
+    Handshake,
+    Plaintext,
+    Garbage(u8),
+    /// The client closed (or reset) before sending anything.
+    Closed,
+}
+
+fn classify(byte: u8) -> First {
+    match byte {
+        HANDSHAKE_RECORD => First::Handshake,
+        b'A'..=b'Z' => First::Plaintext,
+        other => First::Garbage(other),
+    }
+}
+
+/// Serves a connection accepted on a TLS listener: handshake, then `connection::serve`.
+pub(crate) async fn serve(stream: Stream, remote: String, shared: Arc<Shared>, orders: Subscription) {
+    let counters = &shared.counters;
+    let generation = shared.current();
+    let Some(config) = generation.tls.clone() else {
+        tracing::debug!(
+            "a connection on a TLS listener, but the generation has no TLS configuration: closed"
+        );
+        counters.tls_failed_handshakes.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let deadline = Instant::now() + generation.config.tls.handshake_timeout;
+    drop(generation);
+
+    let first = tokio::select! {
+        biased;
+        () = orders.stopped() => return,
+        first = tokio::time::timeout_at(deadline, peek_first(&stream)) => first,
+    };
+    match first {
+        Err(_elapsed) => {
+            tracing::debug!(%remote, "a client on a TLS port sent nothing within handshake_timeout");
+            counters.tls_handshake_timeouts.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        Ok(First::Handshake) => {}
+        Ok(First::Plaintext) => {
+            tracing::debug!(%remote, "plaintext HTTP on a TLS port: answering 400");
+            counters.tls_plaintext_requests.fetch_add(1, Ordering::Relaxed);
+            tokio::select! {
+                biased;
+                () = orders.stopped() => {}
+                () = answer_plaintext(stream) => {}
+            }
+            return;
+        }
+        Ok(other) => {
+            tracing::debug!(%remote, first = ?other, "not a TLS handshake on a TLS port: closed");
+            counters.tls_failed_handshakes.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    }
+
+    let handshake = tokio::select! {
+        biased;
+        () = orders.stopped() => return,
+        handshake = tokio::time::timeout_at(deadline, TlsAcceptor::from(config).accept(stream)) => handshake,
+    };
+    let tls = match handshake {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(err)) => {
+            tracing::debug!(%remote, error = %err, "TLS handshake failed");
+            counters.tls_failed_handshakes.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        Err(_elapsed) => {
+            tracing::debug!(%remote, "TLS handshake did not finish within handshake_timeout");
+            counters.tls_handshake_timeouts.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    match tls.get_ref().1.alpn_protocol() {
+        None | Some(b"http/1.1") => connection::serve(tls, remote, shared, orders).await,
+        Some(other) => {
+            // Only offered once the server speaks it (HTTP/2 is the next step).
+            tracing::debug!(%remote, alpn = %String::from_utf8_lossy(other), "ALPN protocol not served: closed");
+        }
+    }
+}
+
+/// What the connection's first byte says, once there is one.
+async fn peek_first(stream: &Stream) -> First {
+    let mut byte = [0u8; 1];
+    match stream.peek(&mut byte).await {
+        Ok(1) => classify(byte[0]),
+        _ => First::Closed,
+    }
+}
+
+/// Answers a plaintext request on a TLS port with a 400 page, over plaintext, and closes.
+async fn answer_plaintext(mut stream: Stream) {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut read = 0;
+    // The request head, or what arrives of it: the answer does not depend on it.
+    let _ = tokio::time::timeout(PLAINTEXT_WAIT, async {
+        while read < PLAINTEXT_READ_MAX {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    read += n;
+                    if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    let head = format!(
+        "HTTP/1.1 400 Bad Request\r\nServer: graced/{}\r\nContent-Type: text/html; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        env!("CARGO_PKG_VERSION"),
+        PLAINTEXT_PAGE.len()
+    );
+    let written: io::Result<()> = tokio::time::timeout(PLAINTEXT_WAIT, async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(PLAINTEXT_PAGE.as_bytes()).await?;
+        stream.shutdown().await
+    })
+    .await
+    .unwrap_or_else(|elapsed| Err(elapsed.into()));
+    if written.is_err() {
+        return;
+    }
+    // Linger: read until the client closes, so that unread bytes do not make the close a
+    // reset that could destroy the answer in flight.
+    let _ = tokio::time::timeout(PLAINTEXT_WAIT, async {
+        while read < 2 * PLAINTEXT_READ_MAX {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n,
+            }
+        }
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_byte_tells_tls_from_plaintext_and_garbage() {
+        assert_eq!(classify(0x16), First::Handshake);
+        assert_eq!(classify(b'G'), First::Plaintext);
+        assert_eq!(classify(b'P'), First::Plaintext);
+        assert_eq!(classify(0x80), First::Garbage(0x80), "an SSLv2 ClientHello");
+        assert_eq!(classify(b'g'), First::Garbage(b'g'));
+        assert_eq!(classify(0x15), First::Garbage(0x15), "an alert first");
+    }
+}
