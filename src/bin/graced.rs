@@ -54,6 +54,11 @@ fn run(cli: Cli, inherited: Inherited) -> anyhow::Result<u8> {
         Err(err) => return Ok(config_error(&err)),
     };
     if cli.test {
+        if let Some(config) = &config
+            && let Some(code) = check_certificates(config)
+        {
+            return Ok(code);
+        }
         println!("Syntax OK");
         return Ok(EXIT_OK);
     }
@@ -95,8 +100,14 @@ fn run(cli: Cli, inherited: Inherited) -> anyhow::Result<u8> {
     let config = config.expect("serving needs a valid configuration");
     let log = graced::logging::init(config.server.log_level);
     let inherited = inherited.context("socket activation")?;
-    supervisor::serve(config, inherited, log)?;
-    Ok(EXIT_OK)
+    match supervisor::serve(config, inherited, log) {
+        // Certificates are configuration: EX_CONFIG, as for the file itself.
+        Err(supervisor::LifecycleError::Tls(errors)) => {
+            eprintln!("graced: {errors}");
+            Ok(EXIT_CONFIG)
+        }
+        other => other.map(|()| EXIT_OK).map_err(Into::into),
+    }
 }
 
 /// `-k stop`, `-k graceful-stop`, `-k status`, and `-k graceful|restart --wait` talk to
@@ -109,6 +120,29 @@ fn reaches_server_anyway(cli: &Cli, command: Option<lifecycle::Command>) -> bool
         Some(lifecycle::Command::Stop | lifecycle::Command::GracefulStop) => true,
         Some(lifecycle::Command::Reload | lifecycle::Command::Restart) => cli.wait,
         None => cli.command == Some(Command::Status),
+    }
+}
+
+/// `-t`: loads and checks every certificate and key as the server would; prints every
+/// problem and returns EX_CONFIG, or warns about certificates that expire soon.
+fn check_certificates(config: &Config) -> Option<u8> {
+    let credentials = graced_tls::Credentials::new(supervisor::credentials_directory());
+    let now = std::time::SystemTime::now();
+    let loaded = graced_tls::TlsState::new()
+        .map_err(graced_tls::TlsErrors::from)
+        .and_then(|state| state.load(config, &credentials, now));
+    match loaded {
+        Ok(prepared) => {
+            for c in prepared.iter().flat_map(|p| p.certificates.within(config.tls.expiry_warning, now)) {
+                eprintln!("graced: warning: certificate of {}", c.describe(now));
+            }
+            None
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("graced: a certificate or key cannot be used; nothing was changed");
+            Some(EXIT_CONFIG)
+        }
     }
 }
 

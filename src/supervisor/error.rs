@@ -6,6 +6,7 @@ use graced_config::ConfigError;
 use graced_lifecycle::activation::ActivationError;
 use graced_lifecycle::inbox::InboxError;
 use graced_lifecycle::pidfile::PidFileError;
+use graced_tls::TlsErrors;
 
 /// Why the server could not start (or had to stop).
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,9 @@ pub enum LifecycleError {
     },
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
+    /// A certificate or key (every problem, each naming its file).
+    #[error(transparent)]
+    Tls(TlsErrors),
 }
 
 impl From<ActivationError> for LifecycleError {
@@ -78,4 +82,7 @@ pub enum ReloadError {
     ListenersFromSystemd,
     #[error("cannot listen for {name:?}: {source}")]
     Bind { name: String, source: std::io::Error },
+    /// A certificate or key of the new configuration (each problem names its file).
+    #[error(transparent)]
+    Tls(TlsErrors),
 }

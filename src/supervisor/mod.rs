@@ -8,15 +8,19 @@
 //! Files, and the one way their imports run (no file imports one above it, and this
 //! one only declares and re-exports):
 //!
-//! * [`start`] (`serve`: pid file, listeners, runtime) → `run`, `state`, `paths`, `listeners`, `fd_store`, `error`
+//! * [`start`] (`serve`: pid file, listeners, runtime) → `run`, `state`, `paths`, `listeners`, `fd_store`,
+//!   `certificates`, `error`
 //! * `run` (the loop: signals, control requests, watchdog, status) → `state`, `listeners`, `error`;
 //!   it calls the methods `reload` and `drain` add to the state
-//! * `reload` (USR1/HUP, `await-reload`) → `state`, `listeners`, `fd_store`, `error`
+//! * `reload` (USR1/HUP, `await-reload`) → `state`, `listeners`, `fd_store`, `certificates`, `error`
 //! * `drain` (TERM, WINCH) → `state`
-//! * `state` (the `Supervisor` value, its status line) → `listeners`, `error`
+//! * `state` (the `Supervisor` value, its status line) → `listeners`, `certificates`, `error`
+//! * `certificates` (the process-long TLS state, each generation's certificates, expiry
+//!   warnings) — imports no sibling
 //! * [`paths`] (where the pid file is), `listeners` (config → toolkit listeners),
 //!   `fd_store` (systemd's fd store in step), [`error`] — import no sibling.
 
+mod certificates;
 mod drain;
 pub mod error;
 mod fd_store;
@@ -28,5 +32,5 @@ pub mod start;
 mod state;
 
 pub use error::{LifecycleError, ReloadError};
-pub use paths::{default_pid_file, pid_file_path, pid_file_path_lenient};
+pub use paths::{credentials_directory, default_pid_file, pid_file_path, pid_file_path_lenient};
 pub use start::serve;

@@ -1,4 +1,4 @@
-//! Where graced's pid file is: the configuration's `pid_file`, else the toolkit's default for the name `graced`.
+//! Where graced's pid file is (the configuration's `pid_file`, else the toolkit's default for the name `graced`), and its credentials directory.
 
 use std::path::{Path, PathBuf};
 
@@ -25,4 +25,10 @@ pub fn pid_file_path_lenient(config_file: &Path) -> PathBuf {
 /// `/tmp/graced-UID/graced.pid`) for others.
 pub fn default_pid_file() -> PathBuf {
     graced_lifecycle::pidfile::default_path("graced")
+}
+
+/// `$CREDENTIALS_DIRECTORY` (systemd's `LoadCredential=`), read once at start: where
+/// `credential:NAME` certificates and keys are.
+pub fn credentials_directory() -> Option<PathBuf> {
+    std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from)
 }

@@ -11,6 +11,7 @@ use graced_lifecycle::command::ReloadKind;
 use graced_lifecycle::listener::Listener;
 use graced_lifecycle::reload::ReloadOutcome;
 
+use super::certificates::Prepared;
 use super::error::ReloadError;
 use super::fd_store::{self, FdStore};
 use super::listeners::{ListenerSource, listen_address, listen_spec};
@@ -25,7 +26,7 @@ impl Supervisor {
         let doing = format!("rereading {}", self.config.source.display_name());
         self.generations.begin(&self.notifier, kind, &doing);
         match self.prepare() {
-            Ok((config, generation)) => {
+            Ok((config, generation, tls)) => {
                 let id = generation.id;
                 if kind == ReloadKind::Hard {
                     self.server.abort_connections();
@@ -38,10 +39,11 @@ impl Supervisor {
                         self.workers
                     );
                 }
+                self.certificates.install(tls, &config);
                 self.config = config;
                 self.server.install(generation);
                 self.server.counters().reloads.fetch_add(1, Ordering::Relaxed);
-                let status = format!("{}; {what}ed", self.server.status());
+                let status = format!("{}; {what}ed", self.status_text());
                 let outcome = self.generations.succeeded(&self.notifier, id, &status);
                 tracing::info!(
                     message_id = match kind {
@@ -70,14 +72,15 @@ impl Supervisor {
     }
 
     /// Everything that can fail, done before anything changes.
-    fn prepare(&mut self) -> Result<(Config, Generation), ReloadError> {
+    fn prepare(&mut self) -> Result<(Config, Generation, Prepared), ReloadError> {
         let config = self.config.reload()?;
+        let tls = self.certificates.prepare(&config).map_err(ReloadError::Tls)?;
         let access_log = AccessLogSink::open(&config.server.access_log, crate::logging::journal_connected())
             .map_err(ReloadError::AccessLog)?;
         self.update_listeners(&config)?;
         let id = self.generations.take_next();
-        let generation = Generation::new(id, Arc::new(config.clone()), access_log);
-        Ok((config, generation))
+        let generation = tls.apply(Generation::new(id, Arc::new(config.clone()), access_log));
+        Ok((config, generation, tls))
     }
 
     /// Makes the listeners match `config`: kept sockets stay open (a reload never closes

@@ -14,6 +14,9 @@ use super::listeners::ListenerSource;
 use super::state::{Exit, Supervisor};
 use crate::logging::message_id;
 
+/// How often a running server looks at its certificates' expiry again.
+const EXPIRY_CHECK_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+
 /// What carrying out a request led to: the answer for a control client, and whether to exit.
 struct Handled {
     answer: Answer,
@@ -69,7 +72,7 @@ impl Supervisor {
         if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             self.print_first_run_help();
         }
-        self.notifier.ready(&self.server.status().to_string());
+        self.notifier.ready(&self.status_text());
 
         let watchdog = notify::watchdog_interval();
         let mut watchdog_tick = tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |d| d / 2));
@@ -78,7 +81,12 @@ impl Supervisor {
             tokio::time::Instant::now() + Duration::from_secs(5),
             Duration::from_secs(5),
         );
-        let mut last_status = self.server.status().to_string();
+        let mut last_status = self.status_text();
+        // Certificates are checked at start and at each reload, and once a day between.
+        let mut expiry_tick = tokio::time::interval_at(
+            tokio::time::Instant::now() + EXPIRY_CHECK_INTERVAL,
+            EXPIRY_CHECK_INTERVAL,
+        );
         let exit = loop {
             tokio::select! {
                 asked = inbox.next() => {
@@ -103,8 +111,9 @@ impl Supervisor {
                         tracing::error!("the runtime did not run a task within 1s; withholding the watchdog ping");
                     }
                 }
+                _ = expiry_tick.tick() => self.certificates.warn_expiring(),
                 _ = status_tick.tick() => {
-                    let status = self.server.status().to_string();
+                    let status = self.status_text();
                     if status != last_status {
                         self.notifier.status(&status);
                         last_status = status;

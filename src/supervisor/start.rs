@@ -11,16 +11,20 @@ use graced_lifecycle::notify::Notifier;
 use graced_lifecycle::pidfile::{self, PidFile};
 use graced_lifecycle::reload::Generations;
 
+use super::certificates::Certificates;
 use super::error::LifecycleError;
 use super::fd_store::{self, FdStore};
 use super::listeners::{ListenerSource, listen_spec};
-use super::paths::pid_file_path;
+use super::paths::{credentials_directory, pid_file_path};
 use super::state::{Supervisor, worker_threads};
 use crate::logging::{LogHandle, message_id};
 
 /// Runs the server in the foreground until it is stopped. `inherited` are the sockets
 /// taken from systemd (empty when not socket-activated).
 pub fn serve(config: Config, inherited: Inherited, log: LogHandle) -> Result<(), LifecycleError> {
+    // Certificates first: a broken key must fail the start before anything is taken.
+    let mut certificates = Certificates::new(credentials_directory()).map_err(LifecycleError::Tls)?;
+    let tls = certificates.prepare(&config).map_err(LifecycleError::Tls)?;
     let pid_path = pid_file_path(&config);
     let pidfile = PidFile::acquire(&pid_path)?;
     if let Some(stale) = pidfile.stale_pid() {
@@ -73,7 +77,8 @@ pub fn serve(config: Config, inherited: Inherited, log: LogHandle) -> Result<(),
         .build()
         .map_err(LifecycleError::Runtime)?;
     runtime.block_on(async move {
-        let server = Server::new(Generation::new(1, Arc::new(config.clone()), access_log));
+        let server = Server::new(tls.apply(Generation::new(1, Arc::new(config.clone()), access_log)));
+        certificates.install(tls, &config);
         let supervisor = Supervisor {
             config,
             server,
@@ -84,6 +89,7 @@ pub fn serve(config: Config, inherited: Inherited, log: LogHandle) -> Result<(),
             log,
             generations: Generations::new(),
             workers,
+            certificates,
         };
         supervisor.run().await
     })

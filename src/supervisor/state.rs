@@ -7,6 +7,7 @@ use graced_lifecycle::notify::Notifier;
 use graced_lifecycle::pidfile::PidFile;
 use graced_lifecycle::reload::Generations;
 
+use super::certificates::Certificates;
 use super::error::ReloadError;
 use super::listeners::ListenerSource;
 use crate::logging::LogHandle;
@@ -24,6 +25,8 @@ pub(super) struct Supervisor {
     pub(super) generations: Generations<ReloadError>,
     /// The runtime's worker threads (fixed at start).
     pub(super) workers: usize,
+    /// TLS kept for the process lifetime, and the serving generation's certificates.
+    pub(super) certificates: Certificates,
 }
 
 /// How the serving loop ends.
@@ -48,7 +51,8 @@ impl Supervisor {
             if address.starts_with('/') {
                 eprintln!("graced: serving on unix socket {address}");
             } else {
-                eprintln!("graced: serving http://{address}/");
+                let tls = self.config.listeners.iter().any(|l| l.name == listener.name && l.tls);
+                eprintln!("graced: serving {}://{address}/", if tls { "https" } else { "http" });
             }
         }
         eprintln!(
@@ -57,10 +61,15 @@ impl Supervisor {
         );
     }
 
+    /// STATUS=: the server's summary and the nearest certificate expiry.
+    pub(super) fn status_text(&self) -> String {
+        format!("{}{}", self.server.status(), self.certificates.note())
+    }
+
     pub(super) fn status_line(&self) -> String {
         let status = self.server.status();
         format!(
-            "pid={} generation={} connections={} requests={} bytes={} reloads={} failed_reloads={}{}",
+            "pid={} generation={} connections={} requests={} bytes={} reloads={} failed_reloads={}{}{}",
             std::process::id(),
             status.generation,
             status.connections,
@@ -68,7 +77,8 @@ impl Supervisor {
             status.bytes,
             status.reloads,
             status.failed_reloads,
-            status.finishing.iter().map(|(g, n)| format!(" G{g}={n}")).collect::<String>()
+            status.finishing.iter().map(|(g, n)| format!(" G{g}={n}")).collect::<String>(),
+            self.certificates.note()
         )
     }
 }

@@ -19,6 +19,7 @@ mod http;
 mod lifecycle;
 mod pidfile;
 mod smoke;
+mod tls;
 mod toolkit_example;
 mod unit_golden;
 mod units_in_sync;

@@ -14,6 +14,7 @@ use crate::model::{
     Listener, LogLevel, MAX_WORKERS, Root, Secret, Server, Site, SiteTls, Source, Tls,
 };
 use crate::raw::{RawConfig, RawHsts, RawLimits, RawListen, RawServer, RawSite, RawTls, RawWorkers};
+use crate::tls_rules::{self, SiteSpans, TlsSpans};
 
 /// Parses and validates TOML `text` (what [`Config::from_toml_with`] does).
 pub(crate) fn config(source: Source, text: &str, checks: Checks) -> Result<Config, ConfigError> {
@@ -28,12 +29,22 @@ pub(crate) fn config(source: Source, text: &str, checks: Checks) -> Result<Confi
         Source::File(path) => path.parent().map(Path::to_owned).unwrap_or_default(),
         Source::Embedded => PathBuf::from("/"),
     };
-    let mut check = Checker { file: &file, text, base: &base, checks, problems: Vec::new() };
+    let mut check =
+        Checker { file: &file, text, base: &base, checks, problems: Vec::new(), tls: TlsSpans::default() };
     let server = check.server(raw.server);
     let limits = check.limits(raw.limits);
     let listeners = check.listeners(raw.listen);
     let sites = check.sites(raw.site);
     let tls = check.tls(raw.tls);
+    for problem in tls_rules::cross_check(&check.tls) {
+        check.problems.push(Diagnostic::at(
+            &file,
+            text,
+            problem.at,
+            problem.message,
+            Some(problem.hint.into()),
+        ));
+    }
     if check.problems.is_empty() {
         Ok(Config { source, server, limits, listeners, sites, tls })
     } else {
@@ -48,6 +59,8 @@ struct Checker<'a> {
     base: &'a Path,
     checks: Checks,
     problems: Vec<Diagnostic>,
+    /// Where the TLS keys are, for the rules between listeners and sites.
+    tls: TlsSpans,
 }
 
 impl Checker<'_> {
@@ -295,6 +308,10 @@ impl Checker<'_> {
                         None
                     }
                 });
+            let tls = l.tls.as_ref().is_some_and(|t| *t.get_ref());
+            if let Some(at) = l.tls.as_ref().filter(|_| tls) {
+                self.tls.tls_listeners.push(at.span());
+            }
             if let Some(address) = address {
                 out.push(Listener {
                     name,
@@ -303,7 +320,7 @@ impl Checker<'_> {
                     ipv6_only: l.ipv6_only,
                     no_delay: l.no_delay.unwrap_or(true),
                     socket_mode,
-                    tls: l.tls.unwrap_or(false),
+                    tls,
                 });
             }
         }
@@ -326,7 +343,12 @@ impl Checker<'_> {
 
     fn secret(&mut self, value: &Spanned<String>) -> Secret {
         match value.get_ref().strip_prefix(CREDENTIAL_PREFIX) {
-            Some(name) => Secret::Credential(name.to_owned()),
+            Some(name) => {
+                if let Some(problem) = tls_rules::credential_name_problem(name) {
+                    self.problem(value, problem, "use 1-255 printable ASCII characters without '/' or ':', as in LoadCredential=NAME:PATH");
+                }
+                Secret::Credential(name.to_owned())
+            }
             None => Secret::File(self.absolute(value.get_ref())),
         }
     }
@@ -419,6 +441,16 @@ impl Checker<'_> {
                     index.push(name.clone());
                 }
             }
+            let https_redirect = s.https_redirect.as_ref().is_some_and(|r| *r.get_ref());
+            self.tls.sites.push(SiteSpans {
+                certificate: s.certificate.as_ref().filter(|_| tls.is_some()).map(Spanned::span),
+                https_redirect: s.https_redirect.as_ref().filter(|_| https_redirect).map(Spanned::span),
+                hsts: s
+                    .hsts
+                    .as_ref()
+                    .filter(|h| !matches!(h.get_ref(), RawHsts::On(false)))
+                    .map(Spanned::span),
+            });
             let hsts = match s.hsts.as_ref().map(|h| h.get_ref()) {
                 None | Some(RawHsts::On(false)) => None,
                 Some(RawHsts::On(true)) => Some(HSTS_DEFAULT.to_owned()),
@@ -431,7 +463,7 @@ impl Checker<'_> {
                 hidden_files: s.hidden_files.unwrap_or(false),
                 is_default,
                 tls,
-                https_redirect: s.https_redirect.unwrap_or(false),
+                https_redirect,
                 hsts,
             });
         }

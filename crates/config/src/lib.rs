@@ -13,7 +13,8 @@
 //!
 //! Modules: `model` (the types; a leaf), `raw` (serde structs with spans; a leaf),
 //! `diagnostic` (errors with positions; a leaf), `address` (listen addresses), `check`
-//! (raw → model, collecting problems). This file loads and re-exports; no module imports
+//! (raw → model, collecting problems), `tls_rules` (listeners against sites for TLS,
+//! credential names; a leaf). This file loads and re-exports; no module imports
 //! from it.
 
 mod address;
@@ -21,6 +22,7 @@ mod check;
 mod diagnostic;
 mod model;
 mod raw;
+mod tls_rules;
 
 use std::path::Path;
 

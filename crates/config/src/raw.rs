@@ -88,7 +88,7 @@ pub(super) struct RawListen {
     pub ipv6_only: Option<bool>,
     pub no_delay: Option<bool>,
     pub socket_mode: Option<Spanned<String>>,
-    pub tls: Option<bool>,
+    pub tls: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -100,7 +100,7 @@ pub(super) struct RawSite {
     pub hidden_files: Option<bool>,
     pub certificate: Option<Spanned<String>>,
     pub key: Option<Spanned<String>>,
-    pub https_redirect: Option<bool>,
+    pub https_redirect: Option<Spanned<bool>>,
     pub hsts: Option<Spanned<RawHsts>>,
 }
 

@@ -231,3 +231,88 @@ fn workers_is_auto_or_a_count_and_anything_else_is_located() {
     assert!(errs[0].starts_with("/etc/graced/t.toml:2:11:"), "{errs:?}");
     assert!(errs[0].contains("expected \"auto\" or a number of worker threads"), "{errs:?}");
 }
+
+const TLS_LISTEN: &str = "[[listen]]\nname = \"https\"\naddress = \"127.0.0.1:8443\"\ntls = true\n\n";
+
+#[test]
+fn a_tls_site_parses_with_files_and_credentials() {
+    let text = format!(
+        "{MINIMAL}{TLS_LISTEN}[[site]]\nhosts = [\"example.org\"]\nroot = \"/\"\ncertificate = \"tls/site.pem\"\n\
+         key = \"credential:site.key\"\nhttps_redirect = true\nhsts = true\n"
+    );
+    let config = parse(&text).unwrap();
+    assert!(config.listeners[1].tls);
+    let site = &config.sites[1];
+    let tls = site.tls.as_ref().unwrap();
+    assert_eq!(tls.certificate, Secret::File(PathBuf::from("/etc/graced/tls/site.pem")));
+    assert_eq!(tls.key, Secret::Credential("site.key".into()));
+    assert!(site.https_redirect);
+    assert_eq!(site.hsts.as_deref(), Some(HSTS_DEFAULT));
+}
+
+#[test]
+fn a_tls_listener_needs_a_site_with_a_certificate() {
+    let text = format!("{MINIMAL}{TLS_LISTEN}");
+    let errors = errors(&text);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with(
+            "/etc/graced/t.toml:10:7: this listener has tls = true, but no [[site]] has a certificate"
+        ),
+        "{errors:?}"
+    );
+    assert!(errors[0].contains("hint:"), "{errors:?}");
+}
+
+#[test]
+fn a_certificate_without_a_tls_listener_is_an_error() {
+    let text = format!("{MINIMAL}certificate = \"/c.pem\"\nkey = \"/k.pem\"\n");
+    let errors = errors(&text);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with(
+            "/etc/graced/t.toml:7:15: this site has a certificate, but no [[listen]] has tls = true"
+        ),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn https_redirect_needs_a_tls_listener_and_hsts_a_certificate() {
+    let text = format!("{MINIMAL}https_redirect = true\nhsts = \"max-age=60\"\n");
+    let errors = errors(&text);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0]
+            .starts_with("/etc/graced/t.toml:7:18: https_redirect = true, but no [[listen]] has tls = true"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].starts_with("/etc/graced/t.toml:8:8: hsts is set on a site without a certificate"),
+        "{errors:?}"
+    );
+    // Off is off: no problem.
+    parse(&format!("{MINIMAL}https_redirect = false\nhsts = false\n")).unwrap();
+}
+
+#[test]
+fn credential_names_are_checked_where_written() {
+    let text = format!(
+        "{MINIMAL}{TLS_LISTEN}[[site]]\nhosts = [\"a.example\"]\nroot = \"/\"\ncertificate = \"credential:a/b\"\nkey = \"credential:\"\n"
+    );
+    let errors = errors(&text);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].starts_with("/etc/graced/t.toml:15:15: credential name \"a/b\" contains '/'"),
+        "{errors:?}"
+    );
+    assert!(errors[1].starts_with("/etc/graced/t.toml:16:7: credential name \"\" is empty"), "{errors:?}");
+    assert!(errors.iter().all(|e| e.contains("LoadCredential=")), "{errors:?}");
+}
+
+#[test]
+fn tls_problems_come_with_the_others_at_once() {
+    let text = format!("{MINIMAL}hsts = true\n{TLS_LISTEN}[limits]\nmax_headers = 1\n");
+    let errors = errors(&text);
+    assert_eq!(errors.len(), 3, "{errors:?}");
+}

@@ -1,0 +1,86 @@
+//! The supervisor's TLS: the process-long [`TlsState`] (resumption across reloads), the
+//! credentials directory, each generation's certificates and the expiry warning.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use graced_config::Config;
+use graced_http::Generation;
+use graced_tls::{Credentials, Expiries, TlsErrors, TlsState};
+
+use crate::logging::message_id;
+
+/// Kept for the process lifetime: a graceful reload *and* a hard restart (HUP) keep the
+/// ticketer and session cache, so clients resume across both; keys rotate on the
+/// ticketer's own schedule. Only a new process starts afresh.
+pub(super) struct Certificates {
+    state: TlsState,
+    credentials: Credentials,
+    /// The serving generation's certificates (empty without TLS).
+    current: Expiries,
+    warning: Duration,
+}
+
+/// One generation's TLS, prepared before anything changes (`None`: no TLS listener).
+pub(super) struct Prepared(Option<graced_tls::Prepared>);
+
+impl Prepared {
+    /// `generation` with this TLS for its TLS listeners' handshakes.
+    pub(super) fn apply(&self, generation: Generation) -> Generation {
+        match &self.0 {
+            Some(tls) => generation.with_tls(tls.server_config.clone()),
+            None => generation,
+        }
+    }
+}
+
+impl Certificates {
+    /// `credentials`: `$CREDENTIALS_DIRECTORY`, read at the edge.
+    pub(super) fn new(credentials: Option<PathBuf>) -> Result<Certificates, TlsErrors> {
+        Ok(Certificates {
+            state: TlsState::new()?,
+            credentials: Credentials::new(credentials),
+            current: Expiries::default(),
+            warning: Duration::ZERO,
+        })
+    }
+
+    /// Reads and checks `config`'s certificates and builds its `ServerConfig`.
+    pub(super) fn prepare(&self, config: &Config) -> Result<Prepared, TlsErrors> {
+        Ok(Prepared(self.state.load(config, &self.credentials, SystemTime::now())?))
+    }
+
+    /// `prepared` now serves; warns about certificates that expire soon.
+    pub(super) fn install(&mut self, prepared: Prepared, config: &Config) {
+        self.current = prepared.0.map(|p| p.certificates).unwrap_or_default();
+        self.warning = config.tls.expiry_warning;
+        self.warn_expiring();
+    }
+
+    /// The nearest expiry for STATUS= and `-k status` (empty without TLS).
+    pub(super) fn note(&self) -> String {
+        let now = SystemTime::now();
+        match self.current.nearest() {
+            None => String::new(),
+            Some(c) if c.remaining(now) < self.warning => {
+                format!("; WARNING: certificate {}", c.describe(now))
+            }
+            Some(c) => format!("; certificate {}", c.describe(now)),
+        }
+    }
+
+    /// A journal warning for each certificate within `[tls] expiry_warning`.
+    pub(super) fn warn_expiring(&self) {
+        let now = SystemTime::now();
+        for c in self.current.within(self.warning, now) {
+            tracing::warn!(
+                message_id = message_id::CERTIFICATE_EXPIRING,
+                site = %c.site,
+                certificate = %c.name,
+                not_after = %humantime::format_rfc3339_seconds(c.not_after),
+                "certificate of {}: renew it, then reload (`graced -k graceful`)",
+                c.describe(now)
+            );
+        }
+    }
+}
