@@ -16,6 +16,7 @@ mod activation;
 mod config_check;
 mod dbus;
 mod http;
+mod https;
 mod lifecycle;
 mod pidfile;
 mod smoke;

@@ -115,10 +115,12 @@ impl Server {
     }
 
     /// Starts accepting on the listening socket `socket`, called `name` (a duplicate of its
-    /// fd; the caller keeps the original). When the current generation's listener called
-    /// `name` says `tls = true`, connections start with a TLS handshake with the
-    /// `ServerConfig` of the generation current at accept time; without one in the current
-    /// generation this fails (the supervisor always installs one with a TLS listener).
+    /// fd; the caller keeps the original). Whether a connection starts with a TLS handshake
+    /// is decided when it is accepted, by the listener called `name` in the generation
+    /// current then (`tls = true`), whose `ServerConfig` the handshake takes — so a reload
+    /// may start the loop before it installs the generation that adds the listener. When
+    /// the current generation says `tls` for `name` but has no `ServerConfig`, this fails
+    /// (the supervisor always installs one with a TLS listener).
     pub fn start_accepting(&mut self, name: &str, socket: BorrowedFd<'_>) -> io::Result<()> {
         let generation = self.current();
         let tls = generation.config.listeners.iter().any(|l| l.name == name && l.tls);
@@ -138,8 +140,7 @@ impl Server {
         let stop = CancellationToken::new();
         let shared = self.shared.clone();
         let limit = self.connection_limit.clone();
-        let task =
-            tokio::spawn(accept_loop(tokio_listener, name.to_owned(), tls, shared, limit, stop.clone()));
+        let task = tokio::spawn(accept_loop(tokio_listener, name.to_owned(), shared, limit, stop.clone()));
         if let Some(old) = self.accept_loops.insert(name.to_owned(), AcceptLoop { stop, task }) {
             self.stopping.push(old.stop());
         }
@@ -231,12 +232,13 @@ impl Server {
 async fn accept_loop(
     listener: AnyListener,
     name: String,
-    tls: bool,
     shared: Arc<Shared>,
     limit: Arc<Semaphore>,
     stop: CancellationToken,
 ) {
     let mut last_warning: Option<tokio::time::Instant> = None;
+    // Whether the listener is TLS, as the generation with this id says.
+    let mut tls_in: (u64, bool) = (u64::MAX, false);
     loop {
         // At the connection limit new connections wait in the kernel's backlog.
         // `biased`: once told to stop, never accept again, even with connections queued.
@@ -252,6 +254,14 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, remote)) => {
+                let tls = {
+                    let generation = shared.current();
+                    if generation.id != tls_in.0 {
+                        let tls = generation.config.listeners.iter().any(|l| l.name == name && l.tls);
+                        tls_in = (generation.id, tls);
+                    }
+                    tls_in.1
+                };
                 // Subscribed before the task first runs, so an abort right now reaches it.
                 let orders = shared.subscribe();
                 let conn_shared = shared.clone();
