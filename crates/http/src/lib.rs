@@ -1,6 +1,7 @@
 //! graced's static-file HTTP server: accept loops over listeners the caller owns, HTTP/1.1
 //! through hyper, a configuration *generation* per request, files opened below their root with
-//! `openat2(RESOLVE_BENEATH)` and sent with `sendfile(2)`.
+//! `openat2(RESOLVE_BENEATH)` and sent with `sendfile(2)` — or, on a TLS listener (rustls,
+//! with the `ServerConfig` the caller puts in each generation), encrypted a chunk at a time.
 //!
 //! It is driven with plain calls — [`Server::install`] (a reload),
 //! [`Server::abort_connections`] (a stop or a hard restart), [`Server::begin_drain`] and
