@@ -76,9 +76,18 @@ fn run(cli: Cli, inherited: Inherited) -> anyhow::Result<u8> {
         (_, Some(lifecycle::Command::Reload | lifecycle::Command::Restart)) if cli.signalled => {
             Some(client::await_reload(&pid_path, cli.timeout).context("-k … --signalled")?)
         }
-        (_, Some(command)) => Some(
-            client::send(&pid_path, command, cli.wait_for()).with_context(|| format!("-k {command:?}"))?,
-        ),
+        (_, Some(command)) => {
+            let files = match (&config, command) {
+                (Some(config), lifecycle::Command::Reload | lifecycle::Command::Restart) => {
+                    graced::handover::files_for(config)
+                }
+                _ => Vec::new(),
+            };
+            Some(
+                client::send_with_files(&pid_path, command, cli.wait_for(), files)
+                    .with_context(|| format!("-k {command:?}"))?,
+            )
+        }
         _ => None,
     };
     if let Some(outcome) = outcome {
@@ -130,7 +139,7 @@ fn check_certificates(config: &Config) -> Option<u8> {
     let now = std::time::SystemTime::now();
     let loaded = graced_tls::TlsState::new()
         .map_err(graced_tls::TlsErrors::from)
-        .and_then(|state| state.load(config, &credentials, now));
+        .and_then(|state| state.load(config, &credentials, &graced_tls::Handed::default(), now));
     match loaded {
         Ok(prepared) => {
             for c in prepared.iter().flat_map(|p| p.certificates.within(config.tls.expiry_warning, now)) {

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use graced_config::Config;
 use graced_http::Generation;
-use graced_tls::{Credentials, Expiries, TlsErrors, TlsState};
+use graced_tls::{Credentials, Expiries, Handed, TlsErrors, TlsState};
 
 use crate::logging::message_id;
 
@@ -45,9 +45,10 @@ impl Certificates {
         })
     }
 
-    /// Reads and checks `config`'s certificates and builds its `ServerConfig`.
-    pub(super) fn prepare(&self, config: &Config) -> Result<Prepared, TlsErrors> {
-        Ok(Prepared(self.state.load(config, &self.credentials, SystemTime::now())?))
+    /// Reads (files `handed` over by the reload's caller first) and checks `config`'s
+    /// certificates and builds its `ServerConfig`.
+    pub(super) fn prepare(&self, config: &Config, handed: &Handed) -> Result<Prepared, TlsErrors> {
+        Ok(Prepared(self.state.load(config, &self.credentials, handed, SystemTime::now())?))
     }
 
     /// `prepared` now serves; warns about certificates that expire soon.

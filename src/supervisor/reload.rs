@@ -1,5 +1,6 @@
 //! USR1 (graceful) and HUP (hard): prepare everything that can fail, then switch generations; a failure changes nothing.
 
+use std::fs::File;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -8,8 +9,10 @@ use graced_config::{Config, ListenAddress};
 use graced_http::Generation;
 use graced_http::access_log::AccessLogSink;
 use graced_lifecycle::command::ReloadKind;
+use graced_lifecycle::handover::HandedFile;
 use graced_lifecycle::listener::Listener;
 use graced_lifecycle::reload::ReloadOutcome;
+use graced_tls::Handed;
 
 use super::certificates::Prepared;
 use super::error::ReloadError;
@@ -20,12 +23,13 @@ use crate::logging::message_id;
 
 impl Supervisor {
     /// A graceful reload or a hard restart. A configuration that does not validate
-    /// changes nothing: the current generation keeps serving.
-    pub(super) fn reload(&mut self, kind: ReloadKind) -> ReloadOutcome<ReloadError> {
+    /// changes nothing: the current generation keeps serving. `files`: certificates and
+    /// keys the caller opened (as root) and handed over; they are read instead of their paths.
+    pub(super) fn reload(&mut self, kind: ReloadKind, files: Vec<HandedFile>) -> ReloadOutcome<ReloadError> {
         let what = kind.verb();
         let doing = format!("rereading {}", self.config.source.display_name());
         self.generations.begin(&self.notifier, kind, &doing);
-        match self.prepare() {
+        match self.prepare(files) {
             Ok((config, generation, tls)) => {
                 let id = generation.id;
                 if kind == ReloadKind::Hard {
@@ -72,9 +76,14 @@ impl Supervisor {
     }
 
     /// Everything that can fail, done before anything changes.
-    fn prepare(&mut self) -> Result<(Config, Generation, Prepared), ReloadError> {
+    fn prepare(&mut self, files: Vec<HandedFile>) -> Result<(Config, Generation, Prepared), ReloadError> {
         let config = self.config.reload()?;
-        let tls = self.certificates.prepare(&config).map_err(ReloadError::Tls)?;
+        let handed =
+            Handed::new(files.into_iter().map(|f| (f.label, File::from(f.fd)))).map_err(ReloadError::Tls)?;
+        if !handed.is_empty() {
+            tracing::debug!(files = handed.len(), "certificate and key files handed over with the request");
+        }
+        let tls = self.certificates.prepare(&config, &handed).map_err(ReloadError::Tls)?;
         let access_log = AccessLogSink::open(&config.server.access_log, crate::logging::journal_connected())
             .map_err(ReloadError::AccessLog)?;
         self.update_listeners(&config)?;

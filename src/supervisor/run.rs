@@ -4,6 +4,7 @@ use std::os::fd::AsFd;
 use std::time::Duration;
 
 use graced_lifecycle::command::{Command, ReloadKind, Reply, Request};
+use graced_lifecycle::handover::HandedFile;
 use graced_lifecycle::inbox::{Asked, Inbox};
 use graced_lifecycle::notify;
 use graced_lifecycle::reload::{self, ReloadOutcome};
@@ -89,14 +90,15 @@ impl Supervisor {
         );
         let exit = loop {
             tokio::select! {
-                asked = inbox.next() => {
+                mut asked = inbox.next() => {
                     if let Asked::Signal(entry) = &asked {
                         tracing::debug!(signal = entry.name, command = ?entry.command, "signal received");
                     }
+                    let files = asked.take_files();
                     let handled = match asked.request() {
                         Request::Status => Handled { answer: Answer::Status(self.status_line()), exit: None },
                         Request::AwaitReload => self.await_reload(inbox.signals()).await,
-                        Request::Command(command) => self.command(command),
+                        Request::Command(command) => self.command(command, files),
                     };
                     asked.answer(handled.answer.into_reply());
                     if let Some(exit) = handled.exit { break exit; }
@@ -137,10 +139,10 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Carries out `command`.
-    fn command(&mut self, command: Command) -> Handled {
+    /// Carries out `command`; `files` came with it (a root caller's open certificates and keys).
+    fn command(&mut self, command: Command, files: Vec<HandedFile>) -> Handled {
         match ReloadKind::of(command) {
-            Some(kind) => Handled { answer: Answer::Reload(Some(self.reload(kind))), exit: None },
+            Some(kind) => Handled { answer: Answer::Reload(Some(self.reload(kind, files))), exit: None },
             None => {
                 let exit = if command == Command::Stop { Exit::Stop } else { Exit::GracefulStop };
                 Handled { answer: Answer::Stopping(exit), exit: Some(exit) }
@@ -156,7 +158,7 @@ impl Supervisor {
     /// under socket activation, an access log that cannot be opened).
     async fn await_reload(&mut self, signals: &mut Signals) -> Handled {
         while let Some(entry) = signals.pending().await {
-            if let Some(exit) = self.command(entry.command).exit {
+            if let Some(exit) = self.command(entry.command, Vec::new()).exit {
                 return Handled { answer: Answer::Interrupted, exit: Some(exit) };
             }
         }

@@ -24,7 +24,7 @@ use crate::logging::{LogHandle, message_id};
 pub fn serve(config: Config, inherited: Inherited, log: LogHandle) -> Result<(), LifecycleError> {
     // Certificates first: a broken key must fail the start before anything is taken.
     let mut certificates = Certificates::new(credentials_directory()).map_err(LifecycleError::Tls)?;
-    let tls = certificates.prepare(&config).map_err(LifecycleError::Tls)?;
+    let tls = certificates.prepare(&config, &graced_tls::Handed::default()).map_err(LifecycleError::Tls)?;
     let pid_path = pid_file_path(&config);
     let pidfile = PidFile::acquire(&pid_path)?;
     if let Some(stale) = pidfile.stale_pid() {

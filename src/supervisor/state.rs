@@ -69,7 +69,8 @@ impl Supervisor {
     pub(super) fn status_line(&self) -> String {
         let status = self.server.status();
         format!(
-            "pid={} generation={} connections={} requests={} bytes={} reloads={} failed_reloads={}{}{}",
+            "pid={} generation={} connections={} requests={} bytes={} reloads={} failed_reloads={} \
+             tls_failed_handshakes={} tls_handshake_timeouts={} tls_plaintext_requests={}{}{}",
             std::process::id(),
             status.generation,
             status.connections,
@@ -77,6 +78,9 @@ impl Supervisor {
             status.bytes,
             status.reloads,
             status.failed_reloads,
+            status.tls_failed_handshakes,
+            status.tls_handshake_timeouts,
+            status.tls_plaintext_requests,
             status.finishing.iter().map(|(g, n)| format!(" G{g}={n}")).collect::<String>(),
             self.certificates.note()
         )

@@ -209,6 +209,24 @@ pub enum Secret {
     Credential(String),
 }
 
+impl Secret {
+    /// The credential name under which the generated units pass a file to the service
+    /// (`LoadCredential=NAME:PATH`) and under which graced finds systemd's copy when it
+    /// may not read `path` itself: the path without its leading `/`, each character other
+    /// than an ASCII letter, digit, `.`, `-` or `_` written as `_`
+    /// (`/etc/ssl/private/example.key` → `etc_ssl_private_example.key`). `None` when the
+    /// name would be longer than systemd allows (255).
+    pub fn file_credential_name(path: &std::path::Path) -> Option<String> {
+        let text = path.to_string_lossy();
+        let name: String = text
+            .trim_start_matches('/')
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
+            .collect();
+        (!name.is_empty() && name != "." && name != ".." && name.len() <= 255).then_some(name)
+    }
+}
+
 /// The `[tls]` table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tls {

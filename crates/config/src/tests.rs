@@ -316,3 +316,22 @@ fn tls_problems_come_with_the_others_at_once() {
     let errors = errors(&text);
     assert_eq!(errors.len(), 3, "{errors:?}");
 }
+
+#[test]
+fn file_credential_names_are_valid_systemd_names() {
+    use std::path::Path;
+    assert_eq!(
+        Secret::file_credential_name(Path::new("/etc/ssl/private/example.key")).as_deref(),
+        Some("etc_ssl_private_example.key")
+    );
+    assert_eq!(
+        Secret::file_credential_name(Path::new("/etc/letsencrypt/live/a b:c%d/privkey.pem")).as_deref(),
+        Some("etc_letsencrypt_live_a_b_c_d_privkey.pem")
+    );
+    assert_eq!(Secret::file_credential_name(Path::new("/")), None);
+    assert_eq!(Secret::file_credential_name(Path::new(&format!("/{}", "n".repeat(256)))), None);
+    for path in ["/etc/x.pem", "/srv/ÿ/k", "/a/.."] {
+        let name = Secret::file_credential_name(Path::new(path)).unwrap();
+        assert_eq!(crate::tls_rules::credential_name_problem(&name), None, "{path} → {name}");
+    }
+}

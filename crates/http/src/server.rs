@@ -66,6 +66,15 @@ impl std::fmt::Display for Status {
         for (id, n) in &self.finishing {
             write!(f, "; G{id} finishing {n}")?;
         }
+        // Shown once something went wrong on a TLS port: a port scan or a broken client is
+        // visible in `systemctl status` without reading the journal.
+        if self.tls_failed_handshakes + self.tls_handshake_timeouts + self.tls_plaintext_requests > 0 {
+            write!(
+                f,
+                "; TLS: {} failed handshakes, {} timed out, {} plaintext requests",
+                self.tls_failed_handshakes, self.tls_handshake_timeouts, self.tls_plaintext_requests
+            )?;
+        }
         Ok(())
     }
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::command::{Command, Request};
 use crate::control;
+use crate::handover::HandedFile;
 use crate::pidfile::{self, Probe, ProcessInfo};
 use crate::signal::signal_for;
 
@@ -75,8 +76,22 @@ impl Outcome {
     }
 }
 
+/// How long a reload that hands over files waits for its answer without `--wait`.
+const HANDOVER_TIMEOUT: Duration = Duration::from_secs(90);
+
 /// Sends `command` to the server whose pid file is `pid_path`.
 pub fn send(pid_path: &Path, command: Command, wait: Wait) -> Result<Outcome, ClientError> {
+    send_with_files(pid_path, command, wait, Vec::new())
+}
+
+/// [`send`], passing `files` with a reload or restart: they go over the control socket
+/// (a signal cannot carry them), so the answer is awaited even without `--wait`.
+pub fn send_with_files(
+    pid_path: &Path,
+    command: Command,
+    wait: Wait,
+    files: Vec<HandedFile>,
+) -> Result<Outcome, ClientError> {
     let holder = match pidfile::probe(pid_path)? {
         Probe::Absent => {
             return Ok(Outcome::NotRunning(format!("not running: no pid file at {}", pid_path.display())));
@@ -100,10 +115,14 @@ pub fn send(pid_path: &Path, command: Command, wait: Wait) -> Result<Outcome, Cl
             holder
         }
     };
-    if let Wait::UpTo(timeout) = wait
-        && matches!(command, Command::Reload | Command::Restart)
-    {
-        return ask(pid_path, holder, Request::Command(command), timeout);
+    if matches!(command, Command::Reload | Command::Restart) {
+        match wait {
+            Wait::UpTo(timeout) => return ask(pid_path, holder, Request::Command(command), &files, timeout),
+            Wait::No if !files.is_empty() => {
+                return ask(pid_path, holder, Request::Command(command), &files, HANDOVER_TIMEOUT);
+            }
+            Wait::No => {}
+        }
     }
     // Pin the process, then make sure it still holds the lock: a PID freed and reused
     // between the probe and the pin cannot hold our lock.
@@ -141,9 +160,15 @@ pub fn send(pid_path: &Path, command: Command, wait: Wait) -> Result<Outcome, Cl
     }
 }
 
-fn ask(pid_path: &Path, holder: u32, request: Request, timeout: Duration) -> Result<Outcome, ClientError> {
+fn ask(
+    pid_path: &Path,
+    holder: u32,
+    request: Request,
+    files: &[HandedFile],
+    timeout: Duration,
+) -> Result<Outcome, ClientError> {
     let path = control::socket_path(pid_path);
-    let control::Response { server_pid: peer, reply } = control::request(&path, request, timeout)
+    let control::Response { server_pid: peer, reply } = control::request(&path, request, files, timeout)
         .map_err(|source| ClientError::Control { path: path.clone(), source })?;
     if peer != holder {
         return Err(ClientError::Control {
@@ -163,7 +188,7 @@ fn ask(pid_path: &Path, holder: u32, request: Request, timeout: Duration) -> Res
 /// runs under `Type=notify-reload`, after systemd sent `ReloadSignal=`).
 pub fn await_reload(pid_path: &Path, timeout: Duration) -> Result<Outcome, ClientError> {
     match pidfile::probe(pid_path)? {
-        Probe::Running { holder, .. } => ask(pid_path, holder, Request::AwaitReload, timeout),
+        Probe::Running { holder, .. } => ask(pid_path, holder, Request::AwaitReload, &[], timeout),
         Probe::Absent | Probe::Stale { .. } => Ok(Outcome::NotRunning("not running".into())),
     }
 }
@@ -171,7 +196,7 @@ pub fn await_reload(pid_path: &Path, timeout: Duration) -> Result<Outcome, Clien
 /// Asks the running server for its status line.
 pub fn status(pid_path: &Path, timeout: Duration) -> Result<Outcome, ClientError> {
     match pidfile::probe(pid_path)? {
-        Probe::Running { holder, .. } => ask(pid_path, holder, Request::Status, timeout),
+        Probe::Running { holder, .. } => ask(pid_path, holder, Request::Status, &[], timeout),
         Probe::Absent | Probe::Stale { .. } => Ok(Outcome::NotRunning("not running".into())),
     }
 }

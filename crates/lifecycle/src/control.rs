@@ -5,23 +5,28 @@
 //! is one request line (`graceful`, `restart`, `status`, `stop`, `graceful-stop`,
 //! `await-reload`; see [`Request`])
 //! and one reply that ends with EOF: `ok <text>` or `error <text>` (text may span
-//! lines). It is synchronous: the reply *is* the result, so nothing polls.
+//! lines). It is synchronous: the reply *is* the result, so nothing polls. A request may
+//! carry open files ([`handover`](crate::handover)): how a root client passes what the
+//! server's user may not open.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::net::UnixListener;
 use tokio::sync::{mpsc, oneshot};
 
 pub use crate::command::{Reply, Request};
+use crate::handover::{self, HandedFile};
 
 /// A request waiting for the server's loop to answer it.
 #[derive(Debug)]
 pub struct Pending {
     pub request: Request,
+    /// Files the client opened and passed with the request (usually none).
+    pub files: Vec<HandedFile>,
     responder: oneshot::Sender<Reply>,
 }
 
@@ -62,23 +67,22 @@ pub fn serve(path: &Path, requests: mpsc::Sender<Pending>) -> io::Result<()> {
                 .unwrap_or(false);
             let requests = requests.clone();
             tokio::spawn(async move {
-                let (read, mut write) = stream.into_split();
                 let reply = if allowed {
-                    let mut line = String::new();
-                    let mut reader = BufReader::new(read);
-                    match tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await {
-                        Ok(Ok(_)) => match line.parse::<Request>() {
+                    match tokio::time::timeout(Duration::from_secs(5), handover::receive(&stream)).await {
+                        Ok(Ok(received)) => match received.line.parse::<Request>() {
                             Ok(request) => {
                                 let (responder, rx) = oneshot::channel();
-                                if requests.send(Pending { request, responder }).await.is_err() {
+                                let pending = Pending { request, files: received.files, responder };
+                                if requests.send(pending).await.is_err() {
                                     Err("the server is shutting down".to_owned())
                                 } else {
                                     rx.await.unwrap_or_else(|_| Err("the server is shutting down".to_owned()))
                                 }
                             }
-                            Err(_) => Err(format!("unknown request {:?}", line.trim())),
+                            Err(_) => Err(format!("unknown request {:?}", received.line.trim())),
                         },
-                        _ => Err("no request received".to_owned()),
+                        Ok(Err(err)) => Err(format!("no request received: {err}")),
+                        Err(_) => Err("no request received within 5s".to_owned()),
                     }
                 } else {
                     Err("permission denied: only root and the server's user may use the control socket"
@@ -88,19 +92,26 @@ pub fn serve(path: &Path, requests: mpsc::Sender<Pending>) -> io::Result<()> {
                     Ok(text) => format!("ok {text}\n"),
                     Err(text) => format!("error {text}\n"),
                 };
-                let _ = write.write_all(text.as_bytes()).await;
+                let mut stream = stream;
+                let _ = stream.write_all(text.as_bytes()).await;
             });
         }
     });
     Ok(())
 }
 
-/// Sends `request` and waits up to `timeout` for the reply.
-pub fn request(path: &Path, request: Request, timeout: Duration) -> io::Result<Response> {
+/// Sends `request` with `files` (usually none) and waits up to `timeout` for the reply.
+pub fn request(
+    path: &Path,
+    request: Request,
+    files: &[HandedFile],
+    timeout: Duration,
+) -> io::Result<Response> {
     let mut stream = std::os::unix::net::UnixStream::connect(path)?;
     let peer = rustix::net::sockopt::socket_peercred(stream.as_fd())?.pid.as_raw_nonzero().get() as u32;
     stream.set_read_timeout(Some(timeout))?;
-    stream.write_all(format!("{}\n", request.as_str()).as_bytes())?;
+    stream.set_write_timeout(Some(timeout))?;
+    handover::send(stream.as_fd(), request.as_str(), files)?;
     let mut text = String::new();
     stream.read_to_string(&mut text).map_err(|err| {
         if err.kind() == io::ErrorKind::WouldBlock {

@@ -7,6 +7,7 @@ use tokio::sync::mpsc;
 
 use crate::command::Request;
 use crate::control::{self, Pending, Reply};
+use crate::handover::HandedFile;
 use crate::signal::{SignalEntry, Signals};
 
 /// Why the inbox could not be opened.
@@ -37,6 +38,14 @@ impl Asked {
         match self {
             Asked::Signal(entry) => Request::Command(entry.command),
             Asked::Control(pending) => pending.request,
+        }
+    }
+
+    /// The files a control client passed with its request (a signal carries none).
+    pub fn take_files(&mut self) -> Vec<HandedFile> {
+        match self {
+            Asked::Signal(_) => Vec::new(),
+            Asked::Control(pending) => std::mem::take(&mut pending.files),
         }
     }
 

@@ -16,6 +16,7 @@
 //! * Bottom — import no other module, may be imported by all:
 //!   * [`command`]: what a server can be asked ([`Command`], [`Request`], [`ReloadKind`]).
 //!   * [`listener`]: listening sockets by name, bound or adopted.
+//!   * [`handover`]: open files passed with a control request (SCM_RIGHTS).
 //! * Leaves — import only bottom modules, never each other:
 //!   * [`signal`]: the one table from signals to commands.
 //!   * [`notify`]: sd_notify datagrams and fds for systemd's fd store.
@@ -42,6 +43,7 @@ pub mod activation;
 pub mod client;
 pub mod command;
 pub mod control;
+pub mod handover;
 pub mod inbox;
 pub mod listener;
 pub mod notify;

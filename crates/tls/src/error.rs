@@ -14,6 +14,14 @@ pub enum TlsError {
         source: std::io::Error,
     },
     #[error(
+        "{name}: graced's user may not read it; run graced under the units `graced unit` writes (they \
+         pass it as credential {credential} at start, and `systemctl reload` hands a renewed file over), \
+         or let graced's user read it"
+    )]
+    PermissionDenied { name: String, credential: String },
+    #[error("{label}: a file handed over with a reload must be a regular file named by an absolute path")]
+    Handed { label: String },
+    #[error(
         "credential {credential:?}: no credentials directory ($CREDENTIALS_DIRECTORY is not set); run \
          graced under systemd with LoadCredential={credential}:/path/to/file, or use a file path"
     )]

@@ -13,7 +13,7 @@ use crate::expiry::{CertificateInfo, Expiries};
 use crate::policy;
 use crate::resolver::SniResolver;
 use crate::site;
-use crate::source::{Credentials, Material};
+use crate::source::{Credentials, Handed, Material};
 
 /// Sessions the server remembers by id (TLS 1.2 without tickets; ~13 KiB would be a
 /// full session, an entry here is far smaller).
@@ -47,18 +47,19 @@ impl TlsState {
         Ok(TlsState { ticketer, sessions: ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES) })
     }
 
-    /// Reads and checks every certificate of `config` and builds its `ServerConfig`;
-    /// `Ok(None)` when no listener is TLS.
+    /// Reads (files in `handed` first) and checks every certificate of `config` and
+    /// builds its `ServerConfig`; `Ok(None)` when no listener is TLS.
     pub fn load(
         &self,
         config: &Config,
         credentials: &Credentials,
+        handed: &Handed,
         now: SystemTime,
     ) -> Result<Option<Prepared>, TlsErrors> {
         if !config.listeners.iter().any(|l| l.tls) {
             return Ok(None);
         }
-        let material = Material::read(config, credentials)?;
+        let material = Material::read(config, credentials, handed)?;
         self.prepare(config, &material, now).map(Some)
     }
 

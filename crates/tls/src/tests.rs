@@ -14,7 +14,7 @@ use rustls::{
     ClientConfig, ClientConnection, DigitallySignedStruct, HandshakeKind, ServerConnection, SignatureScheme,
 };
 
-use crate::{Credentials, TlsError, TlsState};
+use crate::{Credentials, Handed, TlsError, TlsState};
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -91,13 +91,20 @@ impl Setup {
 }
 
 fn load(state: &TlsState, config: &Config) -> Arc<rustls::ServerConfig> {
-    state.load(config, &Credentials::default(), SystemTime::now()).unwrap().unwrap().server_config
+    state
+        .load(config, &Credentials::default(), &Handed::default(), SystemTime::now())
+        .unwrap()
+        .unwrap()
+        .server_config
 }
 
 fn error(setup: &Setup, sites: &[(&[&str], Option<&str>)]) -> TlsError {
     let config = setup.config(sites);
-    let mut errors =
-        TlsState::new().unwrap().load(&config, &Credentials::default(), SystemTime::now()).unwrap_err().0;
+    let mut errors = TlsState::new()
+        .unwrap()
+        .load(&config, &Credentials::default(), &Handed::default(), SystemTime::now())
+        .unwrap_err()
+        .0;
     assert_eq!(errors.len(), 1, "{errors:?}");
     errors.pop().unwrap()
 }
@@ -150,30 +157,42 @@ fn client(versions: &[&'static rustls::SupportedProtocolVersion]) -> Arc<ClientC
     Arc::new(config)
 }
 
+/// One round trip in memory: the client's pending records to the server, then back.
+fn pump(c: &mut ClientConnection, s: &mut ServerConnection) {
+    let mut buf = Vec::new();
+    while c.wants_write() {
+        c.write_tls(&mut buf).unwrap();
+    }
+    let mut rd = &buf[..];
+    while !rd.is_empty() {
+        s.read_tls(&mut rd).unwrap();
+        s.process_new_packets().unwrap();
+    }
+    let mut buf = Vec::new();
+    while s.wants_write() {
+        s.write_tls(&mut buf).unwrap();
+    }
+    let mut rd = &buf[..];
+    while !rd.is_empty() {
+        c.read_tls(&mut rd).unwrap();
+        c.process_new_packets().unwrap();
+    }
+}
+
+fn pair(
+    client: &Arc<ClientConfig>,
+    server: &Arc<rustls::ServerConfig>,
+    name: &str,
+) -> (ClientConnection, ServerConnection) {
+    let name = ServerName::try_from(name.to_owned()).unwrap();
+    (ClientConnection::new(client.clone(), name).unwrap(), ServerConnection::new(server.clone()).unwrap())
+}
+
 /// Runs one handshake in memory; `name` an IP address sends no SNI. Returns the server side.
 fn handshake(client: &Arc<ClientConfig>, server: &Arc<rustls::ServerConfig>, name: &str) -> ServerConnection {
-    let name = ServerName::try_from(name.to_owned()).unwrap();
-    let mut c = ClientConnection::new(client.clone(), name).unwrap();
-    let mut s = ServerConnection::new(server.clone()).unwrap();
+    let (mut c, mut s) = pair(client, server, name);
     for _ in 0..20 {
-        let mut buf = Vec::new();
-        while c.wants_write() {
-            c.write_tls(&mut buf).unwrap();
-        }
-        let mut rd = &buf[..];
-        while !rd.is_empty() {
-            s.read_tls(&mut rd).unwrap();
-            s.process_new_packets().unwrap();
-        }
-        let mut buf = Vec::new();
-        while s.wants_write() {
-            s.write_tls(&mut buf).unwrap();
-        }
-        let mut rd = &buf[..];
-        while !rd.is_empty() {
-            c.read_tls(&mut rd).unwrap();
-            c.process_new_packets().unwrap();
-        }
+        pump(&mut c, &mut s);
         if !c.is_handshaking() && !s.is_handshaking() && !c.wants_write() && !s.wants_write() {
             assert_eq!(s.alpn_protocol(), Some(&b"http/1.1"[..]));
             return s;
@@ -188,33 +207,9 @@ fn served(
     server: &Arc<rustls::ServerConfig>,
     name: &str,
 ) -> CertificateDer<'static> {
-    let mut c =
-        ClientConnection::new(client.clone(), ServerName::try_from(name.to_owned()).unwrap()).unwrap();
-    let _ = &mut c;
-    drop(c);
-    // The server's chain is what the client saw: replay through a fresh pair.
-    let name = ServerName::try_from(name.to_owned()).unwrap();
-    let mut c = ClientConnection::new(client.clone(), name).unwrap();
-    let mut s = ServerConnection::new(server.clone()).unwrap();
+    let (mut c, mut s) = pair(client, server, name);
     for _ in 0..20 {
-        let mut buf = Vec::new();
-        while c.wants_write() {
-            c.write_tls(&mut buf).unwrap();
-        }
-        let mut rd = &buf[..];
-        while !rd.is_empty() {
-            s.read_tls(&mut rd).unwrap();
-            s.process_new_packets().unwrap();
-        }
-        let mut buf = Vec::new();
-        while s.wants_write() {
-            s.write_tls(&mut buf).unwrap();
-        }
-        let mut rd = &buf[..];
-        while !rd.is_empty() {
-            c.read_tls(&mut rd).unwrap();
-            c.process_new_packets().unwrap();
-        }
+        pump(&mut c, &mut s);
         if let Some(chain) = c.peer_certificates() {
             return chain[0].clone().into_owned();
         }
@@ -308,7 +303,8 @@ fn each_broken_certificate_is_an_error_naming_its_file() {
     // A default site without hosts has no coverage check; every broken site is reported.
     let config =
         setup.config(&[(&[], Some("good")), (&["x.test"], Some("expired")), (&["y.test"], Some("future"))]);
-    let errors = TlsState::new().unwrap().load(&config, &Credentials::default(), now).unwrap_err();
+    let errors =
+        TlsState::new().unwrap().load(&config, &Credentials::default(), &Handed::default(), now).unwrap_err();
     assert_eq!(errors.0.len(), 2, "{errors}");
 }
 
@@ -355,17 +351,21 @@ fn credentials_are_read_from_the_directory_given() {
     let config =
         Config::from_toml_with(Source::File(setup.path("g.toml")), text, Checks::WithoutFilesystem).unwrap();
     let state = TlsState::new().unwrap();
-    let prepared =
-        state.load(&config, &Credentials::new(Some(creds.clone())), SystemTime::now()).unwrap().unwrap();
+    let prepared = state
+        .load(&config, &Credentials::new(Some(creds.clone())), &Handed::default(), SystemTime::now())
+        .unwrap()
+        .unwrap();
     assert_eq!(
         prepared.certificates.0[0].name,
         format!("credential site.pem ({})", creds.join("site.pem").display())
     );
-    let errors = state.load(&config, &Credentials::new(None), SystemTime::now()).unwrap_err();
+    let errors =
+        state.load(&config, &Credentials::new(None), &Handed::default(), SystemTime::now()).unwrap_err();
     assert!(matches!(errors.0[0], TlsError::NoCredentialsDirectory { .. }), "{errors}");
     assert!(errors.to_string().contains("LoadCredential=site.pem:"), "{errors}");
-    let errors =
-        state.load(&config, &Credentials::new(Some(setup.path("nowhere"))), SystemTime::now()).unwrap_err();
+    let errors = state
+        .load(&config, &Credentials::new(Some(setup.path("nowhere"))), &Handed::default(), SystemTime::now())
+        .unwrap_err();
     assert!(errors.to_string().contains("credential site.key ("), "{errors}");
 }
 
@@ -377,7 +377,11 @@ fn expiry_reports_the_nearest_and_those_within_the_window() {
     setup.put("soon", &ca.leaf_valid(&["soon.test"], now - DAY, now + 5 * DAY));
     setup.put("later", &ca.leaf_valid(&["later.test"], now - DAY, now + 60 * DAY));
     let config = setup.config(&[(&["later.test"], Some("later")), (&["soon.test"], Some("soon"))]);
-    let prepared = TlsState::new().unwrap().load(&config, &Credentials::default(), now).unwrap().unwrap();
+    let prepared = TlsState::new()
+        .unwrap()
+        .load(&config, &Credentials::default(), &Handed::default(), now)
+        .unwrap()
+        .unwrap();
     let nearest = prepared.certificates.nearest().unwrap();
     assert_eq!(nearest.site, "soon.test");
     assert!(
@@ -393,6 +397,53 @@ fn expiry_reports_the_nearest_and_those_within_the_window() {
 fn no_tls_listener_needs_no_certificates() {
     let config = Config::from_toml(Source::Embedded, graced_config::EMBEDDED_DEFAULT).unwrap();
     assert!(
-        TlsState::new().unwrap().load(&config, &Credentials::default(), SystemTime::now()).unwrap().is_none()
+        TlsState::new()
+            .unwrap()
+            .load(&config, &Credentials::default(), &Handed::default(), SystemTime::now())
+            .unwrap()
+            .is_none()
     );
+}
+
+#[test]
+fn handed_over_files_win_over_the_path_and_serve_every_site_naming_them() {
+    let ca = Ca::new();
+    let setup = Setup::new();
+    let on_disk = ca.leaf(&["a.test", "b.test"]);
+    let handed = ca.leaf(&["a.test", "b.test"]);
+    setup.put("site", &on_disk);
+    let config = setup.config(&[(&["a.test"], Some("site")), (&["b.test"], Some("site"))]);
+    // The caller opened other files at those paths (as root may where graced may not).
+    let other = Setup::new();
+    other.put("site", &handed);
+    let open = |name: &str| std::fs::File::open(other.path(name)).unwrap();
+    let pem = setup.path("site.pem").display().to_string();
+    let key = setup.path("site.key").display().to_string();
+    let files = Handed::new([(pem.clone(), open("site.pem")), (key, open("site.key"))]).unwrap();
+    assert_eq!(files.len(), 2);
+    let prepared = TlsState::new()
+        .unwrap()
+        .load(&config, &Credentials::default(), &files, SystemTime::now())
+        .unwrap()
+        .unwrap();
+    assert_eq!(prepared.certificates.0.len(), 2, "both sites read the one handed-over pair");
+    for info in &prepared.certificates.0 {
+        assert_eq!(info.name, format!("{pem} (opened by the reload's caller)"));
+    }
+    let client = client(&[&rustls::version::TLS13]);
+    for host in ["a.test", "b.test"] {
+        assert_eq!(served(&client, &prepared.server_config, host), handed.der, "{host}");
+    }
+}
+
+#[test]
+fn handed_over_files_must_be_regular_and_absolute() {
+    let setup = Setup::new();
+    std::fs::write(setup.path("k"), "x").unwrap();
+    let dir = std::fs::File::open(setup.dir.path()).unwrap();
+    let errors = Handed::new([("/etc/ssl/k".to_owned(), dir)]).unwrap_err();
+    assert!(matches!(errors.0[0], TlsError::Handed { .. }), "{errors}");
+    let file = std::fs::File::open(setup.path("k")).unwrap();
+    let errors = Handed::new([("relative/k".to_owned(), file)]).unwrap_err();
+    assert!(errors.to_string().contains("relative/k: a file handed over"), "{errors}");
 }

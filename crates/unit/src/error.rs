@@ -48,6 +48,18 @@ pub enum Error {
     /// Listener names become unit names (`NAME-LISTENER.socket`).
     #[error("listener name {name:?} cannot be part of a unit name; use letters, digits, '_', '.' and '-'")]
     ListenerName { name: String },
+    /// A TLS file whose path makes no credential name.
+    #[error(
+        "{path:?} cannot be passed as a credential: {reason}; use a shorter path, or `credential:NAME` \
+         with your own LoadCredential= drop-in"
+    )]
+    CredentialPath { path: PathBuf, reason: &'static str },
+    /// Two TLS files whose paths make the same credential name.
+    #[error(
+        "{first:?} and {second:?} would both be passed as credential {name}; rename one of them (a \
+         credential name is the path with every '/' and unusual character as '_')"
+    )]
+    CredentialClash { first: PathBuf, second: PathBuf, name: String },
     /// The unit name stem.
     #[error("unit name {name:?} is not valid: {reason}")]
     InvalidName { name: String, reason: &'static str },

@@ -122,6 +122,8 @@ pub enum Signal {
 /// One command line of an `Exec*=` directive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Command {
+    /// `+`: run with full privileges, outside the sandbox and as root (`ExecReload=+…`).
+    pub privileged: bool,
     /// Absolute path of the program (unit-file text).
     pub program: String,
     /// Arguments (unit-file text, no whitespace); `$` is escaped when rendered.
@@ -164,7 +166,18 @@ pub struct ServiceSection {
     pub limit_nofile: u64,
     /// Octal, e.g. `0o027`.
     pub umask: u32,
+    /// `LoadCredential=ID:PATH`, one per certificate or key file.
+    pub credentials: Vec<Credential>,
     pub sandbox: Sandbox,
+}
+
+/// `LoadCredential=ID:PATH`: systemd copies PATH (read as root) to `$CREDENTIALS_DIRECTORY/ID`
+/// when the service starts, readable by the service's user alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub id: String,
+    /// Unit-file text.
+    pub path: String,
 }
 
 /// systemd's fd store for the service: how many fds it keeps, and until when.

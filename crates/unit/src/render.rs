@@ -128,6 +128,9 @@ impl Display for Signal {
 
 impl Display for Command {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        if self.privileged {
+            f.write_str("+")?;
+        }
         f.write_str(&self.program.replace('$', "$$"))?;
         for arg in &self.args {
             write!(f, " {}", arg.replace('$', "$$"))?;
@@ -181,6 +184,14 @@ impl Display for ServiceSection {
         key(f, "SyslogIdentifier", &self.syslog_identifier)?;
         key(f, "LimitNOFILE", self.limit_nofile)?;
         key(f, "UMask", format_args!("{:04o}", self.umask))?;
+        if !self.credentials.is_empty() {
+            writeln!(f)?;
+            writeln!(f, "# TLS files as credentials: read as root at start, so a key may stay root-only;")?;
+            writeln!(f, "# the privileged ExecReload= hands renewed files over at reload.")?;
+            for credential in &self.credentials {
+                key(f, "LoadCredential", format_args!("{}:{}", credential.id, credential.path))?;
+            }
+        }
         writeln!(f)?;
         writeln!(f, "# Sandboxing: a socket-activated server needs no network, devices or privileges.")?;
         self.sandbox.fmt(f)
@@ -326,8 +337,13 @@ mod tests {
 
     #[test]
     fn commands_escape_dollar_signs() {
-        let command =
-            Command { program: "/usr/sbin/graced".into(), args: vec!["-f".into(), "/etc/a$b".into()] };
+        let command = Command {
+            privileged: false,
+            program: "/usr/sbin/graced".into(),
+            args: vec!["-f".into(), "/etc/a$b".into()],
+        };
         assert_eq!(command.to_string(), "/usr/sbin/graced -f /etc/a$$b");
+        let command = Command { privileged: true, ..command };
+        assert_eq!(command.to_string(), "+/usr/sbin/graced -f /etc/a$$b");
     }
 }

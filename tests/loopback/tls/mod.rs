@@ -4,6 +4,7 @@
 //! at test time (rcgen) in the test's temporary directory.
 
 mod check;
+mod handover;
 mod reload;
 
 use std::path::PathBuf;

@@ -43,6 +43,6 @@ impl Exec {
         let mut args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
         args.push("-f".to_owned());
         args.push(self.config.clone());
-        Command { program: self.program.clone(), args }
+        Command { privileged: false, program: self.program.clone(), args }
     }
 }

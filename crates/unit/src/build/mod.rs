@@ -4,10 +4,11 @@
 //! No IO: paths are checked as text, never looked up.
 //!
 //! [`Plan`](plan::Plan) gathers what is decided before assembling (`names`, `exec`,
-//! `paths`, refusals); `service` and `socket` assemble the units from it, with
+//! `paths`, `credentials`, refusals); `service` and `socket` assemble the units from it, with
 //! `reload` (the reload form by systemd version) and `hardening` (the sandbox).
 //! `options` and `text` are leaves. No module imports from this one.
 
+mod credentials;
 mod exec;
 mod hardening;
 mod names;

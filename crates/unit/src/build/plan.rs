@@ -2,12 +2,14 @@
 
 use graced_config::Config;
 
+use super::credentials::load_credentials;
 use super::exec::Exec;
 use super::names::{Names, check_unit_name};
 use super::options::{Kind, Options, Origin};
 use super::paths::{Paths, runtime_directory};
 use super::text::unit_path;
 use crate::error::Error;
+use crate::model::Credential;
 use crate::versions::MIN_SYSTEMD;
 
 /// Everything decided before the units are assembled.
@@ -19,6 +21,8 @@ pub(super) struct Plan<'a> {
     pub(super) exec: Exec,
     pub(super) paths: Paths,
     pub(super) runtime_directory: String,
+    /// `LoadCredential=` for the TLS files given as paths (none: nothing to hand over).
+    pub(super) credentials: Vec<Credential>,
     /// `SourcePath=`, as unit-file text.
     pub(super) source_path: Option<String>,
     /// The comment lines every file starts with.
@@ -36,9 +40,21 @@ impl<'a> Plan<'a> {
         let runtime_directory = runtime_directory(config, options)?;
         let exec = Exec::new(options)?;
         let paths = Paths::new(config, options, &runtime_directory)?;
+        let credentials = load_credentials(config)?;
         let source_path = options.source_path.as_deref().map(|p| unit_path(p, "source")).transpose()?;
         let header = header(options, systemd, &exec.config_display);
-        Ok(Plan { config, systemd, options, names, exec, paths, runtime_directory, source_path, header })
+        Ok(Plan {
+            config,
+            systemd,
+            options,
+            names,
+            exec,
+            paths,
+            runtime_directory,
+            credentials,
+            source_path,
+            header,
+        })
     }
 }
 /// The comment at the top of every file: who wrote it, from what, and how to change it.

@@ -4,7 +4,7 @@ use super::exec::Exec;
 use crate::model::{Command, ServiceType, Signal};
 use crate::versions::NOTIFY_RELOAD_SINCE;
 
-/// The two ways the units reload the server.
+/// The three ways the units reload the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum ReloadForm {
     /// ≥ 253: `Type=notify-reload` + `ReloadSignal=SIGUSR1`. systemd signals and waits for
@@ -17,19 +17,31 @@ pub(super) enum ReloadForm {
     /// configuration serves, or fails. (252 silently reads `notify-reload` as `simple`,
     /// so it is never written there.)
     ExecWait,
+    /// A site's certificate or key is a file (any version): `Type=notify` and
+    /// `ExecReload=+graced -k graceful --wait`, run as root, which opens those files and
+    /// hands them over with the request — a renewed root-only key reaches the server.
+    /// Not `notify-reload`: systemd would send the signal first, and the reload it starts
+    /// would read the files before any were handed over.
+    HandOver,
 }
 
 impl ReloadForm {
-    /// The form for systemd `systemd`.
-    pub(super) fn for_systemd(systemd: u32) -> ReloadForm {
-        if systemd >= NOTIFY_RELOAD_SINCE { ReloadForm::NotifyReload } else { ReloadForm::ExecWait }
+    /// The form for systemd `systemd`; `hand_over`: TLS files to pass at reload.
+    pub(super) fn choose(systemd: u32, hand_over: bool) -> ReloadForm {
+        if hand_over {
+            ReloadForm::HandOver
+        } else if systemd >= NOTIFY_RELOAD_SINCE {
+            ReloadForm::NotifyReload
+        } else {
+            ReloadForm::ExecWait
+        }
     }
 
     /// `Type=`.
     pub(super) fn service_type(self) -> ServiceType {
         match self {
             ReloadForm::NotifyReload => ServiceType::NotifyReload,
-            ReloadForm::ExecWait => ServiceType::Notify,
+            ReloadForm::ExecWait | ReloadForm::HandOver => ServiceType::Notify,
         }
     }
 
@@ -37,7 +49,7 @@ impl ReloadForm {
     pub(super) fn reload_signal(self) -> Option<Signal> {
         match self {
             ReloadForm::NotifyReload => Some(Signal::Usr1),
-            ReloadForm::ExecWait => None,
+            ReloadForm::ExecWait | ReloadForm::HandOver => None,
         }
     }
 
@@ -46,6 +58,9 @@ impl ReloadForm {
         match self {
             ReloadForm::NotifyReload => exec.command(&["-k", "graceful", "--wait", "--signalled"]),
             ReloadForm::ExecWait => exec.command(&["-k", "graceful", "--wait"]),
+            ReloadForm::HandOver => {
+                Command { privileged: true, ..exec.command(&["-k", "graceful", "--wait"]) }
+            }
         }
     }
 }

@@ -35,7 +35,7 @@ impl Plan<'_> {
         let (config, options, names, exec, paths) =
             (self.config, self.options, &self.names, &self.exec, &self.paths);
         let systemd = self.systemd;
-        let reload = ReloadForm::for_systemd(systemd);
+        let reload = ReloadForm::choose(systemd, !self.credentials.is_empty());
         let unit = UnitSection {
             description: format!("graced web server{}", names.description_suffix()),
             documentation: options.documentation.clone(),
@@ -81,6 +81,7 @@ impl Plan<'_> {
             limit_nofile: (config.limits.max_connections as u64 * NOFILE_PER_CONNECTION + NOFILE_RESERVE)
                 .min(NOFILE_CEILING),
             umask: UMASK,
+            credentials: self.credentials.clone(),
             sandbox: sandbox(systemd, paths),
         };
         UnitFile {

@@ -307,3 +307,67 @@ fn rendering_is_stable() {
     let config = base();
     assert_eq!(render(&config, 254, &plain()), render(&config, 254, &plain()));
 }
+
+const TLS: &str = r#"
+[[listen]]
+name = "https"
+address = "127.0.0.1:8443"
+tls = true
+
+[[site]]
+root = "builtin:demo"
+hosts = ["a.example"]
+certificate = "/etc/letsencrypt/live/a.example/fullchain.pem"
+key = "/etc/letsencrypt/live/a.example/privkey.pem"
+
+[[site]]
+root = "builtin:demo"
+hosts = ["b.example"]
+certificate = "/etc/letsencrypt/live/a.example/fullchain.pem"
+key = "credential:b.key"
+"#;
+
+#[test]
+fn tls_files_are_credentials_and_the_reload_hands_renewed_ones_over() {
+    let config = config(TLS);
+    for systemd in [252, 257] {
+        let service = render(&config, systemd, &plain()).remove(0).1;
+        let credentials: Vec<&str> = service.lines().filter(|l| l.starts_with("LoadCredential")).collect();
+        assert_eq!(
+            credentials,
+            [
+                "LoadCredential=etc_letsencrypt_live_a.example_fullchain.pem:/etc/letsencrypt/live/a.example/fullchain.pem",
+                "LoadCredential=etc_letsencrypt_live_a.example_privkey.pem:/etc/letsencrypt/live/a.example/privkey.pem",
+            ],
+            "one per distinct path; credential:NAME is the operator's drop-in ({systemd})"
+        );
+        // notify-reload would signal before the files are handed over: never with TLS files.
+        assert!(service.contains("Type=notify\n"), "{systemd}: {service}");
+        assert!(!service.contains("ReloadSignal="), "{systemd}");
+        assert!(
+            service.contains("ExecReload=+/usr/sbin/graced -k graceful --wait -f /etc/graced/graced.toml\n"),
+            "{systemd}: root opens the files at reload"
+        );
+        assert!(service.contains("DynamicUser=yes\n"), "the server itself stays unprivileged");
+    }
+}
+
+#[test]
+fn credentials_alone_keep_the_usual_reload() {
+    let text = TLS
+        .replace("\"/etc/letsencrypt/live/a.example/fullchain.pem\"", "\"credential:a.pem\"")
+        .replace("\"/etc/letsencrypt/live/a.example/privkey.pem\"", "\"credential:a.key\"");
+    let service = render(&config(&text), 257, &plain()).remove(0).1;
+    assert!(!service.contains("LoadCredential"), "{service}");
+    assert!(service.contains("Type=notify-reload\n") && service.contains("ExecReload=/usr/sbin/graced"));
+}
+
+#[test]
+fn credential_names_that_clash_or_overflow_are_refused() {
+    let clash = TLS.replace("credential:b.key", "/etc/letsencrypt/live/a.example_privkey.pem");
+    let err = error(&config(&clash), &plain());
+    assert!(matches!(err, Error::CredentialClash { .. }), "{err}");
+    assert!(err.to_string().contains("etc_letsencrypt_live_a.example_privkey.pem"), "{err}");
+    let long = TLS.replace("credential:b.key", &format!("/etc/{}", "k".repeat(260)));
+    assert!(matches!(error(&config(&long), &plain()), Error::CredentialPath { .. }));
+}
