@@ -360,3 +360,44 @@ async fn a_tls_listener_without_a_server_config_is_refused() {
     assert!(err.to_string().contains("no TLS configuration"), "{err}");
     server.start_accepting("http", listener.as_fd()).unwrap();
 }
+
+/// Between the handshake and the first request a connection is parked without HTTP
+/// state: a request sent later is served, one idle for `keepalive_timeout` is closed with
+/// `close_notify`, and a graceful stop reaches a parked connection like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_connection_serves_its_late_first_request_and_closes_cleanly() {
+    let mut setup = setup(Duration::from_secs(5));
+    let mut config = (*setup.server.current().config).clone();
+    config.limits.keepalive_timeout = Duration::from_millis(400);
+    setup.server.install(generation(2, &config, &setup.cert));
+
+    let mut late = connect(&setup).await;
+    let mut idle = connect(&setup).await;
+    let mut draining = connect(&setup).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    late.write_all(get("/").as_bytes()).await.unwrap();
+    assert!(response(&mut late).await.0.starts_with("HTTP/1.1 200"), "served after the park");
+
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut rest))
+        .await
+        .expect("closed after keepalive_timeout")
+        .expect("a clean TLS close (close_notify)");
+    let waited = started.elapsed();
+    assert!(rest.is_empty() && waited >= Duration::from_millis(150), "closed after {waited:?}");
+
+    // `draining` has been parked for keepalive_timeout too: give it a fresh one.
+    drop(draining);
+    draining = connect(&setup).await;
+    setup.server.stop_accepting_all();
+    setup.server.begin_drain();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), draining.read_to_end(&mut rest))
+        .await
+        .expect("closed within the drain grace")
+        .expect("a clean TLS close (close_notify)");
+    assert!(rest.is_empty());
+    drop(late);
+    assert!(setup.server.wait_connections(Duration::from_secs(5)).await);
+}
