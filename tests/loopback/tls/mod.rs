@@ -5,6 +5,7 @@
 
 mod check;
 mod reload;
+mod testssl;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
