@@ -6,6 +6,7 @@
 mod check;
 mod handover;
 mod reload;
+mod testssl;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
