@@ -1607,12 +1607,13 @@ def per100k(c):
     return "–" if c["per_100k"] is None else f"{c['per_100k']:.1f}"
 
 
-def update_benchmarks_md(text_table, results, path):
+def update_benchmarks_md(text_table, results, path, block="results"):
+    """Replaces the text between `<!-- bench:BLOCK:begin -->` and its end marker."""
     try:
         doc = open(path).read()
     except FileNotFoundError:
         return
-    begin, end = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"
+    begin, end = f"<!-- bench:{block}:begin -->", f"<!-- bench:{block}:end -->"
     if begin not in doc or end not in doc:
         return
     block = f"{begin}\nLatest run: [bench/results/{results['date']}.md](bench/results/{results['date']}.md) " \
@@ -1705,6 +1706,8 @@ def write_results(results, args):
     if plain:
         print(summary_table(summary(results), results))
     tls = tls_summary_table(results)
+    if tls and not args.no_update and args.out is None:
+        update_benchmarks_md(tls, results, f"{REPO}/BENCHMARKS.md", block="https")
     if tls:
         print(tls)
 

@@ -38,7 +38,7 @@ impl AcceptLoop {
 }
 
 /// A point-in-time summary for STATUS= and the control socket.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Status {
     pub generation: u64,
     pub connections: usize,
@@ -317,4 +317,21 @@ fn is_per_connection(err: &io::Error) -> bool {
                 | libc::ENETUNREACH
         )
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Status;
+
+    #[test]
+    fn the_status_line_shows_tls_trouble_once_there_is_some() {
+        let mut status = Status { generation: 3, connections: 2, requests: 10, ..Status::default() };
+        assert_eq!(status.to_string(), "generation 3; 2 connections; 10 requests served");
+        status.tls_plaintext_requests = 1;
+        status.tls_handshake_timeouts = 4;
+        assert_eq!(
+            status.to_string(),
+            "generation 3; 2 connections; 10 requests served; TLS: 0 failed handshakes, 4 timed out, 1 plaintext requests"
+        );
+    }
 }

@@ -47,6 +47,16 @@ fn sni_picks_the_certificate_redirects_spare_acme_and_hsts_is_https_only() {
     assert!(wrong.contains("This port speaks HTTPS"), "{wrong}");
     // The server still serves HTTPS after all that.
     assert!(https.curl(&format!("https://a.test:{tls_port}/")).starts_with("HTTP/1.1 200"));
+    // …and counts what went wrong on its TLS port: the plaintext request, and garbage.
+    let mut garbage = std::net::TcpStream::connect(("127.0.0.1", tls_port)).unwrap();
+    std::io::Write::write_all(&mut garbage, b"\x01\x02 not tls").unwrap();
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut garbage, &mut rest);
+    let (_, status) = https.site.run(&["-k", "status"]);
+    assert!(
+        status.contains("tls_plaintext_requests=1") && status.contains("tls_failed_handshakes=1"),
+        "{status}"
+    );
 }
 
 /// An `openssl s_client` connection to a.test that stays open: requests in, lines out.
