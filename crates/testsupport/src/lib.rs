@@ -2,8 +2,9 @@
 //!
 //! * [`http`] — one [`http::Response`] and one HTTP/1.1 response parser; the clients: the
 //!   raw loopback [`http::Client`], exchanges read to end of file, the classified
-//!   ([`http::Failure`]) one-shot and [`http::KeepAlive`] clients, slow and
-//!   small-receive-buffer readers.
+//!   ([`http::Failure`]) one-shot and [`http::KeepAlive`] clients, their HTTPS twins
+//!   ([`http::Tls`], [`http::TlsKeepAlive`]: rustls, a test CA, the served certificate's
+//!   serial), slow and small-receive-buffer readers.
 //! * [`process`] — the real binary as a child: kill-on-drop ([`process::Reaped`]), a running
 //!   server ([`process::Server`]), stderr capture ([`process::StderrLog`]), exit codes, and
 //!   what `/proc` says about a process.

@@ -1,4 +1,4 @@
-//! The client load of the restart scenarios: a stop flag, per-client tallies, restart storms and their figures.
+//! The client load of the restart scenarios: a stop flag, per-client tallies (HTTPS ones count certificate serials), restart storms with any clients, and their figures.
 
 use super::*;
 
@@ -38,6 +38,8 @@ pub(super) struct Tally {
     pub(super) connections: u64,
     pub(super) closed_by_header: u64,
     pub(super) closed_between: u64,
+    /// HTTPS: how many responses came over a connection served each certificate serial.
+    pub(super) serials: BTreeMap<String, u64>,
 }
 
 impl Tally {
@@ -51,6 +53,15 @@ impl Tally {
             Ok(r) => self.fail("wrong-response", format!("{} {:?}", r.status, r.text())),
             Err(f) => self.fail(f.kind(), f.to_string()),
         }
+    }
+
+    /// An HTTPS result: as [`Tally::record`], counting the serial each response came with.
+    pub(super) fn record_tls(&mut self, result: Result<(http::Response, String), http::Failure>) {
+        let result = result.map(|(response, serial)| {
+            *self.serials.entry(serial).or_default() += 1;
+            response
+        });
+        self.record(result);
     }
 
     pub(super) fn fail(&mut self, kind: &str, example: String) {
@@ -85,28 +96,49 @@ pub(super) fn storm(
     rounds: usize,
     round: &dyn Fn(&Container, usize),
 ) -> (Tally, Vec<Duration>, Duration) {
-    let stop = StopFlag::new();
-    let client = {
-        let stop = stop.clone();
-        c.spawn_in_netns(move || {
-            let mut tally = Tally::default();
-            let mut conn = KeepAlive::new(addr(address));
-            while !stop.load(Ordering::SeqCst) {
-                if keep_alive {
-                    tally.record(conn.get("/"));
-                } else {
-                    tally.connections += 1;
-                    tally.record(http::get(addr(address), "/"));
-                }
-            }
+    let client: LoadClient = Box::new(move |stop: StopFlag| {
+        let mut tally = Tally::default();
+        let mut conn = KeepAlive::new(addr(address));
+        while !stop.load(Ordering::SeqCst) {
             if keep_alive {
-                tally.connections = conn.connections;
-                tally.closed_by_header = conn.closed_by_header;
-                tally.closed_between = conn.closed_between;
+                tally.record(conn.get("/"));
+            } else {
+                tally.connections += 1;
+                tally.record(http::get(addr(address), "/"));
             }
-            tally
+        }
+        if keep_alive {
+            tally.connections = conn.connections;
+            tally.closed_by_header = conn.closed_by_header;
+            tally.closed_between = conn.closed_between;
+        }
+        tally
+    });
+    let (mut tallies, times, total) = storm_with(c, unit, rounds, round, vec![client]);
+    (tallies.remove(0), times, total)
+}
+
+/// A client of a storm: requests until the flag is set, then returns what it saw.
+pub(super) type LoadClient = Box<dyn FnOnce(StopFlag) -> Tally + Send>;
+
+/// Runs `round` `rounds` times on `unit` while every one of `clients` runs in the
+/// container's network namespace; every round must start a new process. Returns each
+/// client's tally (in the order given), each round's time and the total.
+pub(super) fn storm_with(
+    c: &Container,
+    unit: &str,
+    rounds: usize,
+    round: &dyn Fn(&Container, usize),
+    clients: Vec<LoadClient>,
+) -> (Vec<Tally>, Vec<Duration>, Duration) {
+    let stop = StopFlag::new();
+    let threads: Vec<_> = clients
+        .into_iter()
+        .map(|client| {
+            let stop = stop.clone();
+            c.spawn_in_netns(move || client(stop))
         })
-    };
+        .collect();
     std::thread::sleep(Duration::from_millis(300));
     let pid = |c: &Container| c.prop(unit, "MainPID");
     let mut times = Vec::new();
@@ -121,10 +153,10 @@ pub(super) fn storm(
     let total = t.elapsed();
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::SeqCst);
-    let tally = client.join().unwrap();
+    let tallies = threads.into_iter().map(|t| t.join().unwrap()).collect();
     pids.dedup();
     assert_eq!(pids.len(), rounds + 1, "every round started a new process: {pids:?}");
-    (tally, times, total)
+    (tallies, times, total)
 }
 
 /// One line of figures for a storm.

@@ -10,6 +10,7 @@ mod client;
 mod keepalive;
 mod response;
 mod slow;
+mod tls;
 
 pub use client::{Client, exchange, read_to_eof, refused, wait_refused};
 pub use keepalive::{IO_TIMEOUT, KeepAlive, connect, get, must_get};
@@ -17,3 +18,4 @@ pub use response::{Failure, Response, parse_head, parse_raw, read_head, read_res
 pub use slow::{
     FAST, SLOW, STALL, SlowDownload, SlowGet, SlowOutcome, connect_small_rcvbuf, loopback, slow_get,
 };
+pub use tls::{Tls, TlsKeepAlive, serial_hex, serial_of};
