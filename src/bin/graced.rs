@@ -136,10 +136,12 @@ fn reaches_server_anyway(cli: &Cli, command: Option<lifecycle::Command>) -> bool
 /// problem and returns EX_CONFIG, or warns about certificates that expire soon.
 fn check_certificates(config: &Config) -> Option<u8> {
     let credentials = graced_tls::Credentials::new(supervisor::credentials_directory());
+    let (handed, serving) = (graced_tls::Handed::default(), graced_tls::Serving::default());
+    let sources = graced_tls::Sources { credentials: &credentials, handed: &handed, serving: &serving };
     let now = std::time::SystemTime::now();
     let loaded = graced_tls::TlsState::new()
         .map_err(graced_tls::TlsErrors::from)
-        .and_then(|state| state.load(config, &credentials, &graced_tls::Handed::default(), now));
+        .and_then(|state| state.load(config, &sources, now));
     match loaded {
         Ok(prepared) => {
             for c in prepared.iter().flat_map(|p| p.certificates.within(config.tls.expiry_warning, now)) {

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use graced_config::Config;
 use graced_http::Generation;
-use graced_tls::{Credentials, Expiries, Handed, TlsErrors, TlsState};
+use graced_tls::{Credentials, Expiries, Handed, Serving, Sources, TlsErrors, TlsState};
 
 use crate::logging::message_id;
 
@@ -18,6 +18,8 @@ pub(super) struct Certificates {
     credentials: Credentials,
     /// The serving generation's certificates (empty without TLS).
     current: Expiries,
+    /// The serving generation's PEM bytes: what a reload keeps for a file it cannot read.
+    serving: Serving,
     warning: Duration,
 }
 
@@ -25,6 +27,11 @@ pub(super) struct Certificates {
 pub(super) struct Prepared(Option<graced_tls::Prepared>);
 
 impl Prepared {
+    /// The files that could not be read and were not handed over (see `graced_tls::Material`).
+    pub(super) fn not_reread(&self) -> Vec<String> {
+        self.0.as_ref().map_or_else(Vec::new, |p| p.material.not_reread())
+    }
+
     /// `generation` with this TLS for its TLS listeners' handshakes.
     pub(super) fn apply(&self, generation: Generation) -> Generation {
         match &self.0 {
@@ -41,6 +48,7 @@ impl Certificates {
             state: TlsState::new()?,
             credentials: Credentials::new(credentials),
             current: Expiries::default(),
+            serving: Serving::default(),
             warning: Duration::ZERO,
         })
     }
@@ -48,11 +56,13 @@ impl Certificates {
     /// Reads (files `handed` over by the reload's caller first) and checks `config`'s
     /// certificates and builds its `ServerConfig`.
     pub(super) fn prepare(&self, config: &Config, handed: &Handed) -> Result<Prepared, TlsErrors> {
-        Ok(Prepared(self.state.load(config, &self.credentials, handed, SystemTime::now())?))
+        let sources = Sources { credentials: &self.credentials, handed, serving: &self.serving };
+        Ok(Prepared(self.state.load(config, &sources, SystemTime::now())?))
     }
 
     /// `prepared` now serves; warns about certificates that expire soon.
     pub(super) fn install(&mut self, prepared: Prepared, config: &Config) {
+        self.serving = prepared.0.as_ref().map(|p| p.material.serving(config)).unwrap_or_default();
         self.current = prepared.0.map(|p| p.certificates).unwrap_or_default();
         self.warning = config.tls.expiry_warning;
         self.warn_expiring();

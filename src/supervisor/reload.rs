@@ -84,6 +84,15 @@ impl Supervisor {
             tracing::debug!(files = handed.len(), "certificate and key files handed over with the request");
         }
         let tls = self.certificates.prepare(&config, &handed).map_err(ReloadError::Tls)?;
+        let not_reread = tls.not_reread();
+        if handed.is_empty() && !not_reread.is_empty() {
+            tracing::warn!(
+                "graced may not read these files and nothing was handed over with this reload (a signal, \
+                 or a caller that is not root), so they were not read again: {}; a renewal on disk is \
+                 served after `systemctl reload graced` (or `graced -k graceful` as root)",
+                not_reread.join("; ")
+            );
+        }
         let access_log = AccessLogSink::open(&config.server.access_log, crate::logging::journal_connected())
             .map_err(ReloadError::AccessLog)?;
         self.update_listeners(&config)?;

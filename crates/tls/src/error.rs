@@ -19,6 +19,13 @@ pub enum TlsError {
          or let graced's user read it"
     )]
     PermissionDenied { name: String, credential: String },
+    #[error(
+        "{name}: graced's user may not read it, and there is no credential {credential} ({}): the unit \
+         does not pass it; regenerate the units (`graced unit`, or `systemctl daemon-reload` where the \
+         generator is installed), whose LoadCredential={credential}:… does, and restart graced",
+        copy.display()
+    )]
+    NoCredentialCopy { name: String, credential: String, copy: std::path::PathBuf },
     #[error("{label}: a file handed over with a reload must be a regular file named by an absolute path")]
     Handed { label: String },
     #[error(

@@ -11,8 +11,9 @@
 //! * Loading ([`Material::read`]) is separate from checking ([`TlsState::prepare`]):
 //!   `Material` holds the bytes of each site's PEM files with the name errors use. A file
 //!   is read from the descriptor a privileged reload caller handed over ([`Handed`]),
-//!   else from its path, else — when graced's user may not read the path — from the copy
-//!   systemd put in the credentials directory at start (see `source`).
+//!   else from its path, else — when graced's user may not read the path — from what the
+//!   running generation has ([`Serving`]), else from the copy systemd put in the
+//!   credentials directory at start ([`Sources`]; see `source`).
 //! * Checks: the chain parses (leaf first), the key parses (PKCS#8, PKCS#1 or SEC1) and
 //!   matches the leaf, the leaf is valid now (notBefore ≤ now < notAfter), and it covers
 //!   every host of its site (SAN DNS names, wildcards one label deep, IP addresses). A
@@ -28,22 +29,27 @@
 //!
 //! Modules, imports running one way: `state` (TlsState, prepare) → `site`, `resolver`,
 //! `policy`, `expiry`; `site` (one site's chain and key, checked) → `source`, `error`,
-//! `expiry`; `source` (Credentials, Handed, PemSource, Material) → `error`; `resolver` (SNI),
+//! `expiry`; `source` (Sources, Credentials, Material) → `handed`, `serving`, `error`; `handed` →
+//! `error`; `serving` is a leaf; `resolver` (SNI),
 //! `policy` (provider, versions, ALPN), `expiry` and `error` are leaves. This file
 //! only declares and re-exports.
 
 mod error;
 mod expiry;
+mod handed;
 mod policy;
 mod resolver;
+mod serving;
 mod site;
 mod source;
 mod state;
 
 pub use error::{TlsError, TlsErrors};
 pub use expiry::{CertificateInfo, Expiries};
+pub use handed::Handed;
 pub use policy::ALPN_HTTP11;
-pub use source::{Credentials, Handed, Material, Pem, PemSource, SitePem};
+pub use serving::Serving;
+pub use source::{Credentials, Material, Origin, Pem, SitePem, Sources};
 pub use state::{Prepared, TlsState};
 
 #[cfg(test)]

@@ -5,14 +5,16 @@
 //!    ([`Handed`]: `ExecReload=+graced -k graceful --wait`, run as root, opens the files a
 //!    root-only key lives in and passes them over the control socket);
 //! 2. the path itself;
-//! 3. if graced's user may not read the path: systemd's copy of it in the credentials
-//!    directory, under [`Secret::file_credential_name`] — what the generated units'
-//!    `LoadCredential=` lines put there when the service started.
+//! 3. if graced's user may not read the path: the bytes the running generation has from
+//!    it ([`Serving`]) — a reload that cannot see a file keeps what serves, never an
+//!    older copy;
+//! 4. else (at start): systemd's copy of it in the credentials directory, under
+//!    [`Secret::file_credential_name`] — what the generated units' `LoadCredential=` lines
+//!    put there when the service started.
 //!
 //! `credential:NAME` is read from the credentials directory only (fixed for the
 //! service's lifetime, as systemd loads credentials once per start).
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
@@ -21,6 +23,19 @@ use std::path::{Path, PathBuf};
 use graced_config::{Config, Secret};
 
 use crate::error::{TlsError, TlsErrors};
+use crate::handed::Handed;
+use crate::serving::Serving;
+
+/// What a load reads besides the configured paths.
+#[derive(Debug, Clone, Copy)]
+pub struct Sources<'a> {
+    /// The credentials directory (`credential:NAME`, and systemd's copies of paths).
+    pub credentials: &'a Credentials,
+    /// Files the reload's caller opened and passed over.
+    pub handed: &'a Handed,
+    /// The bytes the running generation has from each path.
+    pub serving: &'a Serving,
+}
 
 /// The credentials directory (`$CREDENTIALS_DIRECTORY`), read once by the caller.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,22 +49,23 @@ impl Credentials {
         Credentials { dir: dir.filter(|d| !d.as_os_str().is_empty()) }
     }
 
-    /// Where `secret` is read from: a file handed over with this reload first.
-    pub fn source(&self, secret: &Secret, handed: &Handed) -> Result<PemSource, TlsError> {
+    /// Where `secret` is read from (see the module's order).
+    fn source(&self, secret: &Secret, handed: &Handed, serving: &Serving) -> Result<PemSource, TlsError> {
         match secret {
             Secret::File(path) => {
-                if let Some(file) = handed.files.get(path) {
+                if let Some(file) = handed.get(path) {
                     let name = format!("{} (opened by the reload's caller)", path.display());
                     let file =
                         file.try_clone().map_err(|source| TlsError::Read { name: name.clone(), source })?;
                     return Ok(PemSource::Open { name, file });
                 }
-                let fallback = self
+                let copy = self
                     .dir
                     .as_ref()
                     .zip(Secret::file_credential_name(path))
                     .map(|(dir, credential)| (credential.clone(), dir.join(credential)));
-                Ok(PemSource::Path { name: path.display().to_string(), path: path.clone(), fallback })
+                let kept = serving.get(path).map(<[u8]>::to_vec);
+                Ok(PemSource::Path { name: path.display().to_string(), path: path.clone(), kept, copy })
             }
             Secret::Credential(credential) => {
                 let dir = self
@@ -58,88 +74,62 @@ impl Credentials {
                     .ok_or_else(|| TlsError::NoCredentialsDirectory { credential: credential.clone() })?;
                 let path = dir.join(credential);
                 let name = format!("credential {credential} ({})", path.display());
-                Ok(PemSource::Path { name, path, fallback: None })
+                Ok(PemSource::Path { name, path, kept: None, copy: None })
             }
         }
-    }
-}
-
-/// Files a privileged caller opened and passed with a reload, by the path it opened.
-#[derive(Debug, Default)]
-pub struct Handed {
-    files: HashMap<PathBuf, File>,
-}
-
-impl Handed {
-    /// `files`: the path each was opened at, and the open file. Anything but an absolute
-    /// path naming a regular file is refused (a FIFO could block the reload forever).
-    pub fn new(files: impl IntoIterator<Item = (String, File)>) -> Result<Handed, TlsErrors> {
-        let mut errors = Vec::new();
-        let mut kept = HashMap::new();
-        for (label, file) in files {
-            let path = PathBuf::from(&label);
-            match file.metadata() {
-                Ok(meta) if meta.is_file() && path.is_absolute() => {
-                    kept.insert(path, file);
-                }
-                Ok(_) => errors.push(TlsError::Handed { label }),
-                Err(source) => errors.push(TlsError::Read { name: label, source }),
-            }
-        }
-        if errors.is_empty() { Ok(Handed { files: kept }) } else { Err(TlsErrors(errors)) }
-    }
-
-    /// How many files were handed over.
-    pub fn len(&self) -> usize {
-        self.files.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.files.is_empty()
     }
 }
 
 /// One PEM file to read.
-#[derive(Debug)]
-pub enum PemSource {
-    /// Opened and read by this process; when graced's user may not read `path`,
-    /// `fallback` is the credential systemd loaded from it at start (its name and path).
-    Path { name: String, path: PathBuf, fallback: Option<(String, PathBuf)> },
+enum PemSource {
+    /// Opened and read by this process. When graced's user may not read `path`: `kept`,
+    /// the bytes the running generation has from it, else `copy`, the credential systemd
+    /// loaded from it at start (its name and path).
+    Path { name: String, path: PathBuf, kept: Option<Vec<u8>>, copy: Option<(String, PathBuf)> },
     /// Already open (handed over by a privileged caller); `name` is how errors name it.
     Open { name: String, file: File },
 }
 
 impl PemSource {
-    /// How errors name the file.
-    pub fn name(&self) -> &str {
-        match self {
-            PemSource::Path { name, .. } | PemSource::Open { name, .. } => name,
-        }
-    }
-
     /// Reads the whole file.
-    pub fn read(self) -> Result<Pem, TlsError> {
+    fn read(self) -> Result<Pem, TlsError> {
         match self {
-            PemSource::Path { name, path, fallback } => match std::fs::read(&path) {
-                Ok(bytes) => Ok(Pem { name, bytes }),
-                Err(source) if source.kind() == ErrorKind::PermissionDenied => match fallback {
-                    Some((credential, copy)) if copy.exists() => {
+            PemSource::Path { name, path, kept, copy } => match std::fs::read(&path) {
+                Ok(bytes) => Ok(Pem { name, bytes, origin: Origin::Path }),
+                Err(source) if source.kind() == ErrorKind::PermissionDenied => match (kept, copy) {
+                    (Some(bytes), _) => {
                         let name = format!(
-                            "{name} (graced may not read it: systemd's copy from service start, credential \
-                             {credential}; a renewed file reaches graced through `systemctl reload`)"
+                            "{name} (graced may not read it: the bytes the running configuration has; a \
+                             renewed file reaches graced through `systemctl reload`)"
                         );
-                        std::fs::read(&copy)
-                            .map(|bytes| Pem { name: name.clone(), bytes })
-                            .map_err(|source| TlsError::Read { name, source })
+                        Ok(Pem { name, bytes, origin: Origin::Serving })
                     }
-                    _ => Err(TlsError::PermissionDenied { name, credential: credential_hint(&path) }),
+                    (None, Some((credential, copy))) => match std::fs::read(&copy) {
+                        Ok(bytes) => {
+                            let name = format!(
+                                "{name} (graced may not read it: systemd's copy from service start, \
+                                 credential {credential}; a renewed file reaches graced through `systemctl reload`)"
+                            );
+                            Ok(Pem { name, bytes, origin: Origin::StartCopy })
+                        }
+                        Err(e) if e.kind() == ErrorKind::NotFound => {
+                            Err(TlsError::NoCredentialCopy { name, credential, copy })
+                        }
+                        Err(source) => Err(TlsError::Read {
+                            name: format!("{name}: its credential copy {}", copy.display()),
+                            source,
+                        }),
+                    },
+                    (None, None) => {
+                        Err(TlsError::PermissionDenied { name, credential: credential_hint(&path) })
+                    }
                 },
                 Err(source) => Err(TlsError::Read { name, source }),
             },
             // From offset 0 whatever the descriptor's position: one handed-over file may
             // serve several sites, each reading through its own duplicate.
             PemSource::Open { name, file } => match read_from_start(&file) {
-                Ok(bytes) => Ok(Pem { name, bytes }),
+                Ok(bytes) => Ok(Pem { name, bytes, origin: Origin::Handed }),
                 Err(source) => Err(TlsError::Read { name, source }),
             },
         }
@@ -167,6 +157,20 @@ fn read_from_start(file: &File) -> std::io::Result<Vec<u8>> {
 pub struct Pem {
     pub name: String,
     pub bytes: Vec<u8>,
+    pub origin: Origin,
+}
+
+/// Where a [`Pem`]'s bytes came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The configured path (or a `credential:NAME`).
+    Path,
+    /// A descriptor the reload's caller handed over.
+    Handed,
+    /// Not readable, nothing handed over: what the running generation has from it.
+    Serving,
+    /// Not readable, nothing handed over, nothing running yet: systemd's copy from start.
+    StartCopy,
 }
 
 impl std::fmt::Debug for Pem {
@@ -190,8 +194,31 @@ pub struct Material {
 }
 
 impl Material {
+    /// What this material holds, by the paths `config` (for which it was read) names.
+    pub fn serving(&self, config: &Config) -> Serving {
+        let mut files = std::collections::HashMap::new();
+        for (site, pem) in config.sites.iter().zip(&self.sites) {
+            let (Some(tls), Some(pem)) = (&site.tls, pem) else { continue };
+            for (secret, pem) in [(&tls.certificate, &pem.certificate), (&tls.key, &pem.key)] {
+                if let Secret::File(path) = secret {
+                    files.insert(path.clone(), pem.bytes.clone());
+                }
+            }
+        }
+        Serving::new(files)
+    }
+
+    /// The files that could not be read and were not handed over ([`Origin::Serving`],
+    /// [`Origin::StartCopy`]): a renewal on disk of these is not seen.
+    pub fn not_reread(&self) -> Vec<String> {
+        let pems = self.sites.iter().flatten().flat_map(|s| [&s.certificate, &s.key]);
+        let stale = pems.filter(|p| matches!(p.origin, Origin::Serving | Origin::StartCopy));
+        stale.map(|p| p.name.clone()).collect()
+    }
+
     /// Reads every site's certificate and key, reporting every file that cannot be read.
-    pub fn read(config: &Config, credentials: &Credentials, handed: &Handed) -> Result<Material, TlsErrors> {
+    pub fn read(config: &Config, sources: &Sources<'_>) -> Result<Material, TlsErrors> {
+        let Sources { credentials, handed, serving } = *sources;
         let mut errors = Vec::new();
         let mut sites = Vec::new();
         for site in &config.sites {
@@ -199,8 +226,8 @@ impl Material {
                 sites.push(None);
                 continue;
             };
-            let certificate = credentials.source(&tls.certificate, handed).and_then(PemSource::read);
-            let key = credentials.source(&tls.key, handed).and_then(PemSource::read);
+            let certificate = credentials.source(&tls.certificate, handed, serving).and_then(PemSource::read);
+            let key = credentials.source(&tls.key, handed, serving).and_then(PemSource::read);
             match (certificate, key) {
                 (Ok(certificate), Ok(key)) => sites.push(Some(SitePem { certificate, key })),
                 (certificate, key) => {

@@ -13,7 +13,7 @@ use crate::expiry::{CertificateInfo, Expiries};
 use crate::policy;
 use crate::resolver::SniResolver;
 use crate::site;
-use crate::source::{Credentials, Handed, Material};
+use crate::source::{Material, Sources};
 
 /// Sessions the server remembers by id (TLS 1.2 without tickets; ~13 KiB would be a
 /// full session, an entry here is far smaller).
@@ -39,6 +39,8 @@ impl std::fmt::Debug for TlsState {
 pub struct Prepared {
     pub server_config: Arc<ServerConfig>,
     pub certificates: Expiries,
+    /// The PEM files it was built from (what the next reload keeps for a file it cannot read).
+    pub material: Material,
 }
 
 impl TlsState {
@@ -47,20 +49,19 @@ impl TlsState {
         Ok(TlsState { ticketer, sessions: ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES) })
     }
 
-    /// Reads (files in `handed` first) and checks every certificate of `config` and
+    /// Reads (see `source` for the order) and checks every certificate of `config` and
     /// builds its `ServerConfig`; `Ok(None)` when no listener is TLS.
     pub fn load(
         &self,
         config: &Config,
-        credentials: &Credentials,
-        handed: &Handed,
+        sources: &Sources<'_>,
         now: SystemTime,
     ) -> Result<Option<Prepared>, TlsErrors> {
         if !config.listeners.iter().any(|l| l.tls) {
             return Ok(None);
         }
-        let material = Material::read(config, credentials, handed)?;
-        self.prepare(config, &material, now).map(Some)
+        let material = Material::read(config, sources)?;
+        self.prepare(config, material, now).map(Some)
     }
 
     /// Checks `material` (the PEM files of `config`'s sites, in order) at `now` and builds
@@ -68,7 +69,7 @@ impl TlsState {
     pub fn prepare(
         &self,
         config: &Config,
-        material: &Material,
+        material: Material,
         now: SystemTime,
     ) -> Result<Prepared, TlsErrors> {
         let provider = policy::provider();
@@ -107,6 +108,10 @@ impl TlsState {
         server_config.alpn_protocols = policy::alpn_protocols();
         server_config.ticketer = self.ticketer.clone();
         server_config.session_storage = self.sessions.clone();
-        Ok(Prepared { server_config: Arc::new(server_config), certificates: Expiries(certificates) })
+        Ok(Prepared {
+            server_config: Arc::new(server_config),
+            certificates: Expiries(certificates),
+            material,
+        })
     }
 }

@@ -14,7 +14,7 @@ use rustls::{
     ClientConfig, ClientConnection, DigitallySignedStruct, HandshakeKind, ServerConnection, SignatureScheme,
 };
 
-use crate::{Credentials, Handed, TlsError, TlsState};
+use crate::{Credentials, Handed, Serving, Sources, TlsError, TlsState};
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -92,7 +92,7 @@ impl Setup {
 
 fn load(state: &TlsState, config: &Config) -> Arc<rustls::ServerConfig> {
     state
-        .load(config, &Credentials::default(), &Handed::default(), SystemTime::now())
+        .load(config, &sources(&Credentials::default(), &Handed::default()), SystemTime::now())
         .unwrap()
         .unwrap()
         .server_config
@@ -102,11 +102,17 @@ fn error(setup: &Setup, sites: &[(&[&str], Option<&str>)]) -> TlsError {
     let config = setup.config(sites);
     let mut errors = TlsState::new()
         .unwrap()
-        .load(&config, &Credentials::default(), &Handed::default(), SystemTime::now())
+        .load(&config, &sources(&Credentials::default(), &Handed::default()), SystemTime::now())
         .unwrap_err()
         .0;
     assert_eq!(errors.len(), 1, "{errors:?}");
     errors.pop().unwrap()
+}
+
+/// The sources of a load with nothing running yet.
+fn sources<'a>(credentials: &'a Credentials, handed: &'a Handed) -> Sources<'a> {
+    static NOTHING: std::sync::LazyLock<Serving> = std::sync::LazyLock::new(Serving::default);
+    Sources { credentials, handed, serving: &NOTHING }
 }
 
 /// Accepts any certificate: these tests look at which one the server chose.
@@ -303,8 +309,10 @@ fn each_broken_certificate_is_an_error_naming_its_file() {
     // A default site without hosts has no coverage check; every broken site is reported.
     let config =
         setup.config(&[(&[], Some("good")), (&["x.test"], Some("expired")), (&["y.test"], Some("future"))]);
-    let errors =
-        TlsState::new().unwrap().load(&config, &Credentials::default(), &Handed::default(), now).unwrap_err();
+    let errors = TlsState::new()
+        .unwrap()
+        .load(&config, &sources(&Credentials::default(), &Handed::default()), now)
+        .unwrap_err();
     assert_eq!(errors.0.len(), 2, "{errors}");
 }
 
@@ -352,19 +360,28 @@ fn credentials_are_read_from_the_directory_given() {
         Config::from_toml_with(Source::File(setup.path("g.toml")), text, Checks::WithoutFilesystem).unwrap();
     let state = TlsState::new().unwrap();
     let prepared = state
-        .load(&config, &Credentials::new(Some(creds.clone())), &Handed::default(), SystemTime::now())
+        .load(
+            &config,
+            &sources(&Credentials::new(Some(creds.clone())), &Handed::default()),
+            SystemTime::now(),
+        )
         .unwrap()
         .unwrap();
     assert_eq!(
         prepared.certificates.0[0].name,
         format!("credential site.pem ({})", creds.join("site.pem").display())
     );
-    let errors =
-        state.load(&config, &Credentials::new(None), &Handed::default(), SystemTime::now()).unwrap_err();
+    let errors = state
+        .load(&config, &sources(&Credentials::new(None), &Handed::default()), SystemTime::now())
+        .unwrap_err();
     assert!(matches!(errors.0[0], TlsError::NoCredentialsDirectory { .. }), "{errors}");
     assert!(errors.to_string().contains("LoadCredential=site.pem:"), "{errors}");
     let errors = state
-        .load(&config, &Credentials::new(Some(setup.path("nowhere"))), &Handed::default(), SystemTime::now())
+        .load(
+            &config,
+            &sources(&Credentials::new(Some(setup.path("nowhere"))), &Handed::default()),
+            SystemTime::now(),
+        )
         .unwrap_err();
     assert!(errors.to_string().contains("credential site.key ("), "{errors}");
 }
@@ -379,7 +396,7 @@ fn expiry_reports_the_nearest_and_those_within_the_window() {
     let config = setup.config(&[(&["later.test"], Some("later")), (&["soon.test"], Some("soon"))]);
     let prepared = TlsState::new()
         .unwrap()
-        .load(&config, &Credentials::default(), &Handed::default(), now)
+        .load(&config, &sources(&Credentials::default(), &Handed::default()), now)
         .unwrap()
         .unwrap();
     let nearest = prepared.certificates.nearest().unwrap();
@@ -399,7 +416,7 @@ fn no_tls_listener_needs_no_certificates() {
     assert!(
         TlsState::new()
             .unwrap()
-            .load(&config, &Credentials::default(), &Handed::default(), SystemTime::now())
+            .load(&config, &sources(&Credentials::default(), &Handed::default()), SystemTime::now())
             .unwrap()
             .is_none()
     );
@@ -423,7 +440,7 @@ fn handed_over_files_win_over_the_path_and_serve_every_site_naming_them() {
     assert_eq!(files.len(), 2);
     let prepared = TlsState::new()
         .unwrap()
-        .load(&config, &Credentials::default(), &files, SystemTime::now())
+        .load(&config, &sources(&Credentials::default(), &files), SystemTime::now())
         .unwrap()
         .unwrap();
     assert_eq!(prepared.certificates.0.len(), 2, "both sites read the one handed-over pair");

@@ -2,10 +2,11 @@
 //!
 //! The server runs as `nobody` with `$CREDENTIALS_DIRECTORY` holding copies named as the
 //! generated units' `LoadCredential=` lines name them; the key itself lives in a
-//! root-only directory. A renewal then shows the three ways a reload can go: a signal
-//! hands nothing over, so the server pairs the renewed certificate with the key copy from
-//! start and refuses it, naming that copy; a root `-k graceful --wait` hands the files
-//! over and the new certificate is served; the old one served until then.
+//! root-only directory. A renewal then shows the ways a reload can go: a signal hands
+//! nothing over, so the server pairs the renewed certificate with the key it runs with and
+//! refuses it, saying so; a root `-k graceful --wait` hands the files over and the new
+//! certificate is served (the old one served until then); and once neither file is
+//! readable, a signal keeps the pair that serves rather than the start-time copies.
 
 use std::os::unix::fs::{PermissionsExt, chown};
 use std::os::unix::process::CommandExt;
@@ -111,11 +112,12 @@ fn a_root_reload_hands_a_root_only_key_to_an_unprivileged_server() {
     let new_serial = serial_of(&cert);
     assert_ne!(new_serial, first_serial);
 
-    // A signal hands nothing over: the renewed certificate with the key copy from start.
+    // A signal hands nothing over: the renewed certificate with the key the running
+    // configuration has.
     server.signal(libc::SIGUSR1);
     assert!(
-        stderr.wait_for("systemd's copy from service start", T),
-        "the refused reload names the key's credential copy:\n{}",
+        stderr.wait_for("the bytes the running configuration has", T),
+        "the refused reload says where the key came from:\n{}",
         stderr.text()
     );
     assert!(stderr.text().contains("does not belong"), "{}", stderr.text());
@@ -127,6 +129,14 @@ fn a_root_reload_hands_a_root_only_key_to_an_unprivileged_server() {
     assert_eq!(presented_serial(tls_port), new_serial, "new connections get the renewed certificate");
     let (_, status) = site.run(&["-k", "status"]);
     assert!(status.contains("generation=2") && status.contains("failed_reloads=1"), "{status}");
+    // Both files root-only now: a signal still hands nothing over, and the reload keeps
+    // the pair that serves — never the older copies systemd made at start — and says so.
+    mode(&public, 0o700);
+    server.signal(libc::SIGUSR1);
+    assert!(stderr.wait_for("were not read again", T), "{}", stderr.text());
+    let (_, status) = site.run(&["-k", "status"]);
+    assert!(status.contains("generation=3"), "the reload succeeded: {status}");
+    assert_eq!(presented_serial(tls_port), new_serial, "still the renewed certificate");
     let meta = std::fs::metadata(&key).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o600, "the key stays 0600");
     use std::os::unix::fs::MetadataExt;
