@@ -6,7 +6,7 @@
 //! `await-reload`; see [`Request`])
 //! and one reply that ends with EOF: `ok <text>` or `error <text>` (text may span
 //! lines). It is synchronous: the reply *is* the result, so nothing polls. A request may
-//! carry open files ([`handover`](crate::handover)): how a root client passes what the
+//! carry open files ([`handover`]): how a root client passes what the
 //! server's user may not open.
 
 use std::io::{self, Read};
