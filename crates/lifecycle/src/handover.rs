@@ -185,12 +185,12 @@ mod tests {
 
     use super::*;
 
+    /// An open, already unlinked file holding `text`.
     fn file_with(text: &str) -> OwnedFd {
-        let mut path = std::env::temp_dir();
-        path.push(format!("handover-{}-{}", std::process::id(), text.len()));
-        std::fs::write(&path, text).unwrap();
-        let file = std::fs::File::open(&path).unwrap();
-        std::fs::remove_file(&path).unwrap();
+        use std::io::{Seek, Write};
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(text.as_bytes()).unwrap();
+        file.rewind().unwrap();
         file.into()
     }
 
