@@ -139,24 +139,34 @@ pub(crate) async fn serve<S: Transport>(
             Step::Timer => {
                 let now = now_us();
                 let us = |d: Duration| d.as_micros() as u64;
+                // The earliest moment a limit could expire, given the state now.
                 let next = if meter.busy() {
-                    if now >= meter.last_progress() + us(send) {
+                    let deadline = meter.last_progress() + us(send);
+                    if now >= deadline {
                         tracing::info!(
                             "closing an HTTP/2 connection: its streams made no progress for send_timeout"
                         );
                         return;
                     }
-                    meter.last_progress() + us(send)
-                } else if !started.load(Ordering::Relaxed) && now >= opened + us(header) {
-                    tracing::debug!("closing an HTTP/2 connection: no request within header_timeout");
-                    return;
-                } else if !going_away && now >= meter.idle_since().max(opened) + us(keepalive) {
-                    conn.as_mut().graceful_shutdown();
-                    // GOAWAY goes out; the connection ends once the client has it.
-                    let _ = tokio::time::timeout(GOAWAY_WAIT, conn.as_mut()).await;
-                    return;
+                    deadline
                 } else {
-                    now + us(header.min(keepalive).min(send))
+                    let first = (!started.load(Ordering::Relaxed)).then(|| opened + us(header));
+                    if first.is_some_and(|deadline| now >= deadline) {
+                        tracing::debug!("closing an HTTP/2 connection: no request within header_timeout");
+                        return;
+                    }
+                    let idle = meter.idle_since().max(opened) + us(keepalive);
+                    if !going_away && now >= idle {
+                        conn.as_mut().graceful_shutdown();
+                        // GOAWAY goes out; the connection ends once the client has it.
+                        let _ = tokio::time::timeout(GOAWAY_WAIT, conn.as_mut()).await;
+                        return;
+                    }
+                    // Going away: hyper closes once the streams are done; no idle limit.
+                    let idle = if going_away { u64::MAX } else { idle };
+                    // A stream may start and end before then: look again no later than
+                    // the shortest limit from now.
+                    idle.min(first.unwrap_or(u64::MAX)).min(now + us(header.min(keepalive).min(send)))
                 };
                 let wait = Duration::from_micros(next.saturating_sub(now).max(1000));
                 timer.as_mut().reset(tokio::time::Instant::now() + wait);
