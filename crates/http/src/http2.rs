@@ -26,7 +26,7 @@ use http::Request;
 use hyper::body::Incoming;
 use hyper::server::conn::http2;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 
 use crate::body::Guards;
 use crate::connection;
@@ -80,7 +80,7 @@ pub(crate) async fn serve<S: Transport>(
             std::future::ready(Ok::<_, Infallible>(response.map(|body| body.with_guards(guards))))
         })
     };
-    let mut builder = http2::Builder::new(TokioExecutor::new());
+    let mut builder = http2::Builder::new(FirstPollInline);
     builder
         .timer(TokioTimer::new())
         .max_concurrent_streams(settings.max_concurrent_streams)
@@ -211,6 +211,30 @@ async fn starts_with_preface(stream: &Stream) -> bool {
         }
         // A part of the preface so far: look again shortly, without spinning.
         tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// hyper's executor for stream tasks: a stream's task is polled once right where hyper
+/// hands it over — inside the connection's own poll — and spawned only if it is not done.
+/// A static file's response is ready at once, so its HEADERS and DATA are queued before
+/// the connection flushes, and the responses to the streams a client sent together leave
+/// in one write (nginx batches the same way) instead of one TLS record and `writev` per
+/// stream, with a task spawned, scheduled and woken across threads for each.
+/// (Polling with a no-op waker first is sound: a future that returns `Pending` is polled
+/// again at once by the spawned task, with its real waker.)
+#[derive(Clone, Copy)]
+struct FirstPollInline;
+
+impl<F> hyper::rt::Executor<F> for FirstPollInline
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    fn execute(&self, future: F) {
+        let mut future = Box::pin(future);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if future.as_mut().poll(&mut cx).is_pending() {
+            tokio::spawn(future);
+        }
     }
 }
 
