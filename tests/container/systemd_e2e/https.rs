@@ -184,18 +184,6 @@ fn exposure(c: &Container) -> f64 {
         .unwrap_or_else(|| panic!("no exposure level: {security}"))
 }
 
-/// Makes the container's mounts shared, as on a booted machine. systemd mounts a service's
-/// credentials in a child mount namespace and moves them into /run/credentials/UNIT, which
-/// reaches systemd's own namespace only through shared propagation. PID 1 makes `/` shared
-/// itself, except in a container, where it leaves that to the container manager
-/// (systemd-nspawn does it); the harness keeps every mount private, so without this each
-/// `LoadCredential=` directory stays empty and root-only (seen on 252: graced's
-/// `ExecStartPre=graced -t` then fails with "graced's user may not read it"). The
-/// container's mounts are in no peer group with the host's: nothing propagates out.
-fn share_mounts(c: &Container) {
-    c.must(&["mount", "--make-rshared", "/"]);
-}
-
 /// j. HTTPS from a key only root may read. The generated units pass the certificate and
 /// key as credentials (`LoadCredential=`), run `ExecReload=+graced -k graceful --wait`
 /// (as root: it opens the renewed files and hands the descriptors over) and use
@@ -207,7 +195,6 @@ fn share_mounts(c: &Container) {
 /// keeps serving. 20 restarts under TLS load lose no request.
 pub(super) fn j_https_with_a_root_only_key(target: Target) {
     let Some(c) = boot(target, "j", Duration::from_secs(240)) else { return };
-    share_mounts(&c);
     let pki = Pki::new();
     let (first, renewed, other) = (pki.leaf(FIRST), pki.leaf(RENEWED), pki.leaf(OTHER));
     deploy(&c, 1, &first);
