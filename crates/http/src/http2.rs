@@ -146,7 +146,9 @@ pub(crate) async fn serve<S: Transport>(
                         );
                         return;
                     }
-                    meter.last_progress() + us(send)
+                    // Checked again within keepalive_timeout too: the streams may all end
+                    // meanwhile, and the idle time counts from then.
+                    (meter.last_progress() + us(send)).min(now + us(keepalive))
                 } else if !started.load(Ordering::Relaxed) && now >= opened + us(header) {
                     tracing::debug!("closing an HTTP/2 connection: no request within header_timeout");
                     return;
