@@ -148,7 +148,9 @@ pub(crate) async fn serve<S: Transport>(
                         );
                         return;
                     }
-                    deadline
+                    // Checked again within keepalive_timeout too: the streams may all end
+                    // meanwhile, and the idle time counts from then.
+                    deadline.min(now + us(keepalive))
                 } else {
                     let first = (!started.load(Ordering::Relaxed)).then(|| opened + us(header));
                     if first.is_some_and(|deadline| now >= deadline) {
