@@ -180,6 +180,9 @@ pub(crate) async fn serve<S: Transport>(
 /// The HTTP/2 connection preface (RFC 9113 §3.4): what a client with prior knowledge sends first.
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// The longest pause between two looks at a preface that arrives in parts.
+const PREFACE_POLL_MAX: Duration = Duration::from_millis(100);
+
 /// A connection on a plain listener with `h2c = true`: HTTP/2 if it opens with the
 /// preface, else HTTP/1.1 on its usual path (sendfile and all). Nothing is read to decide.
 pub(crate) async fn serve_h2c_or_http1(
@@ -200,6 +203,7 @@ pub(crate) async fn serve_h2c_or_http1(
 /// Whether the first bytes are the preface (peeked: they stay for whoever serves).
 async fn starts_with_preface(stream: &Stream) -> bool {
     let mut buf = [0u8; PREFACE.len()];
+    let mut wait = Duration::from_millis(1);
     loop {
         let n = match stream.peek(&mut buf).await {
             Ok(0) | Err(_) => return false,
@@ -211,8 +215,11 @@ async fn starts_with_preface(stream: &Stream) -> bool {
         if n == PREFACE.len() {
             return true;
         }
-        // A part of the preface so far: look again shortly, without spinning.
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        // A part of the preface so far: look again shortly. (The peeked bytes keep the socket
+        // readable, so there is nothing to wait on.) The pause doubles, so a client that
+        // sends a part and stalls, or leaves, costs ~10 wake-ups a second, not 1000.
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(PREFACE_POLL_MAX);
     }
 }
 

@@ -6,7 +6,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use graced_testsupport::process::Reaped;
+use graced_testsupport::process::{Reaped, cpu_seconds};
 
 use super::{H2Site, MAX_STREAMS, field};
 
@@ -135,4 +135,34 @@ fn status_shows_the_h2_gauges_while_a_stream_is_open_and_a_reload_keeps_it() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!((field(&end, "h2_connections"), field(&end, "h2_streams")), (Some(0), Some(0)), "{end}");
+}
+
+/// An h2c port tells HTTP/2 from HTTP/1.1 by peeking at the preface; connections that send
+/// a part of it and stall (or close) must not make the server poll them busily while it waits.
+#[test]
+fn connections_with_a_part_of_the_preface_cost_no_cpu() {
+    let h2 = H2Site::new("");
+    let server = h2.site.start(&[]);
+    let mut held = Vec::new();
+    for i in 0..200 {
+        let mut tcp = std::net::TcpStream::connect(("127.0.0.1", h2.h2c_port)).unwrap();
+        std::io::Write::write_all(&mut tcp, &b"PRI * HTTP/2.0\r\n"[..1 + i % 16]).unwrap();
+        // Half stay, half leave at once.
+        if i % 2 == 0 {
+            held.push(tcp);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let before = cpu_seconds(server.pid());
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_seconds(server.pid()) - before;
+    println!("FIGURES: 200 connections with a part of the preface: {used:.2} s of CPU in 2 s");
+    assert!(
+        used < 0.2,
+        "graced used {used:.2} s of CPU in 2 s on connections that sent a part of the preface"
+    );
+    // The port still serves both protocols.
+    let got = h2.curl(&["--http2-prior-knowledge", "-o", "/dev/null", "-w", WRITE_OUT, &h2.h2c("/")]);
+    assert_eq!(String::from_utf8_lossy(&got.stdout), "2 200 6 1\n", "{got:?}");
+    drop(held);
 }
