@@ -10,6 +10,8 @@
 //!   `send_timeout`.
 
 // The crate root is this file, so its modules live in h2/ by path.
+#[path = "common/cert.rs"]
+mod cert;
 #[path = "h2/frames.rs"]
 mod frames;
 #[path = "h2/lifecycle.rs"]
@@ -31,33 +33,17 @@ use graced_http::access_log::AccessLogSink;
 use graced_http::{Generation, Server, Status};
 use h2::RecvStream;
 use h2::client::SendRequest;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 
+use cert::{Cert, cert};
 use frames::{Log, Tap};
 
-/// A self-signed certificate for `localhost`, and its key.
-pub(crate) struct Cert {
-    der: CertificateDer<'static>,
-    key: Vec<u8>,
-}
-
-fn cert() -> Cert {
-    let issued = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    Cert { der: issued.cert.der().clone(), key: issued.signing_key.serialize_der() }
-}
-
-/// What graced-tls offers with `[http2] enabled`: `h2`, then `http/1.1`.
+/// The server's `ServerConfig`: `cert`, offering h2 then http/1.1 (what graced-tls offers with `[http2] enabled`).
 fn server_config(cert: &Cert) -> Arc<rustls::ServerConfig> {
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key.clone()));
-    let mut config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.der.clone()], key)
-        .unwrap();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Arc::new(config)
+    cert::server_config(cert, &[b"h2", b"http/1.1"])
 }
 
 /// A file's bytes: a pattern that catches reordered, dropped or repeated chunks (made once:
