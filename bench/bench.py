@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """graced vs nginx vs Apache (mpm_event), side by side in one run; over HTTPS (phases https,
-handshake, tlsidle, tlsstorm) graced vs nginx vs Caddy. Started by bench/run.
+handshake, tlsidle, tlsstorm) and HTTP/2 over TLS (phases h2, h2storm, with h2load) graced vs
+nginx vs Caddy. Started by bench/run.
 
 Every server is started by hand on 127.0.0.1, each on its own port, as a child of this
 script (nginx with `daemon off`, Apache with -DFOREGROUND), serving the same files from a
@@ -56,6 +57,7 @@ TLS_IDLE_CONNS = 10_000
 # 1 KiB and 100 KiB are the issue's sizes; 1 MiB is beyond graced's 128 KiB inline limit,
 # where files go out a window at a time (see crates/http/src/body.rs).
 SIZES = {"1k": 1024, "100k": 100 * 1024, "1m": 1024 * 1024}
+SIZE_NAMES = {"1k": "1 KiB", "100k": "100 KiB", "1m": "1 MiB"}
 
 started = {}  # pid -> Popen, everything this script started and has not reaped
 
@@ -130,10 +132,11 @@ class Server:
     reload_sig = signal.SIGUSR1
     stop_sig = signal.SIGWINCH
 
-    def __init__(self, tag, port, root=WWW, workers=None, tls=None):
+    def __init__(self, tag, port, root=WWW, workers=None, tls=None, h2=False):
         # workers: None = the server's own "one per CPU" default (nginx `auto`, graced "auto").
         # tls: None (plain HTTP) or a CERT_KINDS key: HTTPS only, TLS 1.3, with that certificate.
-        self.tag, self.port, self.root, self.workers, self.tls = tag, port, root, workers, tls
+        # h2: HTTP/2 offered by ALPN besides HTTP/1.1 (the HTTP/2 phases), stated in the config.
+        self.tag, self.port, self.root, self.workers, self.tls, self.h2 = tag, port, root, workers, tls, h2
         self.dir = f"{STATE}/{self.name}"
         os.makedirs(self.dir, exist_ok=True)
         self.conf = f"{self.dir}/{tag}.conf"
@@ -210,6 +213,9 @@ index = ["index.html"]
         # The TLS keys as on branch tls-base (crates/config/src/raw.rs): [[listen]] tls,
         # [[site]] certificate/key. A graced without them refuses the file: "not measured".
         cert, key = cert_files(self.tls)
+        # HTTP/2 is on by default ([http2] enabled = true); the HTTP/2 phases say so explicitly,
+        # with the default stream limit (nginx's http2_max_concurrent_streams is 128 as well).
+        http2 = "\n[http2]\nenabled = true\nmax_concurrent_streams = 128\n" if self.h2 else ""
         return f"""# graced, benchmark configuration, HTTPS (bench/bench.py)
 [server]
 pid_file = "{self.dir}/{self.tag}.pid"
@@ -221,7 +227,7 @@ workers = {self.workers or '"auto"'}
 max_connections = 16384
 header_timeout = "60s"
 keepalive_timeout = "15s"
-
+{http2}
 [[listen]]
 name = "https"
 address = "127.0.0.1:{self.port}"
@@ -259,6 +265,8 @@ class Nginx(Server):
         if self.tls:
             cert, key = cert_files(self.tls)
             listen += " ssl"
+            if self.h2:
+                listen += " http2"  # nginx 1.22: a `listen` parameter (`http2 on;` is 1.25.1+)
             # 10,000 idle TLS connections may all land on one worker.
             events = "worker_connections 12000;"
             limits = "worker_rlimit_nofile 19000;\n"
@@ -363,7 +371,8 @@ DirectoryIndex index.html
 
 class Caddy(Server):
     """Caddy 2.6 (Debian's `caddy`), HTTPS only: `tls CERT KEY`, file_server, no automatic HTTPS
-    or redirects, no logs, the admin API on a loopback port for reloads (POST /load)."""
+    or redirects, no logs, the admin API on a loopback port for reloads (POST /load). HTTP/2 is
+    on by default over TLS (the default `protocols h1 h2 h3`), so `h2` changes nothing here."""
 
     name = "caddy"
     reload_sig = None  # reloads go through the admin API: see AdminReloads
@@ -849,14 +858,15 @@ def phase_restart_storm(results, secs, rate):
 # ------------------------------------------------------------------ HTTPS phases
 
 
-def start_tls_servers(results, tag, cert, only=None):
-    """Starts each TLS peer (HTTPS on TLS_PORTS) with the `cert` certificate. A server that
-    does not serve HTTPS (graced before TLS) is recorded under tls_unmeasured, not fatal."""
+def start_tls_servers(results, tag, cert, only=None, h2=False):
+    """Starts each TLS peer (HTTPS on TLS_PORTS) with the `cert` certificate (and HTTP/2 by ALPN
+    if `h2`). A server that does not serve HTTPS (graced before TLS) is recorded under
+    tls_unmeasured (h2_unmeasured for the HTTP/2 phases), not fatal."""
     servers = {}
     for name, kind in TLS_KINDS.items():
         if only and name != only:
             continue
-        s = kind(tag, TLS_PORTS[name], tls=cert)
+        s = kind(tag, TLS_PORTS[name], tls=cert, h2=h2)
         try:
             s.start()
             servers[name] = s
@@ -867,15 +877,17 @@ def start_tls_servers(results, tag, cert, only=None):
                 why += ": " + " / ".join(tail)
             except OSError:
                 pass
-            results.setdefault("tls_unmeasured", {}).setdefault(name, why)
+            results.setdefault("h2_unmeasured" if h2 else "tls_unmeasured", {}).setdefault(name, why)
             log(f"  {name}: not measured ({why})")
     return servers
 
 
-def tls_servers_each(results, tag, cert):
+def tls_servers_each(results, tag, cert, h2=False):
     """One server at a time (started, yielded, stopped), for the phases that load one alone."""
     for name in TLS_KINDS:
-        servers = start_tls_servers(results, tag, cert, only=name)
+        servers = start_tls_servers(results, tag, cert, only=name, h2=h2)
+        if h2:
+            servers = h2_check(results, servers)
         if not servers:
             continue
         s = servers[name]
@@ -1044,6 +1056,237 @@ def phase_tlsstorm(results, secs, rate):
             + f"; resumed {res['resumed']}/{res['offered']} offered")
 
 
+# ------------------------------------------------------------------ HTTP/2 phases (h2load)
+
+
+# h2load's connections and streams per connection (-c, -m) for each size. 1 KiB: 64 connections
+# of 10 streams (640 in flight). 100 KiB: 64 streams in flight, as many as wrk -c64 has requests
+# in flight in the HTTPS phase, as 16 connections of 4 streams (see H2_RULES). 1 MiB: one
+# download at a time per connection, 16 connections.
+H2_LOADS = {"1k": (64, 10), "100k": (16, 4), "1m": (16, 1)}
+# The storm's clients: (name, path, connections at once, streams per connection, requests per
+# connection). Each connection is its own `h2load -c1`, so that a connection which failed
+# before its first stream can be told from one the server ended after some (see h2_slot).
+H2_STORM_LANES = (("h2load 1 KiB", "/1k.txt", 4, 10, 5000), ("h2load 1 MiB", "/1m.txt", 2, 2, 100))
+H2_STORM_KEYS = ("connections", "conn_failed", "ended_early", "not_h2", "started", "succeeded", "stream_failed",
+                 "not_issued", "failed", "errored", "timeout")
+
+
+def h2load_cmd(port, path, conns, streams, secs=None, n=None, log_file=None):
+    """h2load over TLS to 127.0.0.1 (`--connect-to`; SNI and :authority `localhost`, as
+    bench-client), one thread (as wrk -t1), ALPN h2 first (its default list), a connection that
+    makes no progress for 10 s ends (as wrk's --timeout 10s). Bounded by `secs` (-D) or by `n`
+    requests (-n); `log_file`: one line per request (start, status, µs to the end of the response)."""
+    cmd = ["h2load", "-t1", f"-c{conns}", f"-m{streams}", "-N", "10s", f"--connect-to=127.0.0.1:{port}"]
+    cmd += ["-D", f"{secs}s"] if secs else ["-n", str(n)]
+    if log_file:
+        cmd += ["--log-file", log_file]
+    return cmd + [f"https://localhost:{port}{path}"]
+
+
+def h2_ms(text):
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text or "")
+    return round(float(m.group(1)) * UNITS[m.group(2)], 3) if m else None
+
+
+def parse_h2load(text):
+    """h2load's summary. Its counts (nghttp2 1.52): `total` the requests it was to make; `started`
+    the streams it opened; `succeeded` 2xx/3xx responses; `failed` everything else, including
+    requests it never sent (after a GOAWAY or a lost connection it opens no new one); `errored`
+    the part of `failed` that is not an HTTP status (reset, lost, never sent); `timeout` the
+    part lost to -N. Times for request: min/max/mean/sd only."""
+    r = {"rps": 0.0, "total": 0, "started": 0, "done": 0, "succeeded": 0, "failed": 0, "errored": 0, "timeout": 0,
+         "s2xx": 0, "s3xx": 0, "s4xx": 0, "s5xx": 0, "min_ms": None, "max_ms": None, "mean_ms": None, "sd_ms": None,
+         "proto": None, "tls": None, "cipher": None}
+    m = re.search(r"^finished in \S+, ([\d.]+) req/s", text, re.M)
+    if m:
+        r["rps"] = float(m.group(1))
+    m = re.search(r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                  r"(\d+) errored, (\d+) timeout", text, re.M)
+    if m:
+        (r["total"], r["started"], r["done"], r["succeeded"], r["failed"], r["errored"],
+         r["timeout"]) = map(int, m.groups())
+    m = re.search(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text, re.M)
+    if m:
+        r["s2xx"], r["s3xx"], r["s4xx"], r["s5xx"] = map(int, m.groups())
+    m = re.search(r"^time for request:\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)", text, re.M)
+    if m:
+        r["min_ms"], r["max_ms"], r["mean_ms"], r["sd_ms"] = map(h2_ms, m.groups())
+    for key, rx in (("proto", r"^Application protocol: (\S+)"), ("tls", r"^TLS Protocol: (\S+)"),
+                    ("cipher", r"^Cipher: (\S+)")):
+        m = re.search(rx, text, re.M)
+        if m:
+            r[key] = m.group(1)
+    r["requests"] = r["succeeded"]
+    return r
+
+
+def log_p99(path):
+    """p99 of the time to the end of the response of the completed requests in h2load's
+    --log-file (nearest rank), ms; the file is removed."""
+    times = []
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.split("\t")
+                if len(parts) >= 3 and parts[1] != "-1":
+                    times.append(int(parts[2]))
+        os.remove(path)
+    except (OSError, ValueError):
+        return None
+    if not times:
+        return None
+    times.sort()
+    return round(times[-(-99 * len(times) // 100) - 1] / 1000, 3)
+
+
+def h2_check(results, servers):
+    """Before measuring: two requests on one h2load connection to each server; a server whose
+    ALPN did not give h2 (or that did not answer both) is stopped and recorded as not measured."""
+    for name, s in list(servers.items()):
+        out = subprocess.run(h2load_cmd(s.port, "/1k.txt", 1, 1, n=2), capture_output=True, text=True, timeout=60)
+        r = parse_h2load(out.stdout)
+        results.setdefault("h2_check", {})[name] = {k: r[k] for k in ("proto", "tls", "cipher", "succeeded")}
+        if r["proto"] != "h2" or r["succeeded"] != 2:
+            why = (f"h2load: application protocol {r['proto']}, TLS {r['tls']}, {r['succeeded']} of 2 requests "
+                   f"succeeded ({(out.stdout + out.stderr).strip().splitlines()[-1:]})")
+            results.setdefault("h2_unmeasured", {}).setdefault(name, why)
+            log(f"  {name}: not measured ({why})")
+            s.stop()
+            del servers[name]
+        else:
+            log(f"  {name}: ALPN {r['proto']}, {r['tls']}, {r['cipher']}")
+    return servers
+
+
+def h2load_runs(servers, runs, secs, raw, loaded, latency_log):
+    """h2load -t1 -D{secs}s against every server for each size (H2_LOADS), interleaved, the
+    order rotating run by run, as wrk_runs; server CPU per request from /proc, h2load's CPU
+    from its rusage; p99 from h2load's per-request log when `latency_log`."""
+    for run in range(runs):
+        order = list(servers.items())
+        order = order[run % len(order):] + order[:run % len(order)]
+        for size, (conns, streams) in H2_LOADS.items():
+            for name, s in order:
+                samples = []
+                stop = threading.Event()
+
+                def sample(pid=s.proc.pid):
+                    for _ in range(int(secs * 2)):
+                        if stop.wait(0.5):
+                            break
+                        samples.append(tree_mem(pid))
+
+                t = threading.Thread(target=sample)
+                t.start()
+                log_file = f"{STATE}/h2load-requests.log" if latency_log else None
+                cpu0, client0 = cpu_seconds(s.proc.pid), os.times()
+                out = subprocess.run(h2load_cmd(s.port, f"/{size}.txt", conns, streams, secs=secs, log_file=log_file),
+                                     capture_output=True, text=True, timeout=secs + 60)
+                cpu1, client1 = cpu_seconds(s.proc.pid), os.times()
+                stop.set()
+                t.join()
+                r = parse_h2load(out.stdout)
+                r.update(server=name, size=size, run=run, conns=conns, streams=streams,
+                         p99_ms=log_p99(log_file) if log_file else None)
+                done = max(r["succeeded"], 1)
+                r["server_cpu_us"] = round(1e6 * (cpu1 - cpu0) / done, 2)
+                client_cpu = (client1.children_user - client0.children_user) + (
+                    client1.children_system - client0.children_system)
+                r["client_cpu_us"] = round(1e6 * client_cpu / done, 2)
+                r["client_cores"] = round(client_cpu / secs, 2)
+                raw.append(r)
+                if size == "1k" and samples:
+                    loaded.append({"server": name, "run": run, "rss_kib": max(x[0] for x in samples),
+                                   "pss_kib": max(x[1] for x in samples), "procs": max(x[2] for x in samples)})
+                log(f"  run {run} {size:>4} {name:<6} {r['rps']:>9.0f} req/s  {r['proto']}  p99 {r['p99_ms']} ms  "
+                    f"mean {r['mean_ms']} max {r['max_ms']} ms  failed {r['failed']} (errored {r['errored']})  "
+                    f"server CPU {r['server_cpu_us']} µs/req  h2load {r['client_cores']} cores")
+                time.sleep(1)
+
+
+def phase_h2(results, runs, secs, latency_log):
+    log(f"HTTP/2 throughput: h2load -t1 -D{secs}s over TLS 1.3 (ALPN h2), {runs} runs, ECDSA P-256; "
+        + ", ".join(f"{size} -c{c} -m{m}" for size, (c, m) in H2_LOADS.items()))
+    make_certs()
+    servers = h2_check(results, start_tls_servers(results, "h2", "ec", h2=True))
+    if not servers:
+        return
+    time.sleep(1)
+    raw = results.setdefault("h2", [])
+    loaded = results.setdefault("rss_loaded_h2", [])
+    try:
+        h2load_runs(servers, runs, secs, raw, loaded, latency_log)
+    finally:
+        for s in servers.values():
+            s.stop()
+
+
+def h2_slot(port, path, streams, per_conn, until, acc, lock):
+    """One client of the storm: one HTTP/2 connection at a time (`h2load -c1 -m{streams}
+    -n{per_conn}`, which never retries a stream nor reopens its connection), the next as soon as
+    it has ended, until `until`. Per connection: no stream opened = the connection failed (connect,
+    TLS or ALPN); opened but fewer than its share = the server ended it (GOAWAY or close) and the
+    rest were not sent, which is not a failure; streams opened that got no 2xx/3xx = failed."""
+    while time.monotonic() < until:
+        p = spawn(h2load_cmd(port, path, 1, streams, n=per_conn), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                  text=True)
+        out, _ = finish(p, 60)
+        r = parse_h2load(out)
+        with lock:
+            acc["connections"] += 1
+            acc["conn_failed"] += r["started"] == 0
+            acc["ended_early"] += 0 < r["started"] < r["total"]
+            acc["not_h2"] += r["started"] > 0 and r["proto"] != "h2"
+            acc["started"] += r["started"]
+            acc["succeeded"] += r["succeeded"]
+            acc["stream_failed"] += r["started"] - r["succeeded"]
+            acc["not_issued"] += r["total"] - r["started"] if r["started"] else 0
+            for k in ("failed", "errored", "timeout"):
+                acc[k] += r[k]
+
+
+def phase_h2storm(results, secs, rate):
+    log(f"HTTP/2 reload storm: {rate}/s for {secs}s, h2load clients that never retry: "
+        + ", ".join(f"{lane} ({n} × -c1 -m{m} -n{k})" for lane, _, n, m, k in H2_STORM_LANES))
+    make_certs()
+    for name, s in tls_servers_each(results, "h2storm", "ec", h2=True):
+        lock, threads, lanes = threading.Lock(), [], {}
+        t0 = time.monotonic()
+        until = t0 + secs + 1
+        for lane, path, n, streams, per_conn in H2_STORM_LANES:
+            acc = lanes[lane] = dict.fromkeys(H2_STORM_KEYS, 0)
+            for _ in range(n):
+                threads.append(threading.Thread(target=h2_slot, args=(s.port, path, streams, per_conn, until, acc,
+                                                                      lock)))
+                threads[-1].start()
+        time.sleep(0.5)
+        if name == "caddy":
+            storm = AdminReloads(s, rate, secs)
+        else:
+            storm = spawn([CLIENT, "signal", "--pid", str(s.proc.pid), "--sig", str(int(s.reload_sig)), "--rate",
+                           str(rate), "--secs", str(secs)], stdout=subprocess.PIPE, text=True)
+        for t in threads:
+            t.join()
+        elapsed = time.monotonic() - t0
+        storm_out, _ = finish(storm, 120) if storm.pid else storm.communicate(120)
+        time.sleep(0.5)
+        if name == "caddy":
+            reloads = int(kv(storm_out).get("sent", 0))
+        else:
+            reloads = s.reloads()
+        for acc in lanes.values():
+            acc["attempts"] = acc["started"] + acc["conn_failed"]
+            bad = acc["stream_failed"] + acc["conn_failed"]
+            acc["per_100k"] = 1e5 * bad / acc["attempts"] if acc["attempts"] else None
+            acc["rps"] = acc["succeeded"] / elapsed
+        results.setdefault("h2storm", {})[name] = {"clients": lanes, "signaller": storm_out.strip(),
+                                                   "reloads": reloads, "secs": round(elapsed, 2)}
+        log(f"  {name}: reloads {reloads} ({storm_out.strip()}); " + "; ".join(
+            f"{k}: {v['stream_failed']} of {v['started']} streams failed, {v['conn_failed']} of {v['connections']} "
+            f"connections failed, {v['ended_early']} ended by the server" for k, v in lanes.items()))
+
+
 def phase_latency(results, n):
     log(f"reload latency: median of {n}")
     for name, kind in KINDS.items():
@@ -1110,6 +1353,7 @@ def versions():
         "caddy": first_line(["caddy", "version"]),
         "openssl": first_line(["openssl", "version"]),
         "wrk": first_line(["wrk", "--version"]),
+        "h2load": first_line(["h2load", "--version"]),
         "rustc": first_line(["rustc", "--version"]),
         "kernel": os.uname().release,
         "cpus": str(os.cpu_count()),
@@ -1193,6 +1437,7 @@ def render(results, args):
         add(plain)
         add("")
     render_tls(results, add)
+    render_h2(results, add)
     if results.get("throughput"):
         add("## Static throughput (wrk -t1 -c64 --latency, keep-alive)")
         add("")
@@ -1345,15 +1590,20 @@ NO_RATIO = {"storm_reloads", "hsclient_full_ec", "hsclient_resumed_ec", "hsshare
 
 
 def tls_summary_table(results):
-    s = tls_summary(results)
+    return peer_table(tls_summary(results), TLS_ROWS, NO_RATIO, results.get("tls_unmeasured", {}))
+
+
+def peer_table(s, rows, no_ratio, missing):
+    """The summary table of the TLS peers (graced, nginx, caddy): `s` {(key, server): value},
+    `rows` as TLS_ROWS, rows whose key is in `no_ratio` without ratios, servers in `missing`
+    "not measured"."""
     out = ["| measurement | graced | nginx | caddy | graced ÷ nginx | graced ÷ caddy | caddy ÷ nginx | target |",
            "|---|---:|---:|---:|---:|---:|---:|---|"]
 
     def fmt(x, d):
         return "–" if x is None else f"{x:,.{d}f}".replace(",", " ") if d == 0 else f"{x:.{d}f}"
 
-    missing = results.get("tls_unmeasured", {})
-    for title, key, d, target in TLS_ROWS:
+    for title, key, d, target in rows:
         g, n, c = (s.get((key, k)) for k in TLS_PEERS)
         if g is None and n is None and c is None:
             continue
@@ -1371,7 +1621,7 @@ def tls_summary_table(results):
             t = f"{op.split()[0]} {bound}"
             if g is not None:
                 t += " ✓" if (g == bound if op == "=" else g >= bound) else " ✗"
-        if key in NO_RATIO:
+        if key in no_ratio:
             out.append(f"| {title} | {' | '.join(cells)} | | | | {t} |")
         else:
             out.append(f"| {title} | {' | '.join(cells)} | {ratio(g, n)} | {ratio(g, c)} | {ratio(c, n)} | {t} |")
@@ -1496,6 +1746,166 @@ TLS_RULES = """\
   connections, each reconnecting every 50 ms with its last ticket). None retries; failures per 100k as in the
   plain storms (a TLS handshake failure is a failure). Resumption across reloads = handshakes that resumed ÷
   handshakes that offered a ticket, in the resumption client.
+"""
+
+
+def h2_summary(results):
+    """Medians per TLS peer over the HTTP/2 runs, and the storm: {(key, server): value}."""
+    s = {}
+    for name in TLS_PEERS:
+        for size in SIZES:
+            rows = [r for r in results.get("h2", []) if r["server"] == name and r["size"] == size]
+            if rows:
+                for key, field in (("rps", "rps"), ("p99", "p99_ms"), ("mean", "mean_ms"), ("max", "max_ms"),
+                                   ("cpu", "server_cpu_us")):
+                    s[f"{key}_{size}", name] = med([r.get(field) for r in rows])
+        rows = [r for r in results.get("h2", []) if r["server"] == name]
+        if rows:
+            s["runs_failed", name] = sum(r["failed"] for r in rows)
+            s["runs_errored", name] = sum(r["errored"] for r in rows)
+        storm = results.get("h2storm", {}).get(name)
+        if storm:
+            s["storm_reloads", name] = storm["reloads"]
+            conns = ended = 0
+            for lane, c in storm["clients"].items():
+                s[f"storm_{lane}", name] = c["per_100k"]
+                conns, ended = conns + c["connections"], ended + c["ended_early"]
+            s["storm_ended", name] = 100 * ended / conns if conns else None
+    return s
+
+
+# As TLS_ROWS. The p99 rows are there when h2load logged every request (the default).
+H2_ROWS = [
+    *[(f"HTTP/2 {SIZE_NAMES[size]}, req/s (h2load -c{c} -m{m})" + (", higher is better" if size == "1k" else ""),
+       f"rps_{size}", 0, ("≥", 1.0) if size == "1k" else None) for size, (c, m) in H2_LOADS.items()],
+    *[(f"HTTP/2 {SIZE_NAMES[size]}, p99 ms", f"p99_{size}", 2, None) for size in H2_LOADS],
+    *[(f"HTTP/2 {SIZE_NAMES[size]}, mean ms (h2load)", f"mean_{size}", 2, None) for size in H2_LOADS],
+    *[(f"HTTP/2 {SIZE_NAMES[size]}, max ms (h2load)", f"max_{size}", 2, None) for size in H2_LOADS],
+    *[(f"Server CPU per HTTP/2 request, {SIZE_NAMES[size]}, µs", f"cpu_{size}", 2,
+       ("≤", 0.8) if size == "1k" else None) for size in H2_LOADS],
+    ("HTTP/2 throughput runs: h2load failed, all runs", "runs_failed", 0, None),
+    ("HTTP/2 throughput runs: h2load errored, all runs", "runs_errored", 0, None),
+    ("HTTP/2 reload storm: reloads performed", "storm_reloads", 0, None),
+    *[(f"HTTP/2 reload storm: {lane} ({n} × -m{m}), failed streams per 100k", f"storm_{lane}", 1, ("=", 0))
+      for lane, _, n, m, _ in H2_STORM_LANES],
+    ("HTTP/2 reload storm: connections the server ended before their share, %", "storm_ended", 1, None),
+]
+H2_NO_RATIO = {"runs_failed", "runs_errored", "storm_reloads", "storm_ended"}
+
+
+def h2_summary_table(results):
+    return peer_table(h2_summary(results), H2_ROWS, H2_NO_RATIO, results.get("h2_unmeasured", {}))
+
+
+def render_h2(results, add):
+    if not any(results.get(k) for k in ("h2", "h2storm", "h2_unmeasured")):
+        return
+    add("## HTTP/2 summary (medians; h2load over TLS 1.3, ALPN h2, same certificate and files for every server)")
+    add("")
+    add("Targets (issue 16), for graced: HTTP/2 req/s at 1 KiB ≥ 1.0 × nginx; server CPU per HTTP/2 request at "
+        "1 KiB ≤ 0.8 × nginx; 0 failed streams in the HTTP/2 reload storm.")
+    add("")
+    table = h2_summary_table(results)
+    if table:
+        add(table)
+        add("")
+    for name, why in results.get("h2_unmeasured", {}).items():
+        add(f"* {name}: not measured — {why}")
+    if results.get("h2_unmeasured"):
+        add("")
+    if results.get("h2_check"):
+        add("What each server negotiated with h2load (two requests on one connection, before measuring): "
+            + "; ".join(f"{name} {c['proto']}, {c['tls']}, {c['cipher']}" for name, c in results["h2_check"].items())
+            + ".")
+        add("")
+    if results.get("h2"):
+        add("## HTTP/2 throughput (h2load -t1 -D, over TLS, ECDSA P-256)")
+        add("")
+        add("| run | size | server | -c × -m | protocol | req/s | p99 ms | mean ms | max ms | succeeded | failed | "
+            "errored | timeout | server CPU µs/req | h2load CPU µs/req | h2load cores |")
+        add("|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in results["h2"]:
+            add(f"| {r['run']} | {r['size']} | {r['server']} | {r['conns']} × {r['streams']} | {r['proto']} | "
+                f"{r['rps']:.0f} | {'–' if r['p99_ms'] is None else r['p99_ms']} | {r['mean_ms']} | {r['max_ms']} | "
+                f"{r['succeeded']} | {r['failed']} | {r['errored']} | {r['timeout']} | {r['server_cpu_us']} | "
+                f"{r['client_cpu_us']} | {r['client_cores']} |")
+        add("")
+        add("Memory under the 1 KiB HTTP/2 load (max of samples during each run, all processes):")
+        add("")
+        add("| run | server | RSS KiB | PSS KiB | processes |")
+        add("|---|---|---:|---:|---:|")
+        for r in results.get("rss_loaded_h2", []):
+            add(f"| {r['run']} | {r['server']} | {r['rss_kib']} | {r['pss_kib']} | {r['procs']} |")
+        add("")
+    if results.get("h2storm"):
+        add("## HTTP/2 reload storm (20 reloads/s; h2load clients that never retry, a connection each)")
+        add("")
+        add("| server | reloads performed | client | connections | connections failed | ended by the server | "
+            "streams | failed streams | per 100k | not sent | h2load failed | h2load errored | h2load timeout "
+            "| req/s |")
+        add("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for name, r in results["h2storm"].items():
+            for lane, c in r["clients"].items():
+                per = "–" if c["per_100k"] is None else f"{c['per_100k']:.1f}"
+                add(f"| {name} | {r['reloads']} | {lane} | {c['connections']} | {c['conn_failed']} | "
+                    f"{c['ended_early']} | {c['started']} | {c['stream_failed']} | {per} | {c['not_issued']} | "
+                    f"{c['failed']} | {c['errored']} | {c['timeout']} | {c['rps']:.0f} |")
+        add("")
+        add("Storms: " + "; ".join(f"{name}: {r['signaller']}" for name, r in results["h2storm"].items()) + ".")
+        add("")
+    add("### HTTP/2 rules")
+    add("")
+    add(H2_RULES)
+
+
+H2_RULES = """\
+* Servers: as in the HTTPS phases (the same ECDSA P-256 leaf and key, TLS 1.3 only, the same files, graced
+  18441, nginx 18442, Caddy 18443), with HTTP/2 offered by ALPN beside HTTP/1.1. graced: `[http2] enabled =
+  true`, `max_concurrent_streams = 128` (its defaults, written out). nginx 1.22: `listen 127.0.0.1:18442 ssl
+  http2;` (1.22's syntax; the `http2 on;` directive is 1.25.1+), its HTTP/2 defaults
+  (`http2_max_concurrent_streams 128`, `http2_chunk_size 8k`); `keepalive_timeout 15s` and
+  `keepalive_requests 1000000` govern its HTTP/2 connections too (since 1.19.7). Caddy 2.6: the HTTPS
+  phases' Caddyfile unchanged; HTTP/2 is on by default over TLS (default `protocols h1 h2 h3`; Go's HTTP/2
+  server allows 250 concurrent streams; its responses carry an `Alt-Svc` for h3, which h2load ignores).
+* Check: before measuring, h2load sends two requests on one connection to each server; the protocol ALPN
+  gave (h2load's "Application protocol"), the TLS version and the cipher are listed under the summary, and
+  every run records the protocol again. A server that does not negotiate h2 is not measured.
+* Client: h2load (Debian's nghttp2-client, OpenSSL) with one thread (`-t1`, as wrk -t1), to 127.0.0.1
+  (`--connect-to`) with SNI and `:authority` `localhost`, ALPN list `h2,…,http/1.1` (h2 first); its default
+  flow-control windows (2^30−1 for each stream and the connection, so a response never waits for a
+  WINDOW_UPDATE) and 16 KiB frames; `-N 10s`: a connection without progress for 10 s is ended and its
+  streams fail (as wrk's `--timeout 10s`). It does not validate the certificate.
+* Throughput: `h2load -t1 -D SECS` for each size, the three servers interleaved within each of the 3 runs,
+  their order rotating; medians. 1 KiB: `-c64 -m10` (640 streams in flight). 100 KiB: `-c16 -m4`: 64
+  streams in flight, as many as wrk -c64 has requests in flight in the HTTPS phase (at 100 KiB the cost is
+  in the bytes — encryption, copies, DATA frames — and more streams in flight add only buffering and
+  latency), 4 to a connection so that each server interleaves the DATA frames of concurrent streams and
+  shares a connection's window among them, the part that is HTTP/2's own. 1 MiB: `-c16 -m1`, one download
+  at a time per connection. req/s is h2load's: responses completed within the `-D` window ÷ the window
+  (streams still open when it ends are not counted).
+* Server CPU per request: on-CPU time of all the server's threads and processes (/proc schedstat) during
+  the h2load run ÷ the responses that succeeded, as in the HTTPS phase; h2load's CPU from its rusage, per
+  request and in cores (it shares the cores with the server).
+* Latency: h2load prints the time per request only as min, max, mean and sd (over at most 1,000,000
+  sampled requests), no percentiles; mean and max in the tables are those. The p99 is computed from
+  h2load's `--log-file` (a line per request: µs from submitting the request to the end of its response),
+  nearest rank over the completed requests; writing it costs h2load a write(2) per response, the same for
+  every server (`--h2-no-latency-log` leaves it out: no p99 then).
+* Failed, errored, timeout in the throughput runs: h2load's own counts. `failed` = responses other than
+  2xx/3xx + streams reset or lost + requests not sent because the connection ended; `errored` is the part
+  of `failed` that is not an HTTP status (so the two are not added up); `timeout` the part lost to `-N`.
+* HTTP/2 reload storm: 20 reloads/s for 20 s, as in the TLS reload storm (graced USR1, nginx HUP to the
+  master, Caddy `POST /load` with `Cache-Control: must-revalidate`), starting 0.5 s after the clients, which
+  run for 21 s: 4 connections at once requesting 1 KiB with 10 streams each (each connection one `h2load
+  -c1 -m10 -n5000`) and 2 requesting 1 MiB with 2 streams each (`h2load -c1 -m2 -n100`); when a connection
+  ends (its share done, or ended by the server) the next starts at once. h2load retries no stream and
+  opens no new connection after a GOAWAY. Failed streams = streams opened that did not end with a 2xx/3xx
+  response (reset, refused above a GOAWAY's last stream id, lost with the connection, timed out) — h2load's
+  `started − succeeded`; a connection that failed before its first stream (connect, TLS handshake, ALPN)
+  counts as one failure. Per 100k = failures ÷ (streams opened + connections failed) × 100,000. Requests a
+  connection did not send because the server had ended it (GOAWAY or close) are not failures: they are
+  listed as "not sent", with the connections the server ended ("ended by the server"). h2load's own
+  `failed` counts those unsent requests too, so it is listed raw, not used.
 """
 
 
@@ -1627,7 +2037,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--phases", default="startup,throughput,throughput1,latency,reload,restart",
                     help="also: https,handshake,tlsidle,tlsstorm (HTTPS, with nginx and caddy as peers; "
-                         "not in the default list until graced serves HTTPS)")
+                         "not in the default list until graced serves HTTPS) and h2,h2storm (HTTP/2 over TLS "
+                         "with h2load, the same peers; likewise not in the default list)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--secs", type=int, default=10, help="seconds per throughput run")
     ap.add_argument("--storm-secs", type=int, default=20)
@@ -1637,6 +2048,8 @@ def main():
                     help="a subset (caddy takes part in the HTTPS phases only)")
     ap.add_argument("--hs-conns", type=int, default=8, help="connections of the handshake client")
     ap.add_argument("--tls-secs", type=int, default=None, help="seconds per handshake run (default: --secs)")
+    ap.add_argument("--h2-no-latency-log", action="store_true",
+                    help="h2 phase: no per-request log from h2load (no p99; mean and max only)")
     ap.add_argument("--baseline", default=os.environ.get("GRACED_BASELINE"),
                     help="another graced binary (e.g. built from the last commit): added to the throughput "
                          "runs and the HUP storm as graced-before")
@@ -1681,6 +2094,10 @@ def main():
             phase_tlsidle(results, TLS_IDLE_CONNS)
         if "tlsstorm" in phases:
             phase_tlsstorm(results, args.storm_secs, 20)
+        if "h2" in phases:
+            phase_h2(results, args.runs, args.secs, not args.h2_no_latency_log)
+        if "h2storm" in phases:
+            phase_h2storm(results, args.storm_secs, 20)
     finally:
         cleanup()
     results["load_end"] = open("/proc/loadavg").read().split()[:3]
@@ -1710,6 +2127,11 @@ def write_results(results, args):
         update_benchmarks_md(tls, results, f"{REPO}/BENCHMARKS.md", block="https")
     if tls:
         print(tls)
+    h2 = h2_summary_table(results)
+    if h2 and not args.no_update and args.out is None:
+        update_benchmarks_md(h2, results, f"{REPO}/BENCHMARKS.md", block="http2")
+    if h2:
+        print(h2)
 
 
 if __name__ == "__main__":

@@ -69,11 +69,14 @@ impl Supervisor {
     pub(super) fn status_line(&self) -> String {
         let status = self.server.status();
         format!(
-            "pid={} generation={} connections={} requests={} bytes={} reloads={} failed_reloads={} \
-             tls_failed_handshakes={} tls_handshake_timeouts={} tls_plaintext_requests={}{}{}",
+            "pid={} generation={} connections={} h2_connections={} h2_streams={} requests={} bytes={} \
+             reloads={} failed_reloads={} tls_failed_handshakes={} tls_handshake_timeouts={} \
+             tls_plaintext_requests={}{}{}",
             std::process::id(),
             status.generation,
             status.connections,
+            status.h2_connections,
+            status.h2_streams,
             status.requests,
             status.bytes,
             status.reloads,

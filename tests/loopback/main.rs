@@ -16,6 +16,7 @@ mod activation;
 mod config_check;
 mod dbus;
 mod http;
+mod http2;
 mod https;
 mod lifecycle;
 mod pidfile;

@@ -29,8 +29,8 @@ use std::path::Path;
 pub use address::{AddressError, parse_address};
 pub use diagnostic::{ConfigError, Diagnostic};
 pub use model::{
-    AccessLog, BUILTIN_DEMO_ROOT, CREDENTIAL_PREFIX, Checks, Config, EMBEDDED_NAME, HSTS_DEFAULT, Limits,
-    ListenAddress, Listener, LogLevel, MAX_WORKERS, Root, Secret, Server, Site, SiteTls, Source, Tls,
+    AccessLog, BUILTIN_DEMO_ROOT, CREDENTIAL_PREFIX, Checks, Config, EMBEDDED_NAME, HSTS_DEFAULT, Http2,
+    Limits, ListenAddress, Listener, LogLevel, MAX_WORKERS, Root, Secret, Server, Site, SiteTls, Source, Tls,
 };
 
 /// Where the server looks for its configuration when no `-f` is given.

@@ -27,6 +27,7 @@ pub struct Config {
     /// At least one; exactly one is the default site.
     pub sites: Vec<Site>,
     pub tls: Tls,
+    pub http2: Http2,
 }
 
 /// Where a configuration came from.
@@ -138,6 +139,28 @@ impl Default for Limits {
     }
 }
 
+/// The `[http2]` table: HTTP/2's own limits (the request limits of `[limits]` apply too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Http2 {
+    /// Offer `h2` by ALPN on TLS listeners (HTTP/1.1 is always offered).
+    pub enabled: bool,
+    /// Streams a client may have open at once on one connection (SETTINGS_MAX_CONCURRENT_STREAMS).
+    pub max_concurrent_streams: u32,
+    /// Streams a client may open and reset before the server has seen them (the "Rapid
+    /// Reset" attack, CVE-2023-44487); beyond it the connection is closed with GOAWAY.
+    pub max_pending_resets: usize,
+    /// Streams the server may reset for a client's protocol errors on one connection
+    /// before it closes the connection with GOAWAY.
+    pub max_error_resets: usize,
+}
+
+impl Default for Http2 {
+    fn default() -> Self {
+        // nginx's http2_max_concurrent_streams is 128; hyper's reset limits are its defaults.
+        Http2 { enabled: true, max_concurrent_streams: 128, max_pending_resets: 20, max_error_resets: 1024 }
+    }
+}
+
 /// One `[[listen]]` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listener {
@@ -152,6 +175,8 @@ pub struct Listener {
     pub socket_mode: Option<u32>,
     /// HTTPS: connections on this listener start with a TLS handshake.
     pub tls: bool,
+    /// Cleartext HTTP/2 with prior knowledge (h2c) besides HTTP/1.1, on a plain listener.
+    pub h2c: bool,
 }
 
 /// What a listener listens on.

@@ -20,6 +20,8 @@ pub(super) struct RawConfig {
     pub site: Vec<RawSite>,
     #[serde(default)]
     pub tls: RawTls,
+    #[serde(default)]
+    pub http2: RawHttp2,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -89,6 +91,7 @@ pub(super) struct RawListen {
     pub no_delay: Option<bool>,
     pub socket_mode: Option<Spanned<String>>,
     pub tls: Option<Spanned<bool>>,
+    pub h2c: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,4 +120,13 @@ pub(super) enum RawHsts {
 pub(super) struct RawTls {
     pub handshake_timeout: Option<Spanned<String>>,
     pub expiry_warning: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHttp2 {
+    pub enabled: Option<bool>,
+    pub max_concurrent_streams: Option<Spanned<i64>>,
+    pub max_pending_resets: Option<Spanned<i64>>,
+    pub max_error_resets: Option<Spanned<i64>>,
 }

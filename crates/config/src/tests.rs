@@ -335,3 +335,24 @@ fn file_credential_names_are_valid_systemd_names() {
         assert_eq!(crate::tls_rules::credential_name_problem(&name), None, "{path} → {name}");
     }
 }
+
+#[test]
+fn http2_settings_have_defaults_ranges_and_h2c_is_for_plain_listeners() {
+    let config = parse(MINIMAL).unwrap();
+    assert_eq!(config.http2, Http2::default());
+    assert!(config.http2.enabled && config.http2.max_concurrent_streams == 128);
+    let text = format!(
+        "{MINIMAL}[http2]\nenabled = false\nmax_concurrent_streams = 32\nmax_pending_resets = 5\nmax_error_resets = 50\n"
+    );
+    let config = parse(&text).unwrap();
+    assert_eq!(
+        config.http2,
+        Http2 { enabled: false, max_concurrent_streams: 32, max_pending_resets: 5, max_error_resets: 50 }
+    );
+    let range = errors(&format!("{MINIMAL}[http2]\nmax_concurrent_streams = 0\n"));
+    assert!(range[0].contains("0 is out of range") && range[0].contains("from 1 to 10000"), "{range:?}");
+    let h2c = format!("{MINIMAL}[[listen]]\nname = \"h2c\"\naddress = \"127.0.0.1:81\"\nh2c = true\n");
+    assert!(parse(&h2c).unwrap().listeners[1].h2c);
+    let tls = errors(&format!("{MINIMAL}{TLS_LISTEN}h2c = true\n"));
+    assert!(tls.iter().any(|e| e.contains("h2c is cleartext HTTP/2, but this listener is TLS")), "{tls:?}");
+}

@@ -37,6 +37,7 @@ use crate::generation::GenerationGuard;
 use crate::meter::RequestGuard;
 use crate::sendfile::{self, SendfileJob};
 use crate::size::SizeClass;
+use crate::stream::StreamGuard;
 
 /// Bytes of a large file made resident, and handed to hyper as one frame, at a time.
 const WINDOW: usize = sendfile::MAX_FRAME;
@@ -57,11 +58,22 @@ pub(crate) struct Body {
 pub(crate) struct Guards {
     _request: RequestGuard,
     _generation: GenerationGuard,
+    /// HTTP/2: the stream's gauge and restart token.
+    stream: Option<StreamGuard>,
 }
 
 impl Guards {
     pub(crate) fn new(request: RequestGuard, generation: GenerationGuard) -> Guards {
-        Guards { _request: request, _generation: generation }
+        Guards { _request: request, _generation: generation, stream: None }
+    }
+
+    /// The same, for a response on an HTTP/2 stream.
+    pub(crate) fn for_stream(
+        request: RequestGuard,
+        generation: GenerationGuard,
+        stream: StreamGuard,
+    ) -> Guards {
+        Guards { _request: request, _generation: generation, stream: Some(stream) }
     }
 }
 
@@ -249,6 +261,13 @@ impl http_body::Body for Body {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        // A hard restart ends the HTTP/2 streams in flight (hyper resets the stream on the
+        // error) and keeps their connection.
+        if let Some(Guards { stream: Some(stream), .. }) = &self._guards
+            && stream.restarted()
+        {
+            return Poll::Ready(Some(Err(io::Error::other("the stream was reset by a hard restart"))));
+        }
         match &mut self.kind {
             Kind::Bytes(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Sendfile { remaining, page_in, .. } => {

@@ -190,7 +190,7 @@ pub(crate) async fn serve<S: Transport>(
         let shared = shared.clone();
         service_fn(move |req: Request<Incoming>| {
             let generation = shared.current();
-            let mut response = handler::handle(&req, &generation, &shared.counters, &remote, S::TLS);
+            let mut response = handler::handle(&req, &generation, &shared.counters, &remote, S::TLS, S::TLS);
             if shared.is_draining() {
                 response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
@@ -294,7 +294,7 @@ pub(crate) async fn serve<S: Transport>(
         match orders.take(meter.busy()) {
             // A stop; or a hard restart while a response is in flight. (A connection
             // between requests stays, and its next request takes the new generation.)
-            Order::Abort => return,
+            Order::Abort | Order::Restart => return,
             Order::Drain => {
                 let now = now_us();
                 drain_started = Some(now);

@@ -19,17 +19,19 @@ const SERVER: HeaderValue = HeaderValue::from_static(concat!("graced/", env!("CA
 const ALLOW: HeaderValue = HeaderValue::from_static("GET, HEAD, OPTIONS");
 const ACCEPT_RANGES: HeaderValue = HeaderValue::from_static("bytes");
 
-/// Serves one request with `generation` and logs it; `tls`: it came over HTTPS.
+/// Serves one request with `generation` and logs it; `tls`: it came over HTTPS; `copy`:
+/// file bodies are read into memory (TLS, HTTP/2), not sent with `sendfile`.
 pub(crate) fn handle<B>(
     req: &Request<B>,
     generation: &Generation,
     counters: &Counters,
     remote: &str,
     tls: bool,
+    copy: bool,
 ) -> Response<Body> {
     let host = request_host(req);
     let site_index = generation.config.site_index_for_host(host.as_deref());
-    let mut response = respond(req, generation, host.as_deref(), site_index, tls);
+    let mut response = respond(req, generation, host.as_deref(), site_index, tls, copy);
     if tls && let Some(hsts) = scheme::hsts(&generation.config.sites[site_index]) {
         response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, hsts);
     }
@@ -71,6 +73,7 @@ fn respond<B>(
     host: Option<&str>,
     site_index: usize,
     tls: bool,
+    copy: bool,
 ) -> Response<Body> {
     let config = &generation.config;
     let limits = &config.limits;
@@ -127,7 +130,7 @@ fn respond<B>(
         Err(PathError::EncodedSlash | PathError::Hidden) => return error(StatusCode::NOT_FOUND),
     };
     match files::lookup(site, &generation.roots[site_index], &safe) {
-        Lookup::Found(resource) => serve(req, resource, tls),
+        Lookup::Found(resource) => serve(req, resource, copy),
         Lookup::AddSlash => redirect_with_slash(req),
         Lookup::NotFound => error(StatusCode::NOT_FOUND),
         Lookup::Forbidden => error(StatusCode::FORBIDDEN),

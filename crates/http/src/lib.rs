@@ -54,6 +54,7 @@ mod connection;
 mod files;
 mod generation;
 mod handler;
+mod http2;
 mod listener;
 mod meter;
 mod path;
@@ -62,6 +63,7 @@ mod sendfile;
 mod server;
 mod shared;
 mod size;
+mod stream;
 mod tls;
 
 pub use connection::DRAIN_IDLE_GRACE;

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::connection;
 use crate::generation::{Counters, Generation};
+use crate::http2;
 use crate::listener::AnyListener;
 use crate::shared::Shared;
 use crate::tls;
@@ -54,15 +55,19 @@ pub struct Status {
     pub tls_handshake_timeouts: u64,
     /// Plaintext HTTP requests answered 400 on a TLS port.
     pub tls_plaintext_requests: u64,
+    /// HTTP/2 connections open now (counted in `connections` too).
+    pub h2_connections: u64,
+    /// HTTP/2 streams open now.
+    pub h2_streams: u64,
 }
 
 impl std::fmt::Display for Status {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "generation {}; {} connections; {} requests served",
-            self.generation, self.connections, self.requests
-        )?;
+        write!(f, "generation {}; {} connections", self.generation, self.connections)?;
+        if self.h2_connections > 0 {
+            write!(f, " ({} HTTP/2, {} streams)", self.h2_connections, self.h2_streams)?;
+        }
+        write!(f, "; {} requests served", self.requests)?;
         for (id, n) in &self.finishing {
             write!(f, "; G{id} finishing {n}")?;
         }
@@ -234,6 +239,8 @@ impl Server {
             tls_failed_handshakes: counters.tls_failed_handshakes.load(Ordering::Relaxed),
             tls_handshake_timeouts: counters.tls_handshake_timeouts.load(Ordering::Relaxed),
             tls_plaintext_requests: counters.tls_plaintext_requests.load(Ordering::Relaxed),
+            h2_connections: self.shared.h2_connections.load(Ordering::Relaxed),
+            h2_streams: self.shared.h2_streams.load(Ordering::Relaxed),
         }
     }
 }
@@ -246,8 +253,8 @@ async fn accept_loop(
     stop: CancellationToken,
 ) {
     let mut last_warning: Option<tokio::time::Instant> = None;
-    // Whether the listener is TLS, as the generation with this id says.
-    let mut tls_in: (u64, bool) = (u64::MAX, false);
+    // Whether the listener is TLS, and h2c, as the generation with this id says.
+    let mut kind_in: (u64, bool, bool) = (u64::MAX, false, false);
     loop {
         // At the connection limit new connections wait in the kernel's backlog.
         // `biased`: once told to stop, never accept again, even with connections queued.
@@ -263,13 +270,14 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, remote)) => {
-                let tls = {
+                let (tls, h2c) = {
                     let generation = shared.current();
-                    if generation.id != tls_in.0 {
-                        let tls = generation.config.listeners.iter().any(|l| l.name == name && l.tls);
-                        tls_in = (generation.id, tls);
+                    if generation.id != kind_in.0 {
+                        let listener = generation.config.listeners.iter().find(|l| l.name == name);
+                        kind_in =
+                            (generation.id, listener.is_some_and(|l| l.tls), listener.is_some_and(|l| l.h2c));
                     }
-                    tls_in.1
+                    (kind_in.1, kind_in.2)
                 };
                 // Subscribed before the task first runs, so an abort right now reaches it.
                 let orders = shared.subscribe();
@@ -277,6 +285,11 @@ async fn accept_loop(
                 if tls {
                     shared.connections.spawn(async move {
                         tls::serve(stream, remote, conn_shared, orders).await;
+                        drop(permit);
+                    });
+                } else if h2c {
+                    shared.connections.spawn(async move {
+                        http2::serve_h2c_or_http1(stream, remote, conn_shared, orders).await;
                         drop(permit);
                     });
                 } else {

@@ -19,7 +19,7 @@
 //!   once no request bytes wait; connections registered afterwards start draining too.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
@@ -36,6 +36,9 @@ pub(crate) struct Shared {
     draining: AtomicBool,
     orders: watch::Sender<Orders>,
     pub(crate) connections: TaskTracker,
+    /// HTTP/2 connections and streams open now (gauges: a hard restart leaves them).
+    pub(crate) h2_connections: AtomicU64,
+    pub(crate) h2_streams: AtomicU64,
 }
 
 impl Shared {
@@ -49,6 +52,8 @@ impl Shared {
             draining: AtomicBool::new(false),
             orders: watch::Sender::new(Orders::default()),
             connections: TaskTracker::new(),
+            h2_connections: AtomicU64::new(0),
+            h2_streams: AtomicU64::new(0),
         }
     }
 
@@ -132,6 +137,9 @@ impl Orders {
 pub(crate) enum Order {
     /// Close the connection now.
     Abort,
+    /// A hard restart while requests are in flight: end them (HTTP/1.1: the connection;
+    /// HTTP/2: the streams).
+    Restart,
     /// A graceful stop reached this connection: close it once idle.
     Drain,
     /// Nothing for this connection.
@@ -182,8 +190,10 @@ impl Subscription {
         self.unread = false;
         let now = *self.rx.borrow_and_update();
         let seen = std::mem::replace(&mut self.seen, now);
-        if now.stops != seen.stops || (busy && now.restarts != seen.restarts) {
+        if now.stops != seen.stops {
             Order::Abort
+        } else if busy && now.restarts != seen.restarts {
+            Order::Restart
         } else if now.draining && !seen.draining {
             Order::Drain
         } else {
@@ -238,7 +248,7 @@ mod tests {
         let mut idle = shared.subscribe();
         shared.restart();
         let mut later = shared.subscribe();
-        assert_eq!(busy.take(true), Order::Abort);
+        assert_eq!(busy.take(true), Order::Restart);
         assert_eq!(idle.take(false), Order::None);
         // Idle, it stays; a later response in flight is not aborted by the old restart.
         assert_eq!(idle.take(true), Order::None);

@@ -16,8 +16,8 @@
 //!   connection then starts draining like any other).
 //! * Between the handshake and the first request the connection is parked without any
 //!   HTTP state (see [`park`]): an idle TLS connection holds ~7 KiB, not ~24.
-//! * ALPN: the protocol the `ServerConfig` offered and the client chose. Only
-//!   `http/1.1` (or none) is served today; `h2` is where an HTTP/2 connection will go.
+//! * ALPN: the protocol the `ServerConfig` offered and the client chose: `h2` goes to
+//!   `http2`, `http/1.1` (or none) to `connection`.
 
 use std::io;
 use std::sync::Arc;
@@ -30,6 +30,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use crate::connection;
+use crate::http2;
 use crate::listener::Stream;
 use crate::shared::{Shared, Subscription};
 
@@ -76,17 +77,22 @@ pub(crate) async fn serve(stream: Stream, remote: String, shared: Arc<Shared>, o
     let Some((mut tls, keepalive)) = Box::pin(handshake(stream, &remote, &shared, &orders)).await else {
         return;
     };
-    match tls.get_ref().1.alpn_protocol() {
-        None | Some(b"http/1.1") => {
-            if park(&mut tls, &orders, keepalive).await == Unpark::Close {
-                return;
-            }
-            Box::pin(connection::serve(*tls, remote, shared, orders)).await
-        }
+    let h2 = match tls.get_ref().1.alpn_protocol() {
+        None | Some(b"http/1.1") => false,
+        Some(b"h2") => true,
         Some(other) => {
-            // Only offered once the server speaks it (HTTP/2 is the next step).
+            // rustls only agrees on what the generation's ServerConfig offered.
             tracing::debug!(%remote, alpn = %String::from_utf8_lossy(other), "ALPN protocol not served: closed");
+            return;
         }
+    };
+    if park(&mut tls, &orders, keepalive).await == Unpark::Close {
+        return;
+    }
+    if h2 {
+        Box::pin(http2::serve(*tls, remote, shared, orders, true)).await
+    } else {
+        Box::pin(connection::serve(*tls, remote, shared, orders)).await
     }
 }
 

@@ -1,6 +1,9 @@
 //! HTTPS through the public `Server` over real loopback sockets: certificates made at test
 //! time (rcgen), a minimal rustls `ServerConfig`, a rustls client.
 
+#[path = "common/cert.rs"]
+mod cert;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
@@ -11,29 +14,15 @@ use std::time::{Duration, Instant};
 use graced_config::{Config, ListenAddress, Root};
 use graced_http::access_log::AccessLogSink;
 use graced_http::{Generation, Server};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::TlsConnector;
 
-/// A self-signed certificate for `localhost`, and its key.
-struct Cert {
-    der: CertificateDer<'static>,
-    key: Vec<u8>,
-}
+use cert::{Cert, cert};
 
-fn cert() -> Cert {
-    let issued = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    Cert { der: issued.cert.der().clone(), key: issued.signing_key.serialize_der() }
-}
-
+/// The server's `ServerConfig`: `cert`, offering http/1.1.
 fn server_config(cert: &Cert) -> Arc<rustls::ServerConfig> {
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key.clone()));
-    let mut config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.der.clone()], key)
-        .unwrap();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Arc::new(config)
+    cert::server_config(cert, &[b"http/1.1"])
 }
 
 fn connector(cert: &Cert) -> TlsConnector {

@@ -47,7 +47,7 @@ mod state;
 pub use error::{TlsError, TlsErrors};
 pub use expiry::{CertificateInfo, Expiries};
 pub use handed::Handed;
-pub use policy::ALPN_HTTP11;
+pub use policy::{ALPN_H2, ALPN_HTTP11};
 pub use serving::Serving;
 pub use source::{Credentials, Material, Origin, Pem, SitePem, Sources};
 pub use state::{Prepared, TlsState};

@@ -8,15 +8,12 @@ use rustls::crypto::aws_lc_rs::{self, cipher_suite, kx_group};
 /// The ALPN protocol id of HTTP/1.1.
 pub const ALPN_HTTP11: &[u8] = b"http/1.1";
 /// The ALPN protocol id of HTTP/2.
-const ALPN_H2: &[u8] = b"h2";
+pub const ALPN_H2: &[u8] = b"h2";
 
-/// Whether `h2` is offered: the one switch to flip once graced-http serves HTTP/2.
-const OFFER_H2: bool = false;
-
-/// ALPN ids offered, in preference order.
-pub(crate) fn alpn_protocols() -> Vec<Vec<u8>> {
+/// ALPN ids offered, in preference order: `h2` first when `http2` (`[http2] enabled`).
+pub(crate) fn alpn_protocols(http2: bool) -> Vec<Vec<u8>> {
     let mut ids = Vec::new();
-    if OFFER_H2 {
+    if http2 {
         ids.push(ALPN_H2.to_vec());
     }
     ids.push(ALPN_HTTP11.to_vec());

@@ -105,7 +105,7 @@ impl TlsState {
             .map_err(TlsError::Policy)?
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(resolver));
-        server_config.alpn_protocols = policy::alpn_protocols();
+        server_config.alpn_protocols = policy::alpn_protocols(config.http2.enabled);
         server_config.ticketer = self.ticketer.clone();
         server_config.session_storage = self.sessions.clone();
         Ok(Prepared {

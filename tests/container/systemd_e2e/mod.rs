@@ -29,6 +29,7 @@
 mod activation_reload;
 mod fd_store;
 mod generator_hardening;
+mod http2;
 mod https;
 mod load;
 mod pid_files_journal;
@@ -57,6 +58,7 @@ use generator_hardening::{
     g_the_generator_turns_instance_configs_into_units, h_the_hardened_unit_serves_files,
     harness_watchdog_tears_down_a_hung_test,
 };
+use http2::k_http2_streams_survive_reloads_and_stops;
 use https::j_https_with_a_root_only_key;
 use load::{StopFlag, describe, restart_storm, storm};
 use pid_files_journal::{e_stale_pid_files_never_block_a_start, f_the_journal_tells_the_story};
@@ -321,5 +323,6 @@ on_both_systemds!(
     h_the_hardened_unit_serves_files,
     i_the_fd_store_keeps_the_listeners,
     j_https_with_a_root_only_key,
+    k_http2_streams_survive_reloads_and_stops,
     harness_watchdog_tears_down_a_hung_test,
 );

@@ -24,11 +24,11 @@ fn sni_picks_the_certificate_redirects_spare_acme_and_hsts_is_https_only() {
     assert!(b.contains("serial=B1") && b.contains("CN = b.test one"), "{b}");
 
     let page = https.curl(&format!("https://a.test:{tls_port}/"));
-    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.starts_with("HTTP/2 200"), "{page}");
     assert!(page.ends_with("hello\n"), "{page}");
     assert_eq!(header(&page, "strict-transport-security"), Some("max-age=63072000"), "{page}");
     let page_b = https.curl(&format!("https://b.test:{tls_port}/"));
-    assert!(page_b.starts_with("HTTP/1.1 200") && page_b.ends_with("site b\n"), "{page_b}");
+    assert!(page_b.starts_with("HTTP/2 200") && page_b.ends_with("site b\n"), "{page_b}");
     assert_eq!(header(&page_b, "strict-transport-security"), None, "b.test has no hsts");
 
     let redirect = https.curl(&format!("http://a.test:{http_port}/x/y?z=1"));
@@ -46,7 +46,7 @@ fn sni_picks_the_certificate_redirects_spare_acme_and_hsts_is_https_only() {
     assert!(wrong.starts_with("HTTP/1.1 400"), "{wrong}");
     assert!(wrong.contains("This port speaks HTTPS"), "{wrong}");
     // The server still serves HTTPS after all that.
-    assert!(https.curl(&format!("https://a.test:{tls_port}/")).starts_with("HTTP/1.1 200"));
+    assert!(https.curl(&format!("https://a.test:{tls_port}/")).starts_with("HTTP/2 200"));
     // …and counts what went wrong on its TLS port: the plaintext request, and garbage.
     let mut garbage = std::net::TcpStream::connect(("127.0.0.1", tls_port)).unwrap();
     std::io::Write::write_all(&mut garbage, b"\x01\x02 not tls").unwrap();

@@ -10,11 +10,13 @@ use crate::address::parse_address;
 use crate::diagnostic::ConfigError;
 use crate::diagnostic::{self, Diagnostic};
 use crate::model::{
-    AccessLog, BUILTIN_DEMO_ROOT, CREDENTIAL_PREFIX, Checks, Config, HSTS_DEFAULT, Limits, ListenAddress,
-    Listener, LogLevel, MAX_WORKERS, Root, Secret, Server, Site, SiteTls, Source, Tls,
+    BUILTIN_DEMO_ROOT, CREDENTIAL_PREFIX, Checks, Config, HSTS_DEFAULT, ListenAddress, Listener, Root,
+    Secret, Site, SiteTls, Source,
 };
-use crate::raw::{RawConfig, RawHsts, RawLimits, RawListen, RawServer, RawSite, RawTls, RawWorkers};
+use crate::raw::{RawConfig, RawHsts, RawListen, RawSite};
 use crate::tls_rules::{self, SiteSpans, TlsSpans};
+
+mod tables;
 
 /// Parses and validates TOML `text` (what [`Config::from_toml_with`] does).
 pub(crate) fn config(source: Source, text: &str, checks: Checks) -> Result<Config, ConfigError> {
@@ -36,6 +38,7 @@ pub(crate) fn config(source: Source, text: &str, checks: Checks) -> Result<Confi
     let listeners = check.listeners(raw.listen);
     let sites = check.sites(raw.site);
     let tls = check.tls(raw.tls);
+    let http2 = check.http2(raw.http2);
     for problem in tls_rules::cross_check(&check.tls) {
         check.problems.push(Diagnostic::at(
             &file,
@@ -46,7 +49,7 @@ pub(crate) fn config(source: Source, text: &str, checks: Checks) -> Result<Confi
         ));
     }
     if check.problems.is_empty() {
-        Ok(Config { source, server, limits, listeners, sites, tls })
+        Ok(Config { source, server, limits, listeners, sites, tls, http2 })
     } else {
         Err(ConfigError::Invalid(check.problems))
     }
@@ -129,120 +132,6 @@ impl Checker<'_> {
         if path.is_absolute() { path.to_owned() } else { self.base.join(path) }
     }
 
-    fn server(&mut self, raw: RawServer) -> Server {
-        let graceful_shutdown_timeout =
-            self.duration(&raw.graceful_shutdown_timeout, Duration::from_secs(30));
-        let pid_file = raw.pid_file.as_ref().map(|p| {
-            if p.get_ref().is_empty() {
-                self.problem(
-                    p,
-                    "pid_file is empty",
-                    "give an absolute path such as \"/run/graced/graced.pid\"",
-                );
-            }
-            self.absolute(p.get_ref())
-        });
-        let access_log = match raw.access_log.as_ref().map(|v| (v, v.get_ref().as_str())) {
-            None | Some((_, "journal")) => AccessLog::Journal,
-            Some((_, "stderr")) => AccessLog::Stderr,
-            Some((_, "off")) => AccessLog::Off,
-            Some((v, path)) if path.contains('/') => {
-                let _ = v;
-                AccessLog::File(self.absolute(path))
-            }
-            Some((v, other)) => {
-                self.problem(
-                    v,
-                    format!("unknown access_log {other:?}"),
-                    "use \"journal\", \"stderr\", \"off\" or a file path containing a '/'",
-                );
-                AccessLog::Journal
-            }
-        };
-        let log_level = match raw.log_level.as_ref().map(|v| (v, v.get_ref().to_ascii_lowercase())) {
-            None => LogLevel::Info,
-            Some((v, level)) => match level.as_str() {
-                "error" => LogLevel::Error,
-                "warn" | "warning" => LogLevel::Warn,
-                "info" => LogLevel::Info,
-                "debug" => LogLevel::Debug,
-                "trace" => LogLevel::Trace,
-                _ => {
-                    self.problem(
-                        v,
-                        format!("unknown log_level {:?}", v.get_ref()),
-                        "use error, warn, info, debug or trace",
-                    );
-                    LogLevel::Info
-                }
-            },
-        };
-        let mut account = |v: &Option<Spanned<String>>, what: &str| {
-            let v = v.as_ref()?;
-            let name = v.get_ref();
-            let valid = !name.is_empty()
-                && name.len() <= 32
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
-                && !name.starts_with('-');
-            if !valid {
-                self.problem(
-                    v,
-                    format!("{what} {name:?} is not a valid account name"),
-                    "use letters, digits, '_', '-' and '.' (at most 32)",
-                );
-            }
-            Some(name.clone())
-        };
-        let user = account(&raw.user, "user");
-        let group = account(&raw.group, "group");
-        let watchdog = raw.watchdog.as_ref().map(|_| self.duration(&raw.watchdog, Duration::from_secs(30)));
-        let fd_store = raw.fd_store.unwrap_or(false);
-        let workers = raw.workers.as_ref().and_then(|v| match v.get_ref() {
-            RawWorkers::Word(word) if word == "auto" => None,
-            RawWorkers::Count(n) if (1..=MAX_WORKERS as i64).contains(n) => Some(*n as usize),
-            RawWorkers::Count(n) => {
-                self.problem(
-                    v,
-                    format!("workers = {n} is out of range"),
-                    &format!("give \"auto\" (one per CPU) or a number from 1 to {MAX_WORKERS}"),
-                );
-                None
-            }
-            RawWorkers::Word(word) => {
-                self.problem(
-                    v,
-                    format!("unknown workers {word:?}"),
-                    "give \"auto\" (one per CPU) or a number of threads such as 4",
-                );
-                None
-            }
-        });
-        Server {
-            graceful_shutdown_timeout,
-            pid_file,
-            access_log,
-            log_level,
-            user,
-            group,
-            watchdog,
-            fd_store,
-            workers,
-        }
-    }
-
-    fn limits(&mut self, raw: RawLimits) -> Limits {
-        let d = Limits::default();
-        Limits {
-            max_connections: self.count(&raw.max_connections, d.max_connections, 1..=1_000_000),
-            header_timeout: self.duration(&raw.header_timeout, d.header_timeout),
-            keepalive_timeout: self.duration(&raw.keepalive_timeout, d.keepalive_timeout),
-            send_timeout: self.duration(&raw.send_timeout, d.send_timeout),
-            max_request_line: self.count(&raw.max_request_line, d.max_request_line, 256..=65_536),
-            max_header_bytes: self.count(&raw.max_header_bytes, d.max_header_bytes, 1024..=262_144),
-            max_headers: self.count(&raw.max_headers, d.max_headers, 8..=1000),
-        }
-    }
-
     fn listeners(&mut self, raw: Vec<RawListen>) -> Vec<Listener> {
         if raw.is_empty() {
             self.problem_at_top(
@@ -312,6 +201,14 @@ impl Checker<'_> {
             if let Some(at) = l.tls.as_ref().filter(|_| tls) {
                 self.tls.tls_listeners.push(at.span());
             }
+            let h2c = l.h2c.as_ref().is_some_and(|h| *h.get_ref());
+            if let Some(at) = l.h2c.as_ref().filter(|_| h2c && tls) {
+                self.problem(
+                    at,
+                    "h2c is cleartext HTTP/2, but this listener is TLS",
+                    "remove h2c: on a TLS listener HTTP/2 is negotiated by ALPN ([http2] enabled)",
+                );
+            }
             if let Some(address) = address {
                 out.push(Listener {
                     name,
@@ -321,6 +218,7 @@ impl Checker<'_> {
                     no_delay: l.no_delay.unwrap_or(true),
                     socket_mode,
                     tls,
+                    h2c,
                 });
             }
         }
@@ -350,13 +248,6 @@ impl Checker<'_> {
                 Secret::Credential(name.to_owned())
             }
             None => Secret::File(self.absolute(value.get_ref())),
-        }
-    }
-
-    fn tls(&mut self, raw: RawTls) -> Tls {
-        Tls {
-            handshake_timeout: self.duration(&raw.handshake_timeout, Duration::from_secs(10)),
-            expiry_warning: self.duration(&raw.expiry_warning, Duration::from_secs(21 * 86400)),
         }
     }
 
