@@ -14,7 +14,8 @@
 //!   limits, configured from `[http2]` and `[limits]` (concurrent streams, header list
 //!   size, pending and error resets — Rapid Reset — and the h2 crate's CONTINUATION and
 //!   empty-frame caps).
-//! * Bodies are always read into memory a chunk at a time (no `sendfile` through frames).
+//! * Bodies are always read into memory a chunk at a time (no `sendfile` through frames);
+//!   the frames of a turn's responses leave in one write (`batch`).
 //! * A connection that ends in order (the client left, GOAWAY, an idle limit) is closed
 //!   with a lingering close (`linger`), so the client's last frames cause no reset.
 
@@ -30,11 +31,12 @@ use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 
+use crate::batch::{Batched, FlushOrder, poll_batched};
 use crate::body::Guards;
 use crate::connection;
 use crate::generation::GenerationGuard;
 use crate::handler;
-use crate::linger::{LINGER_MAX, Linger};
+use crate::linger::{LINGER_MAX, Linger, delivered};
 use crate::listener::Stream;
 use crate::meter::{Meter, MeteredIo, RequestGuard, Transport, now_us};
 use crate::sendfile::SendfileQueue;
@@ -103,6 +105,8 @@ pub(crate) async fn serve<S: Transport>(
     let linger = Linger::keep(stream.socket());
     // Bodies never take the sendfile path here (`copy`): the queue stays empty.
     let io = MeteredIo::new(stream, meter.clone(), Arc::new(SendfileQueue::default()));
+    let flush = Arc::new(FlushOrder::default());
+    let io = Batched::new(io, flush.clone());
     // Boxed, so that it can be dropped (closing hyper's descriptor) before the lingering close.
     let mut conn = Box::pin(builder.serve_connection(TokioIo::new(io), service));
 
@@ -117,7 +121,7 @@ pub(crate) async fn serve<S: Transport>(
             let changed = waiter.changed();
             tokio::pin!(changed);
             std::future::poll_fn(|cx| {
-                if let std::task::Poll::Ready(result) = conn.as_mut().poll(cx) {
+                if let std::task::Poll::Ready(result) = poll_batched(conn.as_mut(), &flush, cx) {
                     return std::task::Poll::Ready(Step::Done(result));
                 }
                 if orders.has_news() || changed.as_mut().poll(cx).is_ready() {
@@ -173,6 +177,7 @@ pub(crate) async fn serve<S: Transport>(
                     if !going_away && now >= idle {
                         conn.as_mut().graceful_shutdown();
                         // GOAWAY goes out; the connection ends once the client has it.
+                        flush.always();
                         let _ = tokio::time::timeout(GOAWAY_WAIT, conn.as_mut()).await;
                         break Ending::Linger;
                     }
@@ -190,6 +195,9 @@ pub(crate) async fn serve<S: Transport>(
     drop(conn);
     drop(_open);
     if let (Ending::Linger, Some(linger)) = (ending, linger) {
+        if shared.is_draining() {
+            delivered(linger.socket(), send).await;
+        }
         linger.close(LINGER_MAX).await;
     }
 }

@@ -47,6 +47,7 @@
 //! * `listener`: accepting on a listening socket (TCP or Unix) the caller owns.
 
 pub mod access_log;
+mod batch;
 mod body;
 mod chunks;
 mod conditional;

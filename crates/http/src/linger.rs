@@ -1,4 +1,4 @@
-//! Lingering close: after a connection's last response, read and discard what the client still sends until it closes, so that unread bytes do not turn the close into a reset.
+//! Closing gently: a lingering close (read what the client still sends until it closes, so that unread bytes do not turn the close into a reset), and, in a graceful stop, waiting until the client has every byte.
 //!
 //! A socket closed with unread bytes in its receive queue sends RST instead of FIN, and a
 //! client that gets the RST may discard the end of a response it has not read yet (RFC 9112
@@ -12,9 +12,15 @@
 //! let go (its close releases only its own descriptor), the duplicate shuts the write side
 //! (FIN after anything still queued) and reads until end of stream, bounded in time and
 //! bytes, then closes.
+//!
+//! A graceful stop also waits, before it lets a finished connection's socket go, until
+//! the kernel holds nothing more for the client ([`delivered`]): once the process has
+//! exited, what a slow client has not yet received lives on only in an orphaned socket,
+//! which the kernel resets when orphans or TCP memory run short (`tcp_max_orphans`,
+//! `tcp_mem`) — the end of a response lost after the server said it was done.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 use tokio::io::Interest;
@@ -34,6 +40,11 @@ impl Linger {
     /// connection then closes the ordinary way).
     pub(crate) fn keep(socket: BorrowedFd<'_>) -> Option<Linger> {
         socket.try_clone_to_owned().ok().map(Linger)
+    }
+
+    /// The socket, for [`delivered`].
+    pub(crate) fn socket(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
     }
 
     /// Sends FIN after what is queued, then reads until the client closes, for at most
@@ -60,6 +71,70 @@ async fn drain(fd: &AsyncFd<OwnedFd>) {
             Ok(Ok(0)) | Ok(Err(_)) => return,
             Ok(Ok(n)) => read += n,
             Err(_would_block) => continue,
+        }
+    }
+}
+
+/// How often [`delivered`] looks at the send queue, at most.
+const DELIVERY_POLL_MAX: Duration = Duration::from_millis(50);
+
+/// Bytes the kernel still holds for the peer of `socket`: for TCP not yet sent or not yet
+/// acknowledged (the FIN included), for a Unix socket not yet read. `None` if unknown or
+/// if no byte more can arrive (a TCP connection reset or closed: its unacknowledged bytes
+/// stay counted for ever).
+fn unsent(socket: BorrowedFd<'_>) -> Option<usize> {
+    if tcp_state(socket) == Some(TCP_CLOSE) {
+        return None;
+    }
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (= TIOCOUTQ) writes one `int` through the pointer, which points at
+    // `n`; `socket` is a valid descriptor for the duration of the call.
+    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+    (rc == 0).then(|| n.max(0) as usize)
+}
+
+/// `TCP_CLOSE` of the kernel's TCP states (include/net/tcp_states.h).
+const TCP_CLOSE: u8 = 7;
+
+/// The TCP state of `socket` (`TCP_INFO`); `None` for other sockets.
+fn tcp_state(socket: BorrowedFd<'_>) -> Option<u8> {
+    // SAFETY: all-zero is a valid `tcp_info` (integers only).
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `info`, which is that large, and
+    // the new length into `len`; `socket` is valid for the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0 && len >= 1).then_some(info.tcpi_state)
+}
+
+/// Waits until the kernel holds no byte more for the peer of `socket`, or until the
+/// queue has not shrunk for `stall` (a client that stopped reading: `send_timeout`).
+pub(crate) async fn delivered(socket: BorrowedFd<'_>, stall: Duration) {
+    let mut left = match unsent(socket) {
+        Some(0) | None => return,
+        Some(n) => n,
+    };
+    let mut progress = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(2);
+    loop {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(DELIVERY_POLL_MAX);
+        match unsent(socket) {
+            Some(0) | None => return,
+            Some(n) if n < left => {
+                left = n;
+                progress = tokio::time::Instant::now();
+            }
+            Some(_) if progress.elapsed() >= stall => return,
+            Some(_) => {}
         }
     }
 }
@@ -103,5 +178,64 @@ mod tests {
         linger.close(Duration::from_millis(50)).await;
         let took = started.elapsed();
         assert!(took >= Duration::from_millis(50) && took < Duration::from_secs(5), "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn delivered_waits_until_the_client_has_read_everything() {
+        let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let data = vec![5u8; 64 * 1024];
+        let mut sent = 0;
+        while sent < data.len() {
+            match (&ours).write(&data[sent..]) {
+                Ok(n) => sent += n,
+                Err(_) => break,
+            }
+        }
+        assert!(unsent(ours.as_fd()).unwrap() > 0, "the peer has not read yet");
+        let reader = std::thread::spawn(move || {
+            let mut got = vec![0u8; sent];
+            for chunk in got.chunks_mut(4096) {
+                std::thread::sleep(Duration::from_millis(2));
+                theirs.read_exact(chunk).unwrap();
+            }
+            theirs
+        });
+        delivered(ours.as_fd(), Duration::from_secs(5)).await;
+        assert_eq!(unsent(ours.as_fd()), Some(0), "returns once the peer has it all");
+        drop(reader.join().unwrap());
+    }
+
+    #[tokio::test]
+    async fn delivered_gives_up_on_a_client_that_stopped_reading() {
+        let (ours, _theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        (&ours).write_all(b"never read").unwrap();
+        let started = Instant::now();
+        delivered(ours.as_fd(), Duration::from_millis(100)).await;
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(100) && took < Duration::from_secs(5), "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn delivered_does_not_wait_for_a_connection_the_client_reset() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (ours, _) = listener.accept().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        // The client's receive buffer fills, then it resets (SO_LINGER 0) with bytes unread.
+        let data = vec![1u8; 1 << 20];
+        let mut sent = 0;
+        while let Ok(n) = (&ours).write(&data[sent..]) {
+            sent += n;
+            if sent == data.len() {
+                break;
+            }
+        }
+        assert!(unsent(ours.as_fd()).unwrap() > 0);
+        socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO)).unwrap();
+        drop(client);
+        let started = Instant::now();
+        delivered(ours.as_fd(), Duration::from_secs(10)).await;
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
     }
 }
