@@ -12,7 +12,7 @@ use super::{get, must, request};
 use crate::GRACED;
 
 /// An HTML page of `len` bytes that compresses well (about 7:1).
-pub(super) fn html(len: usize) -> Vec<u8> {
+pub(crate) fn html(len: usize) -> Vec<u8> {
     let words = ["static", "site", "graced", "<p>", "</p>", "server", "compression", "alpha", "beta"];
     let mut out = b"<!doctype html><html><body>".to_vec();
     let mut x: u32 = 7;
@@ -257,4 +257,64 @@ fn concurrent_first_requests_all_get_the_same_variant() {
     for body in bodies {
         assert_eq!(body, page);
     }
+}
+
+#[test]
+fn a_graceful_reload_turns_compression_on_and_off_with_no_failed_request() {
+    let site = Site::new(GRACED);
+    let page = html(20_000);
+    site.put("www/page.html", &page);
+    let server = site.start(&[]);
+    let port = server.port;
+    let r = get(port, "/page.html", &[("Accept-Encoding", "gzip")]);
+    assert_eq!((r.header("content-encoding"), r.header("vary")), (None, None), "off by default");
+
+    // A client requests the page all along (bounded in count and time) while the config
+    // changes under it; every response must be a 200 with the page, in one coding or none.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (encodings, failures) = std::thread::scope(|s| {
+        let client = s.spawn(|| {
+            let (mut seen, mut failures) = (std::collections::BTreeSet::new(), Vec::new());
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            for _ in 0..20_000 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) || std::time::Instant::now() > deadline {
+                    break;
+                }
+                let r = get(port, "/page.html", &[("Accept-Encoding", "gzip")]);
+                let enc = r.header("content-encoding").map(str::to_owned);
+                let ok = r.status == 200
+                    && match enc.as_deref() {
+                        None => r.body == page,
+                        Some("gzip") => r.header("content-length").is_none_or(|_| gunzip(&r.body) == page),
+                        Some(_) => false,
+                    };
+                if !ok {
+                    failures.push(format!("{} {:?}", r.status, r.headers));
+                }
+                seen.insert(enc);
+            }
+            (seen, failures)
+        });
+        let wait_for = |want: Option<&str>| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let r = get(port, "/page.html", &[("Accept-Encoding", "gzip")]);
+                if r.header("content-encoding") == want {
+                    return;
+                }
+                assert!(std::time::Instant::now() < deadline, "the reload did not apply: {:?}", r.headers);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+        site.write_config(ON_THE_FLY);
+        server.signal(libc::SIGUSR1);
+        wait_for(Some("gzip"));
+        site.write_config("");
+        server.signal(libc::SIGUSR1);
+        wait_for(None);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        client.join().unwrap()
+    });
+    assert!(failures.is_empty(), "failed requests across the reloads: {failures:?}");
+    assert!(encodings.contains(&None), "{encodings:?}");
 }

@@ -5,7 +5,8 @@
 //! shared helpers below are what the topic modules use.
 
 mod access_log;
-mod compression;
+pub(crate) mod compression;
+
 mod conditional;
 mod demo;
 mod files;
