@@ -106,6 +106,12 @@ pub(crate) fn evaluate(
     }
 }
 
+/// Whether `If-None-Match` names `etag` (weak comparison): then a GET or HEAD is answered
+/// 304 (or 412, by an earlier precondition) and needs no body.
+pub(crate) fn none_match(headers: &HeaderMap, etag: &str) -> bool {
+    text(headers, header::IF_NONE_MATCH).is_some_and(|list| etag_list_matches(list, etag, Comparison::Weak))
+}
+
 fn text(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
 }

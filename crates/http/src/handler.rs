@@ -230,6 +230,10 @@ fn serve<B>(
         *response.body_mut() = Body::deferred(pending);
         return response;
     }
+    if chosen.unknown_len {
+        // Only a revalidation that matched has no variant body, and it was answered above.
+        return error(StatusCode::INTERNAL_SERVER_ERROR);
+    }
     let body = match resource.content {
         Content::Static(bytes) => Ok(Body::bytes(&bytes[range.start as usize..range.end as usize])),
         Content::Cached(bytes) => Ok(Body::bytes(bytes.slice(range.start as usize..range.end as usize))),

@@ -27,7 +27,7 @@
 //! * `handler` → `access_log`, `body`, `conditional`, `files`, `generation`, `multipart`,
 //!   `path`, `scheme`, `variant`: request → response (limits, virtual host, HTTPS redirect,
 //!   method, path, file, representation, preconditions, HSTS).
-//! * `variant` → `compress`, `encoding`, `files`, `path`: which representation a request
+//! * `variant` → `compress`, `conditional`, `encoding`, `files`, `path`: which representation a request
 //!   gets — identity, a precompressed sidecar or an on-the-fly variant — and its `ETag`.
 //! * `compress` → `encoding`: on-the-fly gzip/brotli/zstd, once per file version, on the
 //!   blocking pool, in a bounded process-wide cache with one compression per variant.

@@ -15,6 +15,7 @@ use http::{HeaderMap, HeaderValue, Method};
 use graced_config::Site;
 
 use crate::compress::{self, Key, Pending, Source, Variant};
+use crate::conditional;
 use crate::encoding::{self, Encoding};
 use crate::files::{self, Content, Resource, RootDir};
 use crate::path::SafePath;
@@ -29,7 +30,8 @@ pub(crate) struct Chosen {
     /// Send `Vary: Accept-Encoding`.
     pub(crate) negotiable: bool,
     /// The length is not known yet (an on-the-fly variant being made): no ranges, no
-    /// `Content-Length`; `body` is what a GET sends.
+    /// `Content-Length`; `body` is what a GET sends (`None` only for HEAD and for a GET whose
+    /// `If-None-Match` names the variant, which never get a body).
     pub(crate) unknown_len: bool,
     pub(crate) body: Option<Pending>,
 }
@@ -74,7 +76,9 @@ pub(crate) fn choose(
     let key = Key { etag: resource.etag.clone(), encoding };
     let etag = variant_etag(&resource.etag, encoding);
     let mut resource = resource;
-    let ready = if *method == Method::GET {
+    // A revalidation that will be answered 304 needs no body: no compression for it.
+    let needs_body = *method == Method::GET && !conditional::none_match(headers, etag.to_str().unwrap_or(""));
+    let ready = if needs_body {
         resource.content = match std::mem::replace(&mut resource.content, Content::Static(b"")) {
             Content::File(file) => Content::Open(Arc::new(file)),
             other => other,

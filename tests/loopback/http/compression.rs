@@ -318,3 +318,26 @@ fn a_graceful_reload_turns_compression_on_and_off_with_no_failed_request() {
     assert!(failures.is_empty(), "failed requests across the reloads: {failures:?}");
     assert!(encodings.contains(&None), "{encodings:?}");
 }
+
+#[test]
+fn a_revalidation_is_answered_without_compressing() {
+    let site = Site::new(GRACED);
+    site.write_config(ON_THE_FLY);
+    site.put("www/page.html", &html(50_000));
+    let server = site.start(&[]);
+    let port = server.port;
+    let (head, _) = request(port, "HEAD", "/page.html", &[("Accept-Encoding", "gzip")]);
+    let tag = must(&head, "etag").to_owned();
+    // A cache that kept the variant revalidates before this server made it: 304, no body.
+    let (r, _) = request(port, "GET", "/page.html", &[("Accept-Encoding", "gzip"), ("If-None-Match", &tag)]);
+    assert_eq!((r.status, r.body.len(), must(&r, "vary")), (304, 0, "accept-encoding"));
+    // Still not made: the next GET is the first, sent as it is made (chunked, no length).
+    let r = get(port, "/page.html", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(
+        (r.status, r.header("content-length"), r.header("transfer-encoding")),
+        (200, None, Some("chunked"))
+    );
+    let r = get(port, "/page.html", &[("Accept-Encoding", "gzip")]);
+    assert!(r.header("content-length").is_some(), "then from the cache");
+    assert_eq!(must(&r, "etag"), tag);
+}
