@@ -757,8 +757,8 @@ def phase_throughput(results, runs, secs, one_worker=False):
 # ------------------------------------------------------------------ compression phase
 
 # A 100 KiB HTML page of words in random order (gzip makes it about 3× smaller, real pages 4-6×),
-# its gzip -9 sidecar
-# with the page's mtime, and what each server is configured with in the two modes.
+# its gzip -9 sidecar with the page's mtime, and what each server is configured with in the two
+# modes.
 COMPRESS_PAGE = "c/page.html"
 COMPRESS_MODES = {
     "sidecar": {
