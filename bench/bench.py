@@ -828,9 +828,10 @@ def phase_compress(results, runs, secs):
         for s in servers.values():
             s.start()
         try:
+            lengths = {}
             for name, s in servers.items():
-                enc, length, vary = gzip_check(s.port)
-                log(f"  {mode} {name}: Content-Encoding {enc}, {length} body bytes, Vary {vary or '-'}")
+                enc, lengths[name], vary = gzip_check(s.port)
+                log(f"  {mode} {name}: Content-Encoding {enc}, {lengths[name]} body bytes, Vary {vary or '-'}")
                 if enc != "gzip":
                     raise RuntimeError(f"{name} ({mode}) did not send gzip: {enc}")
             for run in range(runs):
@@ -848,7 +849,7 @@ def phase_compress(results, runs, secs):
                     done = max(r["requests"], 1)
                     wrk_cpu = (client1.children_user - client0.children_user) + (
                         client1.children_system - client0.children_system)
-                    r.update(server=name, mode=mode, run=run, gzip_bytes=length,
+                    r.update(server=name, mode=mode, run=run, gzip_bytes=lengths[name],
                              server_cpu_us=round(1e6 * (cpu1 - cpu0) / done, 2),
                              wrk_cpu_us=round(1e6 * wrk_cpu / done, 2))
                     raw.append(r)
