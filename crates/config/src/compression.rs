@@ -42,7 +42,7 @@ pub struct Compression {
     /// once per file version, keeping the result in a bounded cache.
     pub on_the_fly: bool,
     /// The codings offered, in the server's order of preference (ties in the client's
-    /// q-values go to the first): names from [`ENCODINGS`].
+    /// q-values go to the first): `"br"`, `"zstd"` and `"gzip"`.
     pub encodings: Vec<String>,
     pub min_size: u64,
     pub max_size: u64,
