@@ -242,6 +242,22 @@ mod tests {
         assert!(gz.len() < data.len() / 4 && br.len() < gz.len() && zst.len() < data.len() / 4);
     }
 
+    #[test]
+    fn the_cache_is_bounded_in_bytes_oldest_out_first() {
+        let mut cache = Cache::default();
+        let key = |n: u32| Key { etag: HeaderValue::from(n), encoding: Encoding::Br };
+        let chunk = CACHE_BYTES / 8;
+        for n in 0..20 {
+            cache.insert(key(n), Bytes::from(vec![0u8; chunk]));
+            assert!(cache.bytes <= CACHE_BYTES, "{} bytes kept", cache.bytes);
+        }
+        assert_eq!(cache.bytes, 8 * chunk);
+        assert!(!cache.slots.contains_key(&key(11)), "the oldest went first");
+        assert!(cache.slots.contains_key(&key(12)) && cache.slots.contains_key(&key(19)));
+        cache.insert(key(99), Bytes::from(vec![0u8; chunk + 1]));
+        assert!(!cache.slots.contains_key(&key(99)), "a variant over an eighth is sent, not kept");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_requests_share_one_compression() {
         let key = Key { etag: HeaderValue::from_static("\"test-shared\""), encoding: Encoding::Gzip };

@@ -174,7 +174,7 @@ fn sidecars_are_chosen_by_q_value_with_their_own_etag_vary_and_ranges() {
 #[test]
 fn on_the_fly_variants_are_made_once_per_version_with_their_own_etag() {
     let site = Site::new(GRACED);
-    site.write_config(ON_THE_FLY);
+    site.write_config(&format!("{ON_THE_FLY}max_size = 200000\n"));
     let page = html(100 * 1024);
     site.put("www/page.html", &page);
     site.put("www/small.html", b"<p>below min_size</p>");
@@ -227,6 +227,14 @@ fn on_the_fly_variants_are_made_once_per_version_with_their_own_etag() {
     assert_eq!((r.header("content-encoding"), r.header("vary")), (None, None));
     let r = get(port, "/photo.jpg", &[("Accept-Encoding", "gzip")]);
     assert_eq!((r.header("content-encoding"), r.header("vary"), r.body.len()), (None, None, page.len()));
+    let big = html(300 * 1024);
+    site.put("www/big.html", &big);
+    let r = get(port, "/big.html", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(
+        (r.header("content-encoding"), r.header("vary"), r.body.len()),
+        (None, None, big.len()),
+        "above max_size"
+    );
     let r = get(port, "/page.html", &[("Accept-Encoding", "deflate")]);
     assert_eq!((r.header("content-encoding"), r.body.len()), (None, page.len()), "deflate is not offered");
 
