@@ -47,6 +47,10 @@ fn redbot_finds_nothing_wrong_with_compressed_ranged_redirect_and_error_response
         ("/data.bin", &[][..]),
         ("/dir", &[][..]),
         ("/missing.html", &["Accept-Encoding: gzip"][..]),
+        // The on-the-fly variants again, now from the cache: with Content-Length, and REDbot's
+        // range check over the compressed bytes (the first responses had neither).
+        ("/page.html", &["Accept-Encoding: gzip"][..]),
+        ("/page.html", &["Accept-Encoding: br, zstd"][..]),
     ] {
         let out = Command::new("python3")
             .args([SCRIPT, "--allow", ALLOWED])
