@@ -4,6 +4,11 @@
 //! compression instead of starting its own (no thundering herd). nginx's `gzip on`
 //! compresses every response anew; this is Caddy's and static-web-server's missing piece.
 //!
+//! At most [`MAX_RUNNING`] compressions run at once: each holds a file and its compressed copy
+//! in memory, and a flood of requests for many different large files must not hold hundreds.
+//! A request that would start one more gets the file as it is ([`Variant::Busy`]) — a valid
+//! answer with its own ETag — and a later request makes the variant.
+//!
 //! A variant is keyed by the identity representation's strong `ETag`, which names the file
 //! version (inode, size, mtime to the nanosecond), and the coding. The bytes read are checked
 //! against that version after reading (size and mtime again), so a file rewritten meanwhile
@@ -33,6 +38,9 @@ pub(crate) const CACHE_BYTES: usize = 64 << 20;
 /// Variants kept at most.
 const CACHE_ENTRIES: usize = 8192;
 
+/// Compressions running at most at once.
+pub(crate) const MAX_RUNNING: usize = 4;
+
 const GZIP_LEVEL: u32 = 6;
 const BROTLI_QUALITY: i32 = 9;
 const BROTLI_WINDOW: i32 = 22;
@@ -54,15 +62,18 @@ pub(crate) enum Source {
         len: u64,
         modified: Option<SystemTime>,
     },
+    /// The bytes could not be had (no descriptor to spare): the compression fails.
+    Failed(io::Error),
 }
 
 /// A compressed body still being made: resolves to its bytes.
 pub(crate) type Pending = Pin<Box<dyn Future<Output = io::Result<Bytes>> + Send>>;
 
-/// A variant, ready or on its way.
+/// A variant, ready or on its way; or none, because [`MAX_RUNNING`] compressions are running.
 pub(crate) enum Variant {
     Ready(Bytes),
     Pending(Pending),
+    Busy,
 }
 
 /// What a waiter receives: the bytes, or why there are none (the same for every waiter).
@@ -76,6 +87,8 @@ enum Slot {
 #[derive(Default)]
 struct Cache {
     slots: HashMap<Key, Slot>,
+    /// Compressions running now.
+    running: usize,
     /// Ready keys, oldest first.
     order: VecDeque<Key>,
     bytes: usize,
@@ -104,6 +117,10 @@ pub(crate) fn get(key: &Key, source: impl FnOnce() -> Source) -> Variant {
         Some(Slot::Pending(rx)) => return Variant::Pending(wait(rx.clone())),
         None => {}
     }
+    if cache.running >= MAX_RUNNING {
+        return Variant::Busy;
+    }
+    cache.running += 1;
     let (tx, rx) = watch::channel(None);
     cache.slots.insert(key.clone(), Slot::Pending(rx.clone()));
     drop(cache);
@@ -140,6 +157,7 @@ impl Finish {
         let key = self.key.take().expect("finished once");
         let mut cache = cache();
         cache.slots.remove(&key);
+        cache.running -= 1;
         match &result {
             Ok(bytes) => cache.insert(key, bytes.clone()),
             Err(err) => tracing::warn!(error = %err, "compressing a response failed"),
@@ -152,7 +170,10 @@ impl Finish {
 impl Drop for Finish {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
-            cache().slots.remove(&key);
+            let mut cache = cache();
+            cache.slots.remove(&key);
+            cache.running -= 1;
+            drop(cache);
             self.tx.send_replace(Some(Err(Arc::from("compression failed"))));
         }
     }
@@ -182,6 +203,7 @@ fn read(source: Source) -> io::Result<Bytes> {
     use std::os::unix::fs::FileExt;
     match source {
         Source::Bytes(bytes) => Ok(bytes),
+        Source::Failed(err) => Err(err),
         Source::File { file, len, modified } => {
             let mut buf = vec![0u8; len as usize];
             file.read_exact_at(&mut buf, 0)?;
@@ -258,8 +280,14 @@ mod tests {
         assert!(!cache.slots.contains_key(&key(99)), "a variant over an eighth is sent, not kept");
     }
 
+    /// The tests that use the process-wide cache run one at a time.
+    static GLOBAL: Mutex<()> = Mutex::new(());
+
+    // Held across awaits on purpose: it only keeps the other (synchronous) test out.
+    #[allow(clippy::await_holding_lock)]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_requests_share_one_compression() {
+        let _one = GLOBAL.lock().unwrap_or_else(|e| e.into_inner());
         let key = Key { etag: HeaderValue::from_static("\"test-shared\""), encoding: Encoding::Gzip };
         let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let data = Bytes::from(text());
@@ -273,6 +301,7 @@ mod tests {
             }) {
                 Variant::Pending(p) => waiting.push(p),
                 Variant::Ready(_) => {}
+                Variant::Busy => panic!("nothing else is compressing"),
             }
         }
         for p in waiting {
@@ -281,5 +310,16 @@ mod tests {
         assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1, "compressed once");
         assert!(peek(&key).is_some(), "kept");
         assert!(matches!(get(&key, || unreachable!()), Variant::Ready(_)));
+    }
+
+    #[test]
+    fn no_more_than_max_running_compressions_at_once() {
+        let _one = GLOBAL.lock().unwrap_or_else(|e| e.into_inner());
+        cache().running += MAX_RUNNING;
+        let key = Key { etag: HeaderValue::from_static("\"test-busy\""), encoding: Encoding::Zstd };
+        let busy = matches!(get(&key, || unreachable!("not read when busy")), Variant::Busy);
+        cache().running -= MAX_RUNNING;
+        assert!(busy, "a compression past the limit is not started");
+        assert!(peek(&key).is_none() && !cache().slots.contains_key(&key));
     }
 }

@@ -75,25 +75,28 @@ pub(crate) fn choose(
     let Some(encoding) = encoding::choose(headers, &offered) else { return identity(resource, true) };
     let key = Key { etag: resource.etag.clone(), encoding };
     let etag = variant_etag(&resource.etag, encoding);
-    let mut resource = resource;
     // A revalidation that will be answered 304 needs no body: no compression for it.
     let needs_body = *method == Method::GET && !conditional::none_match(headers, etag.to_str().unwrap_or(""));
     let ready = if needs_body {
-        resource.content = match std::mem::replace(&mut resource.content, Content::Static(b"")) {
-            Content::File(file) => Content::Open(Arc::new(file)),
-            other => other,
-        };
         let source = || match &resource.content {
             Content::Static(bytes) => Source::Bytes(bytes::Bytes::from_static(bytes)),
             Content::Cached(bytes) => Source::Bytes(bytes.clone()),
             Content::Open(file) => {
                 Source::File { file: file.clone(), len: resource.len, modified: resource.modified }
             }
-            Content::File(_) => unreachable!("made shareable above"),
+            // Called only when a compression starts (once per version): a second descriptor.
+            Content::File(file) => match file.try_clone() {
+                Ok(file) => {
+                    Source::File { file: Arc::new(file), len: resource.len, modified: resource.modified }
+                }
+                Err(err) => Source::Failed(err),
+            },
         };
         match compress::get(&key, source) {
             Variant::Ready(bytes) => Ok(bytes),
             Variant::Pending(pending) => Err(Some(pending)),
+            // Too many compressions running: this one goes as it is.
+            Variant::Busy => return identity(resource, true),
         }
     } else {
         compress::peek(&key).ok_or(None)
