@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""graced vs nginx vs Apache (mpm_event), side by side in one run; over HTTPS (phases https,
+"""graced vs nginx vs Apache (mpm_event), side by side in one run; compression (phase compress)
+graced vs nginx with a gzip sidecar and on the fly; over HTTPS (phases https,
 handshake, tlsidle, tlsstorm) and HTTP/2 over TLS (phases h2, h2storm, with h2load) graced vs
 nginx vs Caddy. Started by bench/run.
 
@@ -132,11 +133,13 @@ class Server:
     reload_sig = signal.SIGUSR1
     stop_sig = signal.SIGWINCH
 
-    def __init__(self, tag, port, root=WWW, workers=None, tls=None, h2=False):
+    def __init__(self, tag, port, root=WWW, workers=None, tls=None, h2=False, extra=""):
         # workers: None = the server's own "one per CPU" default (nginx `auto`, graced "auto").
         # tls: None (plain HTTP) or a CERT_KINDS key: HTTPS only, TLS 1.3, with that certificate.
         # h2: HTTP/2 offered by ALPN besides HTTP/1.1 (the HTTP/2 phases), stated in the config.
         self.tag, self.port, self.root, self.workers, self.tls, self.h2 = tag, port, root, workers, tls, h2
+        # extra: more configuration (graced: after the [[site]] keys; nginx: in the server block).
+        self.extra = extra
         self.dir = f"{STATE}/{self.name}"
         os.makedirs(self.dir, exist_ok=True)
         self.conf = f"{self.dir}/{tag}.conf"
@@ -207,7 +210,7 @@ address = "127.0.0.1:{self.port}"
 [[site]]
 root = "{root}"
 index = ["index.html"]
-"""
+{self.extra}"""
 
     def tls_conf_text(self, root):
         # The TLS keys as on branch tls-base (crates/config/src/raw.rs): [[listen]] tls,
@@ -302,6 +305,7 @@ http {{
         server_name _;
         root {root};
         index index.html;{tls}
+        {self.extra}
     }}
 }}
 """
@@ -660,8 +664,10 @@ def parse_wrk(text):
     return r
 
 
-def wrk_cmd(port, path, conns, secs, close=False, latency=False, tls=False):
+def wrk_cmd(port, path, conns, secs, close=False, latency=False, tls=False, headers=()):
     cmd = ["wrk", "-t1", f"-c{conns}", f"-d{secs}s", "--timeout", "10s"]
+    for h in headers:
+        cmd += ["-H", h]
     if latency:
         cmd.append("--latency")
     if close:
@@ -746,6 +752,154 @@ def phase_throughput(results, runs, secs, one_worker=False):
             s.stop()
     if not one_worker:
         results["rss_idle_longrun"] = {k: {"rss_kib": v[0], "pss_kib": v[1], "procs": v[2]} for k, v in idle.items()}
+
+
+# ------------------------------------------------------------------ compression phase
+
+# A 100 KiB HTML page of words in random order (gzip makes it about 3× smaller, real pages 4-6×),
+# its gzip -9 sidecar with the page's mtime, and what each server is configured with in the two
+# modes.
+COMPRESS_PAGE = "c/page.html"
+COMPRESS_MODES = {
+    "sidecar": {
+        "graced": "[site.compression]\nprecompressed = true\nencodings = [\"gzip\"]\n",
+        "nginx": "gzip_static on; gzip_vary on;",
+    },
+    "fly": {
+        "graced": "[site.compression]\non_the_fly = true\nencodings = [\"gzip\"]\n",
+        "nginx": "gzip on; gzip_comp_level 6; gzip_min_length 512; gzip_vary on; gzip_types text/plain;",
+    },
+}
+COMPRESS_NAMES = {"sidecar": "gzip sidecar (nginx gzip_static)", "fly": "on the fly (nginx gzip on, level 6)"}
+
+
+def prepare_compress_files():
+    import gzip
+    import random
+    rnd = random.Random(20)
+    words = ["static", "site", "server", "graced", "<p>", "</p>", "<li>", "</li>", "compression", "cache",
+             "request", "response", "header", "systemd", "reload", "generation", "the", "a", "of", "to"]
+    words += [f"w{n}" for n in range(300)]
+    text = "<!doctype html><html><body>\n"
+    while len(text) < 100 * 1024:
+        text += " ".join(rnd.choice(words) for _ in range(12)) + "\n"
+    page = text[:100 * 1024].encode()
+    path = f"{WWW}/{COMPRESS_PAGE}"
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    os.chmod(os.path.dirname(path), 0o755)
+    with open(path, "wb") as f:
+        f.write(page)
+    with open(path + ".gz", "wb") as f:
+        f.write(gzip.compress(page, 9, mtime=0))
+    st = os.stat(path)
+    os.utime(path + ".gz", ns=(st.st_atime_ns, st.st_mtime_ns))
+    for p in (path, path + ".gz"):
+        os.chmod(p, 0o644)
+    return len(page), os.path.getsize(path + ".gz")
+
+
+def gzip_check(port):
+    """(Content-Encoding, body length) of one GET of the page with Accept-Encoding: gzip."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"GET /{COMPRESS_PAGE} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Encoding: gzip\r\n"
+                  "Connection: close\r\n\r\n".encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    fields = dict(l.split(":", 1) for l in head.decode("latin-1").lower().split("\r\n")[1:] if ":" in l)
+    return fields.get("content-encoding", "").strip() or "identity", len(body), fields.get("vary", "").strip()
+
+
+def phase_compress(results, runs, secs):
+    """The 100 KiB page with Accept-Encoding: gzip, wrk -t1 -c64: graced and nginx each with
+    the gzip sidecar, then each compressing on the fly (graced once per file version and
+    cached; nginx per response, level 6); servers interleaved, the order rotating."""
+    size, gz_size = prepare_compress_files()
+    log(f"compress: {COMPRESS_PAGE} {size} bytes (sidecar {gz_size}), wrk -t1 -c64 -d{secs}s "
+        f"-H 'Accept-Encoding: gzip', {runs} runs")
+    raw = results.setdefault("compress", [])
+    for mode, extra in COMPRESS_MODES.items():
+        servers = {name: KINDS[name](f"gz-{mode}", PORTS[name], extra=extra[name])
+                   for name in ("graced", "nginx") if name in KINDS}
+        for s in servers.values():
+            s.start()
+        try:
+            lengths = {}
+            for name, s in servers.items():
+                enc, lengths[name], vary = gzip_check(s.port)
+                log(f"  {mode} {name}: Content-Encoding {enc}, {lengths[name]} body bytes, Vary {vary or '-'}")
+                if enc != "gzip":
+                    raise RuntimeError(f"{name} ({mode}) did not send gzip: {enc}")
+            for run in range(runs):
+                order = list(servers.items())
+                order = order[run % len(order):] + order[:run % len(order)]
+                for name, s in order:
+                    cpu0, client0 = cpu_seconds(s.proc.pid), os.times()
+                    out = subprocess.run(
+                        wrk_cmd(s.port, f"/{COMPRESS_PAGE}", 64, secs, latency=True,
+                                headers=["Accept-Encoding: gzip"]),
+                        capture_output=True, text=True, timeout=secs + 60,
+                    )
+                    cpu1, client1 = cpu_seconds(s.proc.pid), os.times()
+                    r = parse_wrk(out.stdout)
+                    done = max(r["requests"], 1)
+                    wrk_cpu = (client1.children_user - client0.children_user) + (
+                        client1.children_system - client0.children_system)
+                    r.update(server=name, mode=mode, run=run, gzip_bytes=lengths[name],
+                             server_cpu_us=round(1e6 * (cpu1 - cpu0) / done, 2),
+                             wrk_cpu_us=round(1e6 * wrk_cpu / done, 2))
+                    raw.append(r)
+                    log(f"  run {run} {mode:>7} {name:<6} {r['rps']:>9.0f} req/s  p99 {r['p99_ms']} ms  "
+                        f"errors {r['failed']}  server CPU {r['server_cpu_us']} µs/req")
+                    time.sleep(1)
+        finally:
+            for s in servers.values():
+                s.stop()
+
+
+def compress_summary_table(results):
+    raw = results.get("compress") or []
+    if not raw:
+        return ""
+    lines = ["| 100 KiB HTML, Accept-Encoding: gzip | graced req/s | nginx req/s | ÷ nginx | "
+             "graced CPU µs/req | nginx CPU µs/req | ÷ nginx | errors |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for mode in COMPRESS_MODES:
+        def m(name, key):
+            return med([r[key] for r in raw if r["mode"] == mode and r["server"] == name])
+        g_rps, n_rps, g_cpu, n_cpu = m("graced", "rps"), m("nginx", "rps"), m("graced", "server_cpu_us"), m("nginx", "server_cpu_us")
+        errors = sum(r["failed"] for r in raw if r["mode"] == mode)
+        lines.append(f"| {COMPRESS_NAMES[mode]} | {g_rps:.0f} | {n_rps:.0f} | {ratio(g_rps, n_rps)} | "
+                     f"{g_cpu} | {n_cpu} | {ratio(g_cpu, n_cpu)} | {errors} |")
+    return "\n".join(lines)
+
+
+def render_compress(results, add):
+    table = compress_summary_table(results)
+    if not table:
+        return
+    add("## Compression (medians; ratio = graced ÷ nginx)")
+    add("")
+    add(table)
+    add("")
+    add("| mode | run | server | req/s | p99 ms | server CPU µs/req | wrk CPU µs/req | body bytes | errors |")
+    add("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    for r in results["compress"]:
+        add(f"| {r['mode']} | {r['run']} | {r['server']} | {r['rps']:.0f} | {r['p99_ms']} | {r['server_cpu_us']} | "
+            f"{r['wrk_cpu_us']} | {r['gzip_bytes']} | {r['failed']} |")
+    add("")
+    add("* Load: `wrk -t1 -c64 --latency -H 'Accept-Encoding: gzip'` on a 100 KiB HTML page (`c/page.html`), "
+        "graced and nginx interleaved, the order rotating run by run; server CPU per request from /proc "
+        "schedstat of the server's processes and threads.")
+    add("* sidecar: `c/page.html.gz` made with gzip -9 and the page's mtime; graced `[site.compression] "
+        "precompressed = true`, nginx `gzip_static on`. Both send the file (graced with sendfile).")
+    add("* on the fly: no sidecar used; graced `on_the_fly = true` (gzip level 6, compressed once per file "
+        "version and cached), nginx `gzip on; gzip_comp_level 6` (compressed for every response).")
+    add("")
 
 
 def run_clients(port, secs, disturb):
@@ -1438,6 +1592,7 @@ def render(results, args):
         add("")
     render_tls(results, add)
     render_h2(results, add)
+    render_compress(results, add)
     if results.get("throughput"):
         add("## Static throughput (wrk -t1 -c64 --latency, keep-alive)")
         add("")
@@ -2036,7 +2191,7 @@ def update_benchmarks_md(text_table, results, path, block="results"):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--phases", default="startup,throughput,throughput1,latency,reload,restart",
-                    help="also: https,handshake,tlsidle,tlsstorm (HTTPS, with nginx and caddy as peers; "
+                    help="also: compress (graced vs nginx, gzip sidecar and on the fly), https,handshake,tlsidle,tlsstorm (HTTPS, with nginx and caddy as peers; "
                          "not in the default list until graced serves HTTPS) and h2,h2storm (HTTP/2 over TLS "
                          "with h2load, the same peers; likewise not in the default list)")
     ap.add_argument("--runs", type=int, default=3)
@@ -2098,6 +2253,8 @@ def main():
             phase_h2(results, args.runs, args.secs, not args.h2_no_latency_log)
         if "h2storm" in phases:
             phase_h2storm(results, args.storm_secs, 20)
+        if "compress" in phases:
+            phase_compress(results, args.runs, args.secs)
     finally:
         cleanup()
     results["load_end"] = open("/proc/loadavg").read().split()[:3]
@@ -2132,6 +2289,11 @@ def write_results(results, args):
         update_benchmarks_md(h2, results, f"{REPO}/BENCHMARKS.md", block="http2")
     if h2:
         print(h2)
+    compress = compress_summary_table(results)
+    if compress and not args.no_update and args.out is None:
+        update_benchmarks_md(compress, results, f"{REPO}/BENCHMARKS.md", block="compression")
+    if compress:
+        print(compress)
 
 
 if __name__ == "__main__":

@@ -270,3 +270,30 @@ fn a_missing_config_file_is_a_clear_cannot_read_error_with_exit_78() {
     assert!(result.stderr.contains("cannot read"), "stderr:\n{}", result.stderr);
     assert!(!result.stdout.contains("Syntax OK"));
 }
+
+#[test]
+fn compression_settings_are_checked_at_their_value() {
+    let dir = Dir::new();
+    let site = "root = \"www\"\n[site.compression]\non_the_fly = true\nencodings = [\"gzip\", \"deflate\"]";
+    let diag = single_error(&dir, "enc.toml", &config(ONE_LISTENER, site));
+    let line = config(ONE_LISTENER, site).lines().position(|l| l.starts_with("encodings")).unwrap() + 1;
+    assert_eq!((diag.line, diag.column), (line, 22), "{diag:?}");
+    assert!(diag.message.contains("unknown encoding \"deflate\""), "{diag:?}");
+
+    let site = "root = \"www\"\n[site.compression]\nmin_size = 5000\nmax_size = 100";
+    let diag = single_error(&dir, "sizes.toml", &config(ONE_LISTENER, site));
+    assert!(diag.message.contains("min_size 5000 is above max_size 100"), "{diag:?}");
+
+    let site = "root = \"www\"\n[site.compression]\ntypes = [\"text/html; charset=utf-8\"]";
+    let diag = single_error(&dir, "types.toml", &config(ONE_LISTENER, site));
+    assert!(diag.message.contains("is not a media type"), "{diag:?}");
+
+    let site = "root = \"www\"\n[site.compression]\ngzip = true";
+    let diag = single_error(&dir, "key.toml", &config(ONE_LISTENER, site));
+    assert!(diag.message.contains("unknown field `gzip`"), "{diag:?}");
+
+    let good = "root = \"www\"\n[site.compression]\nprecompressed = true\non_the_fly = true\n\
+                encodings = [\"zstd\", \"gzip\"]\nmin_size = 256\nmax_size = 1048576\ntypes = [\"text/*\"]";
+    let result = check(&dir.write("good.toml", &config(ONE_LISTENER, good)));
+    assert_eq!(result.code, 0, "stderr:\n{}", result.stderr);
+}

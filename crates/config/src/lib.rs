@@ -14,11 +14,13 @@
 //! Modules: `model` (the types; a leaf), `raw` (serde structs with spans; a leaf),
 //! `diagnostic` (errors with positions; a leaf), `address` (listen addresses), `check`
 //! (raw → model, collecting problems), `tls_rules` (listeners against sites for TLS,
-//! credential names; a leaf). This file loads and re-exports; no module imports
+//! credential names; a leaf), `compression` (the `[site.compression]` table, raw and
+//! checked; a leaf). This file loads and re-exports; no module imports
 //! from it.
 
 mod address;
 mod check;
+mod compression;
 mod diagnostic;
 mod model;
 mod raw;
@@ -27,6 +29,7 @@ mod tls_rules;
 use std::path::Path;
 
 pub use address::{AddressError, parse_address};
+pub use compression::Compression;
 pub use diagnostic::{ConfigError, Diagnostic};
 pub use model::{
     AccessLog, BUILTIN_DEMO_ROOT, CREDENTIAL_PREFIX, Checks, Config, EMBEDDED_NAME, HSTS_DEFAULT, Http2,

@@ -213,6 +213,8 @@ pub struct Site {
     pub https_redirect: bool,
     /// `Strict-Transport-Security` value sent on HTTPS responses.
     pub hsts: Option<String>,
+    /// `[site.compression]`: precompressed sidecars and on-the-fly compression.
+    pub compression: crate::compression::Compression,
 }
 
 /// A site's certificate chain and key.

@@ -105,6 +105,7 @@ pub(super) struct RawSite {
     pub key: Option<Spanned<String>>,
     pub https_redirect: Option<Spanned<bool>>,
     pub hsts: Option<Spanned<RawHsts>>,
+    pub compression: Option<crate::compression::RawCompression>,
 }
 
 /// `hsts = true` (the Mozilla default max-age) or the header value itself.

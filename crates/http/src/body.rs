@@ -18,9 +18,14 @@
 //! system cannot answer a `RWF_NOWAIT` read — tmpfs, whose pages are memory anyway, and
 //! overlayfs — the file is sent as it is, as nginx and Apache send every file.
 //!
+//! **A compressed variant still being made** (`compress`) is a body of unknown length that
+//! waits for it; **multipart/byteranges** bodies are their framing text and file ranges in
+//! turn, each range read a chunk at a time (`chunks`).
+//!
 //! **TLS connections** cannot use `sendfile` (the bytes are encrypted in user space): their
 //! file bodies are read a chunk at a time instead (`chunks`), with the same rule.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::future::Future;
 use std::io;
@@ -33,6 +38,7 @@ use http_body::{Frame, SizeHint};
 use tokio::task::JoinHandle;
 
 use crate::chunks::FileChunks;
+use crate::compress::Pending;
 use crate::generation::GenerationGuard;
 use crate::meter::RequestGuard;
 use crate::sendfile::{self, SendfileJob};
@@ -88,6 +94,25 @@ enum Kind {
     },
     /// A file read a chunk at a time (a connection without `sendfile`).
     Chunks(FileChunks),
+    /// Bytes still being made (a compression): one frame once they are there.
+    Deferred(Option<Pending>),
+    /// The parts of a multipart body in turn; `remaining` bytes in all.
+    Parts {
+        parts: VecDeque<Part>,
+        current: Option<FileChunks>,
+        remaining: u64,
+    },
+}
+
+/// A piece of a body made of parts.
+pub(crate) enum Part {
+    Bytes(Bytes),
+    /// `len` bytes of a file from `offset`.
+    File {
+        file: Arc<File>,
+        offset: u64,
+        len: u64,
+    },
 }
 
 /// Makes each window of a large file resident before its placeholder frame is handed out.
@@ -238,6 +263,16 @@ impl Body {
         Ok(Body::bytes(buf))
     }
 
+    /// A body of unknown length: the bytes `pending` resolves to.
+    pub(crate) fn deferred(pending: Pending) -> Body {
+        Body { kind: Kind::Deferred(Some(pending)), _guards: None }
+    }
+
+    /// `parts` in turn, `len` bytes in all.
+    pub(crate) fn parts(parts: Vec<Part>, len: u64) -> Body {
+        Body { kind: Kind::Parts { parts: parts.into(), current: None, remaining: len }, _guards: None }
+    }
+
     /// The file this body sends with `sendfile`, for the connection's queue (once).
     pub(crate) fn take_sendfile_job(&mut self) -> Option<SendfileJob> {
         match &mut self.kind {
@@ -285,6 +320,34 @@ impl http_body::Body for Body {
                 Poll::Ready(Some(Ok(Frame::data(sendfile::placeholder(n as usize)))))
             }
             Kind::Chunks(chunks) => chunks.poll_chunk(cx).map(|chunk| chunk.map(|c| c.map(Frame::data))),
+            Kind::Deferred(pending) => {
+                let Some(future) = pending.as_mut() else { return Poll::Ready(None) };
+                let bytes = ready!(future.as_mut().poll(cx));
+                *pending = None;
+                Poll::Ready(Some(bytes.map(Frame::data)))
+            }
+            Kind::Parts { parts, current, remaining } => loop {
+                if let Some(chunks) = current {
+                    match ready!(chunks.poll_chunk(cx)) {
+                        Some(Ok(chunk)) => {
+                            *remaining -= chunk.len() as u64;
+                            return Poll::Ready(Some(Ok(Frame::data(chunk))));
+                        }
+                        Some(Err(err)) => return Poll::Ready(Some(Err(err))),
+                        None => *current = None,
+                    }
+                }
+                match parts.pop_front() {
+                    None => return Poll::Ready(None),
+                    Some(Part::Bytes(bytes)) => {
+                        *remaining -= bytes.len() as u64;
+                        return Poll::Ready(Some(Ok(Frame::data(bytes))));
+                    }
+                    Some(Part::File { file, offset, len }) => {
+                        *current = Some(FileChunks::new(file, offset, len))
+                    }
+                }
+            },
         }
     }
 
@@ -293,6 +356,8 @@ impl http_body::Body for Body {
             Kind::Bytes(bytes) => bytes.is_none(),
             Kind::Sendfile { remaining, .. } => *remaining == 0,
             Kind::Chunks(chunks) => chunks.remaining() == 0,
+            Kind::Deferred(pending) => pending.is_none(),
+            Kind::Parts { remaining, .. } => *remaining == 0,
         }
     }
 
@@ -301,6 +366,9 @@ impl http_body::Body for Body {
             Kind::Bytes(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Kind::Sendfile { remaining, .. } => SizeHint::with_exact(*remaining),
             Kind::Chunks(chunks) => SizeHint::with_exact(chunks.remaining()),
+            Kind::Deferred(Some(_)) => SizeHint::default(),
+            Kind::Deferred(None) => SizeHint::with_exact(0),
+            Kind::Parts { remaining, .. } => SizeHint::with_exact(*remaining),
         }
     }
 }

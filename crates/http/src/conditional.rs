@@ -1,7 +1,20 @@
 //! Conditional requests and byte ranges, evaluated in the order RFC 9110 §13.2.2 gives.
+//!
+//! Several ranges (`bytes=0-9,20-29`) are answered with `multipart/byteranges`, with the
+//! guards Apache added after its 2011 "Range" DoS (CVE-2011-3192): at most [`MAX_RANGES`]
+//! ranges (more: the whole representation, 200), a reversed or malformed range voids the
+//! header (200), and overlapping or nearly adjacent ranges are merged in ascending order
+//! (RFC 9110 §15.3.7.2 allows it), so no response is longer than the representation plus
+//! the part headers.
 
 use std::ops::Range;
 use std::time::SystemTime;
+
+/// Range specs one `Range` header may hold; beyond it the header is ignored (nginx's
+/// `max_ranges`, Apache's `MaxRanges`).
+pub(crate) const MAX_RANGES: usize = 16;
+/// Ranges closer than this many bytes are merged: a part's headers cost about as much.
+const MERGE_GAP: u64 = 80;
 
 use http::{HeaderMap, Method, header};
 
@@ -12,6 +25,8 @@ pub(crate) enum Outcome {
     Full,
     /// 206 with this byte range.
     Partial(Range<u64>),
+    /// 206 with these byte ranges (sorted, disjoint, at least two) as multipart/byteranges.
+    Multi(Vec<Range<u64>>),
     /// 304.
     NotModified,
     /// 412.
@@ -21,12 +36,14 @@ pub(crate) enum Outcome {
 }
 
 /// Evaluates the request's preconditions and Range against a resource's validators.
+/// `ranges`: whether Range is honoured at all (not for a body whose length is not known yet).
 pub(crate) fn evaluate(
     method: &Method,
     headers: &HeaderMap,
     etag: &str,
     modified: Option<SystemTime>,
     len: u64,
+    ranges: bool,
 ) -> Outcome {
     // Most requests carry none of the headers below: one pass over the names decides.
     let relevant = headers.keys().any(|name| {
@@ -63,7 +80,7 @@ pub(crate) fn evaluate(
         return Outcome::NotModified;
     }
     // Step 5: Range, guarded by If-Range.
-    if *method != Method::GET {
+    if *method != Method::GET || !ranges {
         return Outcome::Full;
     }
     let Some(range) = text(headers, header::RANGE) else { return Outcome::Full };
@@ -84,8 +101,15 @@ pub(crate) fn evaluate(
     match parse_range(range, len) {
         RangeSpec::Ignore => Outcome::Full,
         RangeSpec::Unsatisfiable => Outcome::RangeNotSatisfiable,
-        RangeSpec::Bytes(r) => Outcome::Partial(r),
+        RangeSpec::Bytes(mut r) if r.len() == 1 => Outcome::Partial(r.remove(0)),
+        RangeSpec::Bytes(r) => Outcome::Multi(r),
     }
+}
+
+/// Whether `If-None-Match` names `etag` (weak comparison): then a GET or HEAD is answered
+/// 304 (or 412, by an earlier precondition) and needs no body.
+pub(crate) fn none_match(headers: &HeaderMap, etag: &str) -> bool {
+    text(headers, header::IF_NONE_MATCH).is_some_and(|list| etag_list_matches(list, etag, Comparison::Weak))
 }
 
 fn text(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
@@ -128,44 +152,75 @@ fn etag_list_matches(list: &str, etag: &str, comparison: Comparison) -> bool {
 
 #[derive(Debug, PartialEq, Eq)]
 enum RangeSpec {
-    /// Not a single byte range we serve (syntax error, other unit, several ranges): send 200.
+    /// Not byte ranges we serve (syntax error, a reversed range, other unit, more than
+    /// [`MAX_RANGES`]): send 200.
+    Ignore,
+    Unsatisfiable,
+    /// Sorted, disjoint (merged), non-empty.
+    Bytes(Vec<Range<u64>>),
+}
+
+/// Parses a `Range` header over a representation of `len` bytes.
+fn parse_range(value: &str, len: u64) -> RangeSpec {
+    let Some(spec) = value.strip_prefix("bytes=") else { return RangeSpec::Ignore };
+    let mut ranges = Vec::new();
+    for (i, one) in spec.split(',').enumerate() {
+        if i >= MAX_RANGES {
+            return RangeSpec::Ignore;
+        }
+        match parse_one(one, len) {
+            One::Ignore => return RangeSpec::Ignore,
+            One::Unsatisfiable => {}
+            One::Bytes(r) => ranges.push(r),
+        }
+    }
+    if ranges.is_empty() {
+        return RangeSpec::Unsatisfiable;
+    }
+    ranges.sort_by_key(|r| r.start);
+    let mut merged: Vec<Range<u64>> = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        match merged.last_mut() {
+            Some(last) if r.start <= last.end.saturating_add(MERGE_GAP) => last.end = last.end.max(r.end),
+            _ => merged.push(r),
+        }
+    }
+    RangeSpec::Bytes(merged)
+}
+
+enum One {
     Ignore,
     Unsatisfiable,
     Bytes(Range<u64>),
 }
 
-/// Parses a `Range` header for one byte range over a representation of `len` bytes.
-fn parse_range(value: &str, len: u64) -> RangeSpec {
-    let Some(spec) = value.strip_prefix("bytes=") else { return RangeSpec::Ignore };
-    if spec.contains(',') {
-        // Several ranges would need multipart/byteranges; a server may ignore Range.
-        return RangeSpec::Ignore;
-    }
-    let Some((first, last)) = spec.trim().split_once('-') else { return RangeSpec::Ignore };
+/// One range spec (`first-last`, `first-`, `-suffix`).
+fn parse_one(spec: &str, len: u64) -> One {
+    let Some((first, last)) = spec.trim().split_once('-') else { return One::Ignore };
     let number = |s: &str| -> Option<u64> {
         if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) { None } else { s.parse().ok() }
     };
     match (first.trim(), last.trim()) {
         ("", suffix) => match number(suffix) {
-            None => RangeSpec::Ignore,
-            Some(0) => RangeSpec::Unsatisfiable,
-            Some(_) if len == 0 => RangeSpec::Unsatisfiable,
-            Some(n) => RangeSpec::Bytes(len.saturating_sub(n)..len),
+            None => One::Ignore,
+            Some(0) => One::Unsatisfiable,
+            Some(_) if len == 0 => One::Unsatisfiable,
+            Some(n) => One::Bytes(len.saturating_sub(n)..len),
         },
         (start, "") => match number(start) {
-            None => RangeSpec::Ignore,
-            Some(start) if start >= len => RangeSpec::Unsatisfiable,
-            Some(start) => RangeSpec::Bytes(start..len),
+            None => One::Ignore,
+            Some(start) if start >= len => One::Unsatisfiable,
+            Some(start) => One::Bytes(start..len),
         },
         (start, end) => match (number(start), number(end)) {
             (Some(start), Some(end)) if start <= end => {
                 if start >= len {
-                    RangeSpec::Unsatisfiable
+                    One::Unsatisfiable
                 } else {
-                    RangeSpec::Bytes(start..end.min(len - 1) + 1)
+                    One::Bytes(start..end.min(len - 1) + 1)
                 }
             }
-            _ => RangeSpec::Ignore,
+            _ => One::Ignore,
         },
     }
 }
@@ -178,29 +233,61 @@ mod tests {
 
     const TAG: &str = "\"abc\"";
 
+    /// One range (clippy takes `vec![a..b]` for a mistaken `(a..b).collect()`).
+    fn one(r: Range<u64>) -> RangeSpec {
+        RangeSpec::Bytes(std::iter::once(r).collect())
+    }
+
     fn eval(method: Method, pairs: &[(header::HeaderName, &str)], len: u64) -> Outcome {
         let mut headers = HeaderMap::new();
         for (name, value) in pairs {
             headers.insert(name.clone(), HeaderValue::from_str(value).unwrap());
         }
         let modified = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_500);
-        evaluate(&method, &headers, TAG, Some(modified), len)
+        evaluate(&method, &headers, TAG, Some(modified), len, true)
     }
 
     #[test]
     fn ranges() {
-        assert_eq!(parse_range("bytes=0-9", 100), RangeSpec::Bytes(0..10));
-        assert_eq!(parse_range("bytes=90-", 100), RangeSpec::Bytes(90..100));
-        assert_eq!(parse_range("bytes=-10", 100), RangeSpec::Bytes(90..100));
-        assert_eq!(parse_range("bytes=-1000", 100), RangeSpec::Bytes(0..100));
-        assert_eq!(parse_range("bytes=50-1000", 100), RangeSpec::Bytes(50..100));
+        assert_eq!(parse_range("bytes=0-9", 100), one(0..10));
+        assert_eq!(parse_range("bytes=90-", 100), one(90..100));
+        assert_eq!(parse_range("bytes=-10", 100), one(90..100));
+        assert_eq!(parse_range("bytes=-1000", 100), one(0..100));
+        assert_eq!(parse_range("bytes=50-1000", 100), one(50..100));
         assert_eq!(parse_range("bytes=100-", 100), RangeSpec::Unsatisfiable);
         assert_eq!(parse_range("bytes=-0", 100), RangeSpec::Unsatisfiable);
         assert_eq!(parse_range("bytes=0-0", 0), RangeSpec::Unsatisfiable);
         assert_eq!(parse_range("bytes=9-0", 100), RangeSpec::Ignore);
-        assert_eq!(parse_range("bytes=0-1,5-6", 100), RangeSpec::Ignore);
         assert_eq!(parse_range("items=0-1", 100), RangeSpec::Ignore);
         assert_eq!(parse_range("bytes=+1-2", 100), RangeSpec::Ignore);
+    }
+
+    #[test]
+    fn several_ranges_are_capped_merged_and_sorted() {
+        let len = 10_000;
+        assert_eq!(parse_range("bytes=0-9,500-599", len), RangeSpec::Bytes(vec![0..10, 500..600]));
+        // Given out of order: sorted.
+        assert_eq!(parse_range("bytes=500-599, 0-9", len), RangeSpec::Bytes(vec![0..10, 500..600]));
+        // Overlapping, repeated, or closer than the merge gap: one range.
+        assert_eq!(parse_range("bytes=0-99,50-149,0-99", len), one(0..150));
+        assert_eq!(parse_range("bytes=0-9,20-29", len), one(0..30));
+        assert_eq!(parse_range("bytes=-100,0-", len), one(0..len));
+        // The 2011 Apache DoS: many overlapping ranges never add up to more than the file.
+        let many = vec!["0-"; MAX_RANGES].join(",");
+        assert_eq!(parse_range(&format!("bytes={many}"), len), one(0..len));
+        let too_many = vec!["0-"; MAX_RANGES + 1].join(",");
+        assert_eq!(parse_range(&format!("bytes={too_many}"), len), RangeSpec::Ignore);
+        // A reversed or malformed spec voids the header; unsatisfiable ones are dropped.
+        assert_eq!(parse_range("bytes=0-9,30-20", len), RangeSpec::Ignore);
+        assert_eq!(parse_range("bytes=0-9,x", len), RangeSpec::Ignore);
+        assert_eq!(parse_range("bytes=0-9,20000-", len), one(0..10));
+        assert_eq!(parse_range("bytes=20000-,30000-", len), RangeSpec::Unsatisfiable);
+        use header::RANGE;
+        assert_eq!(
+            eval(Method::GET, &[(RANGE, "bytes=0-1,200-300")], 1000),
+            Outcome::Multi(vec![0..2, 200..301])
+        );
+        assert_eq!(eval(Method::GET, &[(RANGE, "bytes=0-1,2-3")], 1000), Outcome::Partial(0..4));
     }
 
     #[test]

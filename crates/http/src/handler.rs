@@ -10,14 +10,17 @@ use http_body::Body as _;
 use crate::access_log::Entry;
 use crate::body::Body;
 use crate::conditional::{self, Outcome};
-use crate::files::{self, Content, Lookup, Resource};
+use crate::files::{self, Content, Lookup, RootDir};
 use crate::generation::{Counters, Generation};
-use crate::path::{self, PathError};
+use crate::multipart;
+use crate::path::{self, PathError, SafePath};
 use crate::scheme;
+use crate::variant;
 
 const SERVER: HeaderValue = HeaderValue::from_static(concat!("graced/", env!("CARGO_PKG_VERSION")));
 const ALLOW: HeaderValue = HeaderValue::from_static("GET, HEAD, OPTIONS");
 const ACCEPT_RANGES: HeaderValue = HeaderValue::from_static("bytes");
+const VARY_ENCODING: HeaderValue = HeaderValue::from_static("accept-encoding");
 
 /// Serves one request with `generation` and logs it; `tls`: it came over HTTPS; `copy`:
 /// file bodies are read into memory (TLS, HTTP/2), not sent with `sendfile`.
@@ -130,7 +133,7 @@ fn respond<B>(
         Err(PathError::EncodedSlash | PathError::Hidden) => return error(StatusCode::NOT_FOUND),
     };
     match files::lookup(site, &generation.roots[site_index], &safe) {
-        Lookup::Found(resource) => serve(req, resource, copy),
+        Lookup::Found(resource) => serve(req, site, &generation.roots[site_index], &safe, resource, copy),
         Lookup::AddSlash => redirect_with_slash(req),
         Lookup::NotFound => error(StatusCode::NOT_FOUND),
         Lookup::Forbidden => error(StatusCode::FORBIDDEN),
@@ -143,16 +146,34 @@ fn respond<B>(
     }
 }
 
-/// `copy`: the connection cannot `sendfile` (TLS): file bodies are read into memory.
-fn serve<B>(req: &Request<B>, resource: Resource, copy: bool) -> Response<Body> {
+/// Serves `resource`, which `path` resolved to in `site` (whose root is `root`), in the
+/// representation `variant` chooses. `copy`: the connection cannot `sendfile` (TLS): file
+/// bodies are read into memory.
+fn serve<B>(
+    req: &Request<B>,
+    site: &graced_config::Site,
+    root: &RootDir,
+    path: &SafePath,
+    resource: files::Resource,
+    copy: bool,
+) -> Response<Body> {
+    let chosen = variant::choose(req.method(), req.headers(), site, root, path, resource);
+    let resource = chosen.resource;
     let outcome = conditional::evaluate(
         req.method(),
         req.headers(),
         resource.etag_str(),
         resource.modified,
         resource.len,
+        !chosen.unknown_len,
     );
-    let mut response = Response::new(Body::empty());
+    let vary = |mut response: Response<Body>| {
+        if chosen.negotiable {
+            response.headers_mut().insert(header::VARY, VARY_ENCODING);
+        }
+        response
+    };
+    let mut response = vary(Response::new(Body::empty()));
     let headers = response.headers_mut();
     headers.insert(header::SERVER, SERVER);
     validators(headers, &resource);
@@ -161,9 +182,9 @@ fn serve<B>(req: &Request<B>, resource: Resource, copy: bool) -> Response<Body> 
             *response.status_mut() = StatusCode::NOT_MODIFIED;
             return response;
         }
-        Outcome::PreconditionFailed => return error(StatusCode::PRECONDITION_FAILED),
+        Outcome::PreconditionFailed => return vary(error(StatusCode::PRECONDITION_FAILED)),
         Outcome::RangeNotSatisfiable => {
-            let mut response = error(StatusCode::RANGE_NOT_SATISFIABLE);
+            let mut response = vary(error(StatusCode::RANGE_NOT_SATISFIABLE));
             response
                 .headers_mut()
                 .insert(header::CONTENT_RANGE, header_value(format!("bytes */{}", resource.len)));
@@ -171,11 +192,29 @@ fn serve<B>(req: &Request<B>, resource: Resource, copy: bool) -> Response<Body> 
         }
         Outcome::Full => (StatusCode::OK, 0..resource.len),
         Outcome::Partial(range) => (StatusCode::PARTIAL_CONTENT, range),
+        Outcome::Multi(ranges) => {
+            let (content_type, body) =
+                multipart::body(&ranges, resource.len, resource.content_type, resource.content);
+            let headers = response.headers_mut();
+            headers.insert(header::ACCEPT_RANGES, ACCEPT_RANGES);
+            headers.insert(header::CONTENT_TYPE, header_value(content_type));
+            if let Some(encoding) = chosen.encoding {
+                headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding.token()));
+            }
+            *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+            *response.body_mut() = body;
+            return response;
+        }
     };
     let headers = response.headers_mut();
-    headers.insert(header::ACCEPT_RANGES, ACCEPT_RANGES);
+    if !chosen.unknown_len {
+        headers.insert(header::ACCEPT_RANGES, ACCEPT_RANGES);
+    }
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(resource.content_type));
-    if req.method() == Method::HEAD {
+    if let Some(encoding) = chosen.encoding {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding.token()));
+    }
+    if req.method() == Method::HEAD && !chosen.unknown_len {
         // With a body, hyper writes Content-Length from the body's exact length.
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(range.end - range.start));
     }
@@ -186,6 +225,14 @@ fn serve<B>(req: &Request<B>, resource: Resource, copy: bool) -> Response<Body> 
     *response.status_mut() = status;
     if req.method() == Method::HEAD {
         return response;
+    }
+    if let Some(pending) = chosen.body {
+        *response.body_mut() = Body::deferred(pending);
+        return response;
+    }
+    if chosen.unknown_len {
+        // Only a revalidation that matched has no variant body, and it was answered above.
+        return error(StatusCode::INTERNAL_SERVER_ERROR);
     }
     let body = match resource.content {
         Content::Static(bytes) => Ok(Body::bytes(&bytes[range.start as usize..range.end as usize])),
@@ -205,7 +252,7 @@ fn serve<B>(req: &Request<B>, resource: Resource, copy: bool) -> Response<Body> 
     }
 }
 
-fn validators(headers: &mut HeaderMap, resource: &Resource) {
+fn validators(headers: &mut HeaderMap, resource: &files::Resource) {
     headers.insert(header::ETAG, resource.etag.clone());
     match (&resource.last_modified, resource.modified) {
         (Some(formatted), _) => {

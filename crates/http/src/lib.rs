@@ -24,12 +24,18 @@
 //! * `shared` → `generation`: what the server and every connection share — the current
 //!   generation, the counters, the open connections, and the orders (stop, hard restart,
 //!   drain) on a watch channel.
-//! * `handler` → `access_log`, `body`, `conditional`, `files`, `generation`, `path`, `scheme`:
-//!   request → response (limits, virtual host, HTTPS redirect, method, path, file,
-//!   preconditions, HSTS).
+//! * `handler` → `access_log`, `body`, `conditional`, `files`, `generation`, `multipart`,
+//!   `path`, `scheme`, `variant`: request → response (limits, virtual host, HTTPS redirect,
+//!   method, path, file, representation, preconditions, HSTS).
+//! * `variant` → `compress`, `conditional`, `encoding`, `files`, `path`: which representation a request
+//!   gets — identity, a precompressed sidecar or an on-the-fly variant — and its `ETag`.
+//! * `compress` → `encoding`: on-the-fly gzip/brotli/zstd, once per file version, on the
+//!   blocking pool, in a bounded process-wide cache with one compression per variant.
+//! * `encoding`: content codings and `Accept-Encoding` q-values.
+//! * `multipart` → `body`, `files`: `multipart/byteranges` bodies for several ranges.
 //! * `scheme`: the plaintext → HTTPS redirect (sparing ACME challenges) and HSTS.
-//! * `body` → `chunks`, `generation`, `meter`, `sendfile`, `size`: in-memory, `sendfile` or
-//!   chunked-copy (TLS) bodies that carry the request's guards; large files made resident a
+//! * `body` → `chunks`, `compress`, `generation`, `meter`, `sendfile`, `size`: in-memory,
+//!   `sendfile`, chunked-copy (TLS), deferred (compressing) or multipart bodies that carry the request's guards; large files made resident a
 //!   window at a time.
 //! * `chunks`: file bodies for connections without `sendfile`, read a chunk at a time, the
 //!   disk read on the blocking pool.
@@ -50,8 +56,10 @@ pub mod access_log;
 mod batch;
 mod body;
 mod chunks;
+mod compress;
 mod conditional;
 mod connection;
+mod encoding;
 mod files;
 mod generation;
 mod handler;
@@ -59,6 +67,7 @@ mod http2;
 mod linger;
 mod listener;
 mod meter;
+mod multipart;
 mod path;
 mod scheme;
 mod sendfile;
@@ -67,6 +76,7 @@ mod shared;
 mod size;
 mod stream;
 mod tls;
+mod variant;
 
 pub use connection::DRAIN_IDLE_GRACE;
 pub use generation::{Counters, Generation};

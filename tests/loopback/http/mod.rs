@@ -5,12 +5,16 @@
 //! shared helpers below are what the topic modules use.
 
 mod access_log;
+pub(crate) mod compression;
+
 mod conditional;
 mod demo;
 mod files;
 mod large;
 mod limits;
 mod paths;
+mod ranges;
+mod redbot;
 mod requests;
 
 use std::io::Read;

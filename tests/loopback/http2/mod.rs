@@ -5,6 +5,7 @@
 //! `attack.py`). Certificates are made at test time (rcgen), signed by a test CA.
 
 mod attack;
+mod compression;
 mod serving;
 
 use std::path::{Path, PathBuf};

@@ -7,6 +7,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use crate::address::parse_address;
+use crate::compression;
 use crate::diagnostic::ConfigError;
 use crate::diagnostic::{self, Diagnostic};
 use crate::model::{
@@ -347,6 +348,12 @@ impl Checker<'_> {
                 Some(RawHsts::On(true)) => Some(HSTS_DEFAULT.to_owned()),
                 Some(RawHsts::Value(value)) => Some(value.clone()),
             };
+            let mut compression_problems = Vec::new();
+            let compression = compression::check(s.compression.as_ref(), &mut compression_problems);
+            for p in compression_problems {
+                let hint = Some(p.hint.to_owned());
+                self.problems.push(Diagnostic::at(self.file, self.text, p.at, p.message, hint));
+            }
             out.push(Site {
                 hosts,
                 root,
@@ -356,6 +363,7 @@ impl Checker<'_> {
                 tls,
                 https_redirect,
                 hsts,
+                compression,
             });
         }
         if default_line.is_none()

@@ -32,7 +32,9 @@
 //! * `cache`: the two per-thread caches and the file version that keys them;
 //! * `demo` → `mime`, `resource`: the built-in demo site;
 //! * `mime`: `Content-Type` by extension;
-//! * `resource`: what a lookup answers.
+//! * `resource`: what a lookup answers;
+//! * `sidecar` → `beneath`, `lookup`, `resource`: precompressed `.br`/`.zst`/`.gz` files next
+//!   to the one a request resolved to.
 
 mod beneath;
 mod cache;
@@ -40,7 +42,9 @@ mod demo;
 mod lookup;
 mod mime;
 mod resource;
+mod sidecar;
 
 pub(crate) use beneath::RootDir;
 pub(crate) use lookup::lookup;
 pub(crate) use resource::{Content, Lookup, Resource};
+pub(crate) use sidecar::sidecar;
