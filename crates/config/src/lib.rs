@@ -11,26 +11,35 @@
 //! nothing of systemd, HTTP or the lifecycle; it reads the filesystem only to load the
 //! file and, unless [`Checks::WithoutFilesystem`], to see that document roots exist.
 //!
-//! Modules: `model` (the types; a leaf), `raw` (serde structs with spans; a leaf),
+//! Modules: `model` (the types; names `rules`), `raw` (serde structs with spans; a leaf),
 //! `diagnostic` (errors with positions; a leaf), `address` (listen addresses), `check`
 //! (raw → model, collecting problems), `tls_rules` (listeners against sites for TLS,
-//! credential names; a leaf). This file loads and re-exports; no module imports
+//! credential names; a leaf), `glob` (path globs; a leaf), `rules` (the site rules'
+//! types; a leaf), `raw_rules` (their raw form; a leaf). This file loads and re-exports; no module imports
 //! from it.
 
 mod address;
 mod check;
 mod diagnostic;
+mod glob;
 mod model;
 mod raw;
+mod raw_rules;
+mod rules;
 mod tls_rules;
 
 use std::path::Path;
 
 pub use address::{AddressError, parse_address};
 pub use diagnostic::{ConfigError, Diagnostic};
+pub use glob::Glob;
 pub use model::{
     AccessLog, BUILTIN_DEMO_ROOT, CREDENTIAL_PREFIX, Checks, Config, EMBEDDED_NAME, HSTS_DEFAULT, Http2,
     Limits, ListenAddress, Listener, LogLevel, MAX_WORKERS, Root, Secret, Server, Site, SiteTls, Source, Tls,
+};
+pub use rules::{
+    AccessRule, BasicAuth, CACHE_CONTROL_DEFAULT, ErrorPages, HeaderRule, LISTING_MAX_ENTRIES, Listing,
+    Redirect, SiteRules,
 };
 
 /// Where the server looks for its configuration when no `-f` is given.

@@ -81,6 +81,7 @@ mod tests {
             tls: None,
             https_redirect: false,
             hsts: None,
+            rules: graced_config::SiteRules::default(),
         };
         lookup(&demo, &resolve(raw, false).unwrap())
     }

@@ -186,6 +186,7 @@ mod tests {
             tls: None,
             https_redirect: false,
             hsts: None,
+            rules: graced_config::SiteRules::default(),
         }
     }
 
