@@ -24,9 +24,12 @@
 //! * `shared` → `generation`: what the server and every connection share — the current
 //!   generation, the counters, the open connections, and the orders (stop, hard restart,
 //!   drain) on a watch channel.
-//! * `handler` → `access_log`, `body`, `conditional`, `files`, `generation`, `path`, `scheme`:
-//!   request → response (limits, virtual host, HTTPS redirect, method, path, file,
-//!   preconditions, HSTS).
+//! * `handler` → `access_log`, `body`, `conditional`, `files`, `generation`, `path`, `rules`,
+//!   `scheme`: request → response (limits, virtual host, HTTPS redirect, method, the site's
+//!   redirects and access rules, path, file, preconditions, error pages, header rules, HSTS).
+//! * `rules` → `files`, `path`: a site's rules around the lookup — redirects, IP allow/deny
+//!   and basic auth, clean URLs and the SPA fallback, listings, error pages, headers by path
+//!   (its own map is in `rules/mod.rs`).
 //! * `scheme`: the plaintext → HTTPS redirect (sparing ACME challenges) and HSTS.
 //! * `body` → `chunks`, `generation`, `meter`, `sendfile`, `size`: in-memory, `sendfile` or
 //!   chunked-copy (TLS) bodies that carry the request's guards; large files made resident a
@@ -37,7 +40,7 @@
 //!   wrapper that feeds them, and the `Transport` (plain socket or TLS stream) it wraps.
 //! * `sendfile` → `listener`: placeholder frames, the per-connection queue of files, and the
 //!   write that sends them.
-//! * `generation` → `access_log`, `files`: per-request configuration generations and counters.
+//! * `generation` → `access_log`, `files`, `rules`: per-request configuration generations and counters.
 //! * `files` → `path`, `size`: open below the root (traversal wall two) or the built-in demo;
 //!   per-thread caches of file versions (its own map is in `files/mod.rs`).
 //! * `path`: request path → a safe relative path (traversal wall one).
@@ -58,6 +61,7 @@ mod http2;
 mod listener;
 mod meter;
 mod path;
+mod rules;
 mod scheme;
 mod sendfile;
 mod server;

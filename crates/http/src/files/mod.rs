@@ -31,16 +31,20 @@
 //! * `beneath` → `cache` (`FileId`): the root's handle, `openat2` and its walking fallback;
 //! * `cache`: the two per-thread caches and the file version that keys them;
 //! * `demo` → `mime`, `resource`: the built-in demo site;
+//! * `dir` → `beneath`: a directory opened below the root, for a listing;
 //! * `mime`: `Content-Type` by extension;
 //! * `resource`: what a lookup answers.
 
 mod beneath;
 mod cache;
 mod demo;
+mod dir;
 mod lookup;
 mod mime;
 mod resource;
 
 pub(crate) use beneath::RootDir;
+pub(crate) use dir::open_dir;
 pub(crate) use lookup::lookup;
+pub(crate) use mime::content_type;
 pub(crate) use resource::{Content, Lookup, Resource};
