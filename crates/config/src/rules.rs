@@ -96,15 +96,11 @@ pub struct ErrorPages {
 }
 
 impl ErrorPages {
-    /// The page for `status` (≥ 400), if any: exact, then its class, then the default.
-    pub fn for_status(&self, status: u16) -> Option<&str> {
-        self.exact
-            .iter()
-            .find(|(s, _)| *s == status)
-            .map(|(_, p)| p)
-            .or(if status < 500 { self.client.as_ref() } else { self.server.as_ref() })
-            .or(self.default.as_ref())
-            .map(String::as_str)
+    /// The pages for `status` (≥ 400) in the order to try them: exact, its class, the default.
+    pub fn for_status(&self, status: u16) -> impl Iterator<Item = &str> {
+        let exact = self.exact.iter().find(|(s, _)| *s == status).map(|(_, p)| p);
+        let class = if status < 500 { self.client.as_ref() } else { self.server.as_ref() };
+        [exact, class, self.default.as_ref()].into_iter().flatten().map(String::as_str)
     }
 
     pub fn is_empty(&self) -> bool {

@@ -237,6 +237,12 @@ fn list<B>(req: &Request<B>, site: &Site, dir: &std::fs::File, path: &str) -> Re
     let mut response = Response::new(Body::empty());
     let headers = response.headers_mut();
     headers.insert(header::SERVER, SERVER);
+    headers.insert(header::ETAG, header_value(page.etag.clone()));
+    if page.not_modified(req.headers()) {
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        return response;
+    }
+    let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(page.content_type));
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(page.body.len()));
     if req.method() != Method::HEAD {

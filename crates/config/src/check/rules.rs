@@ -27,7 +27,7 @@ impl Checker<'_> {
     pub(super) fn site_rules(&mut self, s: &mut RawSite, root: &Root, hosts: &[String]) -> SiteRules {
         let mut rules = SiteRules::default();
         for raw in s.headers.take().unwrap_or_default() {
-            let Some(path) = self.glob(&raw.path) else { continue };
+            let path = self.glob(&raw.path);
             let set = self.header_map(raw.set.as_ref());
             let add = self.header_map(raw.add.as_ref());
             let default = self.header_map(raw.default.as_ref());
@@ -37,7 +37,9 @@ impl Checker<'_> {
                     remove.push(name.get_ref().to_ascii_lowercase());
                 }
             }
-            rules.headers.push(HeaderRule { path, set, add, remove, default });
+            if let Some(path) = path {
+                rules.headers.push(HeaderRule { path, set, add, remove, default });
+            }
         }
         match s.cache_control.as_ref().map(|c| (c, c.get_ref())) {
             None => {}
@@ -220,6 +222,9 @@ impl Checker<'_> {
 
     fn access(&mut self, raw: RawAccess) -> Option<AccessRule> {
         let path = self.glob(&raw.path);
+        let given = raw.allow.as_ref().is_some_and(|a| !a.is_empty())
+            || raw.deny.as_ref().is_some_and(|d| !d.is_empty())
+            || raw.htpasswd.is_some();
         let allow = self.networks(raw.allow.unwrap_or_default());
         let deny = self.networks(raw.deny.unwrap_or_default());
         let auth = raw.htpasswd.as_ref().and_then(|file| {
@@ -236,7 +241,7 @@ impl Checker<'_> {
             }
             self.htpasswd(file, realm)
         });
-        if allow.is_empty() && deny.is_empty() && raw.htpasswd.is_none() {
+        if !given {
             self.problem(
                 &raw.path,
                 "this access rule has no allow, deny or htpasswd",

@@ -6,16 +6,18 @@ use graced_config::Site;
 use crate::files::{self, Lookup, Resource, RootDir};
 use crate::path;
 
-/// The page to send for `status` (≥ 400) on `site`, if one is configured and readable.
+/// The page to send for `status` (≥ 400) on `site`: the first configured page for it
+/// (exact, class, default) that can be opened.
 pub(crate) fn page(site: &Site, root: &RootDir, status: u16) -> Option<Resource> {
-    let page = site.rules.error_pages.for_status(status)?;
-    // The path was checked at load (no dot segments); hidden names are allowed here.
-    let safe = path::resolve(page, true).ok()?;
-    match files::lookup(site, root, &safe) {
-        Lookup::Found(resource) => Some(resource),
-        other => {
-            tracing::warn!(page, ?other, "error page not served");
-            None
+    site.rules.error_pages.for_status(status).find_map(|page| {
+        // The path was checked at load (no dot segments); hidden names are allowed here.
+        let safe = path::resolve(page, true).ok()?;
+        match files::lookup(site, root, &safe) {
+            Lookup::Found(resource) => Some(resource),
+            other => {
+                tracing::warn!(page, ?other, "error page not served");
+                None
+            }
         }
-    }
+    })
 }

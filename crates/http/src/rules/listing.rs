@@ -27,10 +27,35 @@ struct Entry {
     modified: Option<SystemTime>,
 }
 
-/// A rendered listing: the body and its `Content-Type`.
+/// A rendered listing: the body, its `Content-Type` and a strong `ETag` of the body (so a
+/// cache may keep it and revalidate it: `Cache-Control: no-cache` without a validator
+/// would make it useless to store).
 pub(crate) struct Listing {
     pub(crate) body: String,
     pub(crate) content_type: &'static str,
+    pub(crate) etag: String,
+}
+
+impl Listing {
+    fn new(body: String, content_type: &'static str) -> Listing {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(body.as_bytes());
+        let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+        Listing { body, content_type, etag: format!("\"l-{hex}\"") }
+    }
+
+    /// Whether `If-None-Match` names this listing's tag (weak comparison, RFC 9110 §13.1.2).
+    pub(crate) fn not_modified(&self, headers: &HeaderMap) -> bool {
+        headers
+            .get_all(header::IF_NONE_MATCH)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|tag| {
+                let tag = tag.trim();
+                tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == self.etag
+            })
+    }
 }
 
 /// Lists `dir`, whose request path is `path` (ending in `/`).
@@ -100,7 +125,7 @@ fn json(path: &str, entries: &[Entry], more: bool) -> Listing {
         })
         .collect();
     let value = serde_json::json!({ "path": path, "entries": items, "truncated": more });
-    Listing { body: format!("{value}\n"), content_type: "application/json" }
+    Listing::new(format!("{value}\n"), "application/json")
 }
 
 fn html(path: &str, entries: &[Entry], more: bool) -> Listing {
@@ -129,7 +154,7 @@ fn html(path: &str, entries: &[Entry], more: bool) -> Listing {
         body.push_str("<p>More entries are not shown.</p>\n");
     }
     body.push_str("</body></html>\n");
-    Listing { body, content_type: "text/html; charset=utf-8" }
+    Listing::new(body, "text/html; charset=utf-8")
 }
 
 /// `./NAME` percent-encoded, `/` after a directory.
