@@ -49,11 +49,10 @@ impl Checker<'_> {
                 "cache_control = true says nothing",
                 "give a value such as \"no-cache\", or false for none",
             ),
-            Some((at, RawCacheControl::Value(value))) => {
-                if self.header_value(at, value) {
-                    rules.cache_control = Some(value.clone());
-                }
+            Some((at, RawCacheControl::Value(value))) if self.header_value(at, value) => {
+                rules.cache_control = Some(value.clone());
             }
+            Some((_, RawCacheControl::Value(_))) => {}
         }
         for raw in s.redirect.take().unwrap_or_default() {
             if let Some(redirect) = self.redirect(raw) {
