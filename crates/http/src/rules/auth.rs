@@ -7,7 +7,8 @@
 //! SHA-256 of (stored hash, user, password) — the password itself is never kept — in a
 //! map bounded to [`CACHE_MAX`] entries; a changed htpasswd line changes the key. Checks
 //! that do run are bounded to half the CPUs at once ([`busy`]); beyond that the request
-//! gets a 503 instead of queueing more hashing.
+//! gets a 503 instead of queueing more hashing. A check runs under `block_in_place`, so
+//! the connections that share its worker thread move on meanwhile.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -57,7 +58,12 @@ pub(crate) fn check(auth: &BasicAuth, authorization: Option<&HeaderValue>) -> Ch
     if busy() {
         return Check::Busy;
     }
-    let valid = verify(hash, &password);
+    // The check blocks this thread for its whole cost: on the server's multi-thread runtime
+    // the worker's other tasks move to another thread meanwhile (`block_in_place`).
+    let multi = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    let valid =
+        if multi { tokio::task::block_in_place(|| verify(hash, &password)) } else { verify(hash, &password) };
     RUNNING.fetch_sub(1, Ordering::AcqRel);
     if !valid {
         return Check::Invalid;

@@ -3,7 +3,7 @@
 //! `always` drops them on errors; graced never does), then the site's default
 //! `Cache-Control` on 200/206/304 responses that have none.
 
-use graced_config::SiteRules;
+use graced_config::{CACHE_CONTROL_DEFAULT, SiteRules};
 use http::header::{CACHE_CONTROL, HeaderName};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
@@ -35,7 +35,11 @@ pub(crate) fn apply(rules: &SiteRules, path: &str, status: StatusCode, headers: 
     if let Some(value) = &rules.cache_control
         && matches!(status.as_u16(), 200 | 206 | 304)
         && !headers.contains_key(CACHE_CONTROL)
-        && let Ok(value) = HeaderValue::from_str(value)
+        && let Ok(value) = if value == CACHE_CONTROL_DEFAULT {
+            Ok(HeaderValue::from_static(CACHE_CONTROL_DEFAULT))
+        } else {
+            HeaderValue::from_str(value)
+        }
     {
         headers.insert(CACHE_CONTROL, value);
     }
