@@ -136,3 +136,26 @@ pub struct BasicAuth {
     /// `(user, hash)` in file order.
     pub users: Vec<(String, String)>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorPages;
+
+    #[test]
+    fn error_pages_are_tried_exact_then_class_then_default() {
+        let pages = ErrorPages {
+            exact: vec![(404, "/404.html".into()), (503, "/503.html".into())],
+            client: Some("/4xx.html".into()),
+            server: Some("/5xx.html".into()),
+            default: Some("/error.html".into()),
+        };
+        let order = |s| pages.for_status(s).collect::<Vec<_>>();
+        assert_eq!(order(404), ["/404.html", "/4xx.html", "/error.html"]);
+        assert_eq!(order(403), ["/4xx.html", "/error.html"]);
+        assert_eq!(order(503), ["/503.html", "/5xx.html", "/error.html"]);
+        assert_eq!(order(500), ["/5xx.html", "/error.html"]);
+        let only_default = ErrorPages { default: Some("/e.html".into()), ..ErrorPages::default() };
+        assert_eq!(only_default.for_status(502).collect::<Vec<_>>(), ["/e.html"]);
+        assert!(ErrorPages::default().for_status(404).next().is_none());
+    }
+}

@@ -7,6 +7,7 @@ mod access;
 mod config;
 mod errors;
 mod headers;
+mod http2;
 mod listing;
 mod redbot;
 mod redirects;
