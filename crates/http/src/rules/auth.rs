@@ -41,7 +41,10 @@ static RUNNING: AtomicUsize = AtomicUsize::new(0);
 /// Checks the `Authorization` header against `auth`'s users.
 pub(crate) fn check(auth: &BasicAuth, authorization: Option<&HeaderValue>) -> Check {
     let Some((user, password)) = authorization.and_then(credentials) else { return Check::Invalid };
-    let Some((_, hash)) = auth.users.iter().find(|(u, _)| *u == user) else { return Check::Invalid };
+    // An unknown user is checked against the first user's hash all the same (and never
+    // valid), so the time of a 401 does not tell which user names exist.
+    let known = auth.users.iter().find(|(u, _)| *u == user);
+    let Some((_, hash)) = known.or(auth.users.first()) else { return Check::Invalid };
     let key: [u8; 32] = {
         let mut digest = Sha256::new();
         for part in [hash.as_bytes(), user.as_bytes(), password.as_bytes()] {
@@ -52,7 +55,9 @@ pub(crate) fn check(auth: &BasicAuth, authorization: Option<&HeaderValue>) -> Ch
     };
     let cache = CACHE.get_or_init(Mutex::default);
     let now = Instant::now();
-    if cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key).is_some_and(|&at| now - at < TTL) {
+    if known.is_some()
+        && cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key).is_some_and(|&at| now - at < TTL)
+    {
         return Check::Valid;
     }
     if busy() {
@@ -65,7 +70,7 @@ pub(crate) fn check(auth: &BasicAuth, authorization: Option<&HeaderValue>) -> Ch
     let valid =
         if multi { tokio::task::block_in_place(|| verify(hash, &password)) } else { verify(hash, &password) };
     RUNNING.fetch_sub(1, Ordering::AcqRel);
-    if !valid {
+    if !valid || known.is_none() {
         return Check::Invalid;
     }
     let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
