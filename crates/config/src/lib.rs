@@ -15,13 +15,16 @@
 //! `diagnostic` (errors with positions; a leaf), `address` (listen addresses), `check`
 //! (raw → model, collecting problems), `tls_rules` (listeners against sites for TLS,
 //! credential names; a leaf), `glob` (path globs; a leaf), `rules` (the site rules'
-//! types; a leaf), `raw_rules` (their raw form; a leaf). This file loads and re-exports; no module imports
+//! types; a leaf), `raw_rules` (their raw form; a leaf), `htpasswd` (user:hash files;
+//! a leaf), `credentials` (htpasswd credentials read after loading). This file loads and re-exports; no module imports
 //! from it.
 
 mod address;
 mod check;
+mod credentials;
 mod diagnostic;
 mod glob;
+mod htpasswd;
 mod model;
 mod raw;
 mod raw_rules;
@@ -38,8 +41,8 @@ pub use model::{
     Limits, ListenAddress, Listener, LogLevel, MAX_WORKERS, Root, Secret, Server, Site, SiteTls, Source, Tls,
 };
 pub use rules::{
-    AccessRule, BasicAuth, CACHE_CONTROL_DEFAULT, ErrorPages, HeaderRule, LISTING_MAX_ENTRIES, Listing,
-    Redirect, SiteRules,
+    AccessRule, BasicAuth, CACHE_CONTROL_DEFAULT, ErrorPages, HeaderRule, Htpasswd, LISTING_MAX_ENTRIES,
+    Listing, Place, Redirect, SiteRules,
 };
 
 /// Where the server looks for its configuration when no `-f` is given.

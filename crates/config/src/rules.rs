@@ -132,9 +132,29 @@ pub struct AccessRule {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BasicAuth {
     pub realm: String,
-    pub file: PathBuf,
-    /// `(user, hash)` in file order.
+    pub source: Htpasswd,
+    /// `(user, hash)` in file order; for a credential, filled by
+    /// [`Config::load_credentials`](crate::Config::load_credentials) (empty until then:
+    /// nobody gets in).
     pub users: Vec<(String, String)>,
+}
+
+/// Where an htpasswd comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Htpasswd {
+    /// A file graced's user reads itself, at load (absolute).
+    File(PathBuf),
+    /// `credential:NAME`: `$CREDENTIALS_DIRECTORY/NAME` (`LoadCredential=NAME:/etc/graced/htpasswd`
+    /// keeps the file root-only); `at` is where the configuration names it.
+    Credential { name: String, at: Place },
+}
+
+/// A place in a configuration file, for problems found after loading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
 }
 
 #[cfg(test)]

@@ -111,3 +111,39 @@ fn an_unreadable_or_weak_htpasswd_is_refused_by_the_check() {
     assert_eq!(code, 78, "{out}");
     assert!(out.contains("missing-htpasswd:1: user \"bob\": not a bcrypt or argon2 hash"), "{out}");
 }
+
+#[test]
+fn an_htpasswd_credential_is_read_at_check_start_and_reload() {
+    let site = Site::new(GRACED);
+    site.write_config("[[site.access]]\npath = \"/admin/**\"\nhtpasswd = \"credential:site-users\"\n");
+    site.put("www/admin/index.html", b"secret page\n");
+    // Outside a service there is no credentials directory: -t says where and why.
+    let (code, out) = site.run(&["-t"]);
+    assert_eq!(code, 78, "{out}");
+    assert!(
+        out.contains("graced.toml:14:12: htpasswd credential \"site-users\": no credentials directory"),
+        "{out}"
+    );
+
+    site.put("creds/site-users", format!("alice:{}\n", bcrypt::hash("one", 4).unwrap()).as_bytes());
+    let creds = site.path("creds");
+    let server = site.start(&[("CREDENTIALS_DIRECTORY", creds.to_str().unwrap())]);
+    let port = server.port;
+    assert_eq!(get(port, "/admin/", &[]).status, 401);
+    assert_eq!(get(port, "/admin/", &[("Authorization", &basic("alice", "one"))]).status, 200);
+
+    // A reload reads it again (a changed password), and a broken one is refused.
+    site.put("creds/site-users", format!("alice:{}\n", bcrypt::hash("two", 4).unwrap()).as_bytes());
+    let (code, out) = site.run(&["-k", "graceful", "--wait"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(get(port, "/admin/", &[("Authorization", &basic("alice", "one"))]).status, 401);
+    assert_eq!(get(port, "/admin/", &[("Authorization", &basic("alice", "two"))]).status, 200);
+    site.put("creds/site-users", b"alice:plaintext\n");
+    let (code, out) = site.run(&["-k", "graceful", "--wait"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("htpasswd credential \"site-users\":1: user \"alice\": not a bcrypt or argon2 hash"),
+        "{out}"
+    );
+    assert_eq!(get(port, "/admin/", &[("Authorization", &basic("alice", "two"))]).status, 200);
+}

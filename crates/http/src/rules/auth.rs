@@ -135,7 +135,7 @@ mod tests {
             .to_string();
         let auth = BasicAuth {
             realm: "r".into(),
-            file: "/dev/null".into(),
+            source: graced_config::Htpasswd::File("/dev/null".into()),
             users: vec![("alice".into(), bcrypt::hash("pw", 4).unwrap()), ("bob".into(), argon)],
         };
         assert_eq!(check(&auth, Some(&basic("alice", "pw"))), Check::Valid);
