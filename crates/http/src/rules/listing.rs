@@ -66,7 +66,9 @@ pub(crate) fn render(
     max: usize,
     hidden: bool,
 ) -> std::io::Result<Listing> {
-    let mut entries = Vec::new();
+    // Names and types first (readdir's d_type; statx only where the file system gives
+    // none), sorted and capped; then size and time for the entries shown only.
+    let mut names: Vec<(bool, Vec<u8>)> = Vec::new();
     let mut more = false;
     for item in Dir::read_from(dir)? {
         let item = item?;
@@ -74,28 +76,41 @@ pub(crate) fn render(
         if name == b"." || name == b".." || (!hidden && name.first() == Some(&b'.')) {
             continue;
         }
-        if entries.len() >= READ_MAX {
+        if names.len() >= READ_MAX {
             more = true;
             break;
         }
-        let Ok(stat) =
-            rustix::fs::statx(dir, item.file_name(), AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BASIC_STATS)
-        else {
-            continue;
+        let kind = match item.file_type() {
+            FileType::Unknown => {
+                match rustix::fs::statx(dir, item.file_name(), AtFlags::SYMLINK_NOFOLLOW, StatxFlags::TYPE) {
+                    Ok(stat) => FileType::from_raw_mode(stat.stx_mode.into()),
+                    Err(_) => continue,
+                }
+            }
+            kind => kind,
         };
-        let kind = FileType::from_raw_mode(stat.stx_mode.into());
-        let is_dir = kind == FileType::Directory;
-        if !is_dir && kind != FileType::RegularFile && kind != FileType::Symlink {
-            continue;
+        if matches!(kind, FileType::Directory | FileType::RegularFile | FileType::Symlink) {
+            names.push((kind == FileType::Directory, name.to_vec()));
         }
-        let modified = u64::try_from(stat.stx_mtime.tv_sec).ok().map(|s| UNIX_EPOCH + Duration::from_secs(s));
-        entries.push(Entry { name: name.to_vec(), dir: is_dir, len: stat.stx_size, modified });
     }
-    entries.sort_unstable_by(|a, b| b.dir.cmp(&a.dir).then_with(|| a.name.cmp(&b.name)));
-    if entries.len() > max {
-        entries.truncate(max);
+    names.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    if names.len() > max {
+        names.truncate(max);
         more = true;
     }
+    let entries: Vec<Entry> = names
+        .into_iter()
+        .map(|(is_dir, name)| {
+            let stat =
+                rustix::fs::statx(dir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BASIC_STATS)
+                    .ok();
+            let len = stat.as_ref().map_or(0, |s| s.stx_size);
+            let modified = stat
+                .and_then(|s| u64::try_from(s.stx_mtime.tv_sec).ok())
+                .map(|secs| UNIX_EPOCH + Duration::from_secs(secs));
+            Entry { name, dir: is_dir, len, modified }
+        })
+        .collect();
     Ok(if wants_json(headers) { json(path, &entries, more) } else { html(path, &entries, more) })
 }
 
