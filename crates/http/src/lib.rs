@@ -58,6 +58,7 @@ mod files;
 mod generation;
 mod handler;
 mod http2;
+mod linger;
 mod listener;
 mod meter;
 mod path;
