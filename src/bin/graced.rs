@@ -54,6 +54,14 @@ fn run(cli: Cli, inherited: Inherited) -> anyhow::Result<u8> {
         Err(err) => return Ok(config_error(&err)),
     };
     if cli.test {
+        // Basic-auth users given as systemd credentials (`htpasswd = "credential:NAME"`),
+        // read as the server reads them at start and at each reload.
+        let mut config = config;
+        if let Some(config) = &mut config
+            && let Err(err) = config.load_credentials(supervisor::credentials_directory().as_deref())
+        {
+            return Ok(config_error(&err));
+        }
         if let Some(config) = &config
             && let Some(code) = check_certificates(config)
         {
@@ -106,7 +114,10 @@ fn run(cli: Cli, inherited: Inherited) -> anyhow::Result<u8> {
             }
         });
     }
-    let config = config.expect("serving needs a valid configuration");
+    let mut config = config.expect("serving needs a valid configuration");
+    if let Err(err) = config.load_credentials(supervisor::credentials_directory().as_deref()) {
+        return Ok(config_error(&err));
+    }
     let log = graced::logging::init(config.server.log_level);
     let inherited = inherited.context("socket activation")?;
     match supervisor::serve(config, inherited, log) {

@@ -77,7 +77,8 @@ impl Supervisor {
 
     /// Everything that can fail, done before anything changes.
     fn prepare(&mut self, files: Vec<HandedFile>) -> Result<(Config, Generation, Prepared), ReloadError> {
-        let config = self.config.reload()?;
+        let mut config = self.config.reload()?;
+        config.load_credentials(super::paths::credentials_directory().as_deref())?;
         let handed =
             Handed::new(files.into_iter().map(|f| (f.label, File::from(f.fd)))).map_err(ReloadError::Tls)?;
         if !handed.is_empty() {

@@ -20,6 +20,7 @@ mod http2;
 mod https;
 mod lifecycle;
 mod pidfile;
+mod rules;
 mod smoke;
 mod tls;
 mod toolkit_example;

@@ -11,19 +11,27 @@
 //! nothing of systemd, HTTP or the lifecycle; it reads the filesystem only to load the
 //! file and, unless [`Checks::WithoutFilesystem`], to see that document roots exist.
 //!
-//! Modules: `model` (the types; a leaf), `raw` (serde structs with spans; a leaf),
+//! Modules: `model` (the types; names `rules`), `raw` (serde structs with spans; a leaf),
 //! `diagnostic` (errors with positions; a leaf), `address` (listen addresses), `check`
 //! (raw → model, collecting problems), `tls_rules` (listeners against sites for TLS,
 //! credential names; a leaf), `compression` (the `[site.compression]` table, raw and
-//! checked; a leaf). This file loads and re-exports; no module imports
+//! checked; a leaf), `glob` (path globs; a leaf), `rules` (the site rules' types; a
+//! leaf), `raw_rules` (their raw form; a leaf), `htpasswd` (user:hash files; a leaf),
+//! `credentials` (htpasswd credentials read after loading). This file loads and
+//! re-exports; no module imports
 //! from it.
 
 mod address;
 mod check;
 mod compression;
+mod credentials;
 mod diagnostic;
+mod glob;
+mod htpasswd;
 mod model;
 mod raw;
+mod raw_rules;
+mod rules;
 mod tls_rules;
 
 use std::path::Path;
@@ -31,9 +39,14 @@ use std::path::Path;
 pub use address::{AddressError, parse_address};
 pub use compression::Compression;
 pub use diagnostic::{ConfigError, Diagnostic};
+pub use glob::Glob;
 pub use model::{
     AccessLog, BUILTIN_DEMO_ROOT, CREDENTIAL_PREFIX, Checks, Config, EMBEDDED_NAME, HSTS_DEFAULT, Http2,
     Limits, ListenAddress, Listener, LogLevel, MAX_WORKERS, Root, Secret, Server, Site, SiteTls, Source, Tls,
+};
+pub use rules::{
+    AccessRule, BasicAuth, CACHE_CONTROL_DEFAULT, ErrorPages, HeaderRule, Htpasswd, LISTING_MAX_ENTRIES,
+    Listing, Place, Redirect, SiteRules,
 };
 
 /// Where the server looks for its configuration when no `-f` is given.

@@ -1,10 +1,12 @@
 //! The validated configuration's types: what the server and the unit generator read.
 //!
-//! A leaf: nothing here loads or checks (`check` does, through [`Config::from_toml`]).
+//! Nearly a leaf (it names `rules::SiteRules`): nothing here loads or checks (`check` does, through [`Config::from_toml`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::rules::SiteRules;
 
 /// The name under which the embedded default reports its diagnostics.
 pub const EMBEDDED_NAME: &str = "<embedded default>";
@@ -215,6 +217,8 @@ pub struct Site {
     pub hsts: Option<String>,
     /// `[site.compression]`: precompressed sidecars and on-the-fly compression.
     pub compression: crate::compression::Compression,
+    /// Headers, redirects, error pages, clean URLs, listing, access (`rules`).
+    pub rules: SiteRules,
 }
 
 /// A site's certificate chain and key.

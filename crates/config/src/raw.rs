@@ -4,8 +4,12 @@
 //! [`RawConfig`] into the typed [`Config`](super::Config) and reports every problem
 //! at the value's own line and column.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use toml::Spanned;
+
+use crate::raw_rules::{RawAccess, RawCacheControl, RawHeaderRule, RawListing, RawRedirect};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -106,6 +110,15 @@ pub(super) struct RawSite {
     pub https_redirect: Option<Spanned<bool>>,
     pub hsts: Option<Spanned<RawHsts>>,
     pub compression: Option<crate::compression::RawCompression>,
+    pub headers: Option<Vec<RawHeaderRule>>,
+    pub cache_control: Option<Spanned<RawCacheControl>>,
+    pub redirect: Option<Vec<RawRedirect>>,
+    pub canonical_host: Option<Spanned<String>>,
+    pub error_pages: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    pub clean_urls: Option<bool>,
+    pub spa_fallback: Option<Spanned<String>>,
+    pub directory_listing: Option<Spanned<RawListing>>,
+    pub access: Option<Vec<RawAccess>>,
 }
 
 /// `hsts = true` (the Mozilla default max-age) or the header value itself.

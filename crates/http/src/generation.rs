@@ -31,6 +31,7 @@ pub struct Generation {
 impl Generation {
     pub fn new(id: u64, config: Arc<Config>, access_log: AccessLogSink) -> Generation {
         let roots = config.sites.iter().map(|site| RootDir::new(&site.root)).collect();
+        crate::rules::access::warn_plain_http(&config);
         Generation {
             id,
             config,

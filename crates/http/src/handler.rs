@@ -1,5 +1,6 @@
-//! Request → response for a static site: limits, virtual host, HTTPS redirect, method, path,
-//! file, preconditions; HSTS on HTTPS responses.
+//! Request → response for a static site: limits, virtual host, HTTPS redirect, method,
+//! the site's redirects and access rules, path, file (`rules::tryfiles`), preconditions;
+//! on the way out the site's error pages and header rules, and HSTS on HTTPS responses.
 
 use std::borrow::Cow;
 use std::time::SystemTime;
@@ -10,12 +11,17 @@ use http_body::Body as _;
 use crate::access_log::Entry;
 use crate::body::Body;
 use crate::conditional::{self, Outcome};
-use crate::files::{self, Content, Lookup, RootDir};
+use crate::files::{Content, Lookup, Resource, RootDir};
 use crate::generation::{Counters, Generation};
 use crate::multipart;
 use crate::path::{self, PathError, SafePath};
+use crate::rules::access::{self, Verdict};
+use crate::rules::redirect::{self, Redirection};
+use crate::rules::tryfiles::{self, Target};
+use crate::rules::{errors, headers, listing};
 use crate::scheme;
 use crate::variant;
+use graced_config::Site;
 
 const SERVER: HeaderValue = HeaderValue::from_static(concat!("graced/", env!("CARGO_PKG_VERSION")));
 const ALLOW: HeaderValue = HeaderValue::from_static("GET, HEAD, OPTIONS");
@@ -34,7 +40,20 @@ pub(crate) fn handle<B>(
 ) -> Response<Body> {
     let host = request_host(req);
     let site_index = generation.config.site_index_for_host(host.as_deref());
-    let mut response = respond(req, generation, host.as_deref(), site_index, tls, copy);
+    let site = &generation.config.sites[site_index];
+    let answer = respond(req, generation, host.as_deref(), site_index, remote, tls, copy);
+    let mut response = answer.response;
+    error_page(req, site, &generation.roots[site_index], &mut response, copy);
+    let status = response.status();
+    headers::apply(
+        &site.rules,
+        answer.path.as_deref().unwrap_or(req.uri().path()),
+        status,
+        response.headers_mut(),
+    );
+    if answer.fallback {
+        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    }
     if tls && let Some(hsts) = scheme::hsts(&generation.config.sites[site_index]) {
         response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, hsts);
     }
@@ -70,23 +89,40 @@ pub(crate) fn handle<B>(
     response
 }
 
+/// A response and what the way out needs to know of it.
+struct Answer {
+    response: Response<Body>,
+    /// The resolved file's path (or the request's), for the header rules; `None`: the raw
+    /// request path.
+    path: Option<String>,
+    /// The SPA fallback answered (`Cache-Control: no-cache`, whatever the rules say).
+    fallback: bool,
+}
+
+impl From<Response<Body>> for Answer {
+    fn from(response: Response<Body>) -> Answer {
+        Answer { response, path: None, fallback: false }
+    }
+}
+
 fn respond<B>(
     req: &Request<B>,
     generation: &Generation,
     host: Option<&str>,
     site_index: usize,
+    remote: &str,
     tls: bool,
     copy: bool,
-) -> Response<Body> {
+) -> Answer {
     let config = &generation.config;
     let limits = &config.limits;
     let target_len = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
     if target_len > limits.max_request_line {
-        return error(StatusCode::URI_TOO_LONG);
+        return error(StatusCode::URI_TOO_LONG).into();
     }
     let header_bytes: usize = req.headers().iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
     if header_bytes > limits.max_header_bytes {
-        return error(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        return error(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE).into();
     }
     // RFC 9112 §3.2: a 1.1 request without Host (or with several) is a bad request.
     let mut hosts = req.headers().get_all(header::HOST).iter();
@@ -97,7 +133,7 @@ fn respond<B>(
     };
     if host_count > 1 || (req.version() == Version::HTTP_11 && host_count == 0 && req.uri().host().is_none())
     {
-        return error(StatusCode::BAD_REQUEST);
+        return error(StatusCode::BAD_REQUEST).into();
     }
     let site = &config.sites[site_index];
     if !tls
@@ -106,11 +142,11 @@ fn respond<B>(
     {
         let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
         let Some(location) = scheme::https_location(config, host, target) else {
-            return error(StatusCode::BAD_REQUEST);
+            return error(StatusCode::BAD_REQUEST).into();
         };
         let mut response = error(StatusCode::PERMANENT_REDIRECT);
         response.headers_mut().insert(header::LOCATION, location);
-        return response;
+        return response.into();
     }
     match *req.method() {
         Method::GET | Method::HEAD => {}
@@ -119,31 +155,127 @@ fn respond<B>(
             *response.status_mut() = StatusCode::NO_CONTENT;
             response.headers_mut().insert(header::ALLOW, ALLOW);
             response.headers_mut().insert(header::SERVER, SERVER);
-            return response;
+            return response.into();
         }
         _ => {
             let mut response = error(StatusCode::METHOD_NOT_ALLOWED);
             response.headers_mut().insert(header::ALLOW, ALLOW);
-            return response;
+            return response.into();
         }
+    }
+    let authority = req.uri().authority().map(|a| a.as_str());
+    let authority = authority.or_else(|| req.headers().get(header::HOST)?.to_str().ok());
+    let redirection = redirect::canonical(site, host, authority, req.uri(), tls)
+        .or_else(|| redirect::find(&site.rules.redirects, req.uri()));
+    if let Some(Redirection { status, location }) = redirection {
+        let mut response = error(status);
+        response.headers_mut().insert(header::LOCATION, location);
+        return response.into();
     }
     let safe = match path::resolve(req.uri().path(), site.hidden_files) {
         Ok(safe) => safe,
-        Err(PathError::BadRequest) => return error(StatusCode::BAD_REQUEST),
-        Err(PathError::EncodedSlash | PathError::Hidden) => return error(StatusCode::NOT_FOUND),
+        Err(PathError::BadRequest) => return error(StatusCode::BAD_REQUEST).into(),
+        Err(PathError::EncodedSlash | PathError::Hidden) => return error(StatusCode::NOT_FOUND).into(),
     };
-    match files::lookup(site, &generation.roots[site_index], &safe) {
-        Lookup::Found(resource) => serve(req, site, &generation.roots[site_index], &safe, resource, copy),
-        Lookup::AddSlash => redirect_with_slash(req),
-        Lookup::NotFound => error(StatusCode::NOT_FOUND),
-        Lookup::Forbidden => error(StatusCode::FORBIDDEN),
-        Lookup::Unavailable => {
+    let request_path = tryfiles::display(&safe);
+    let refuse = |path: &str| refusal(access::check(&site.rules.access, path, remote, req.headers()));
+    if let Some(response) = refuse(&request_path) {
+        return Answer { response, path: Some(request_path), fallback: false };
+    }
+    let root = &generation.roots[site_index];
+    let found = tryfiles::lookup(site, root, &safe, req.method(), req.headers());
+    if found.path != request_path
+        && let Some(response) = refuse(&found.path)
+    {
+        return Answer { response, path: Some(request_path), fallback: false };
+    }
+    let mut response = match found.target {
+        Target::Listing(dir) => list(req, site, &dir, &request_path),
+        Target::Lookup(Lookup::Found(resource)) => {
+            // The file that answers (an index file, a clean URL's `.html`, the fallback):
+            // its sidecars sit beside it.
+            let served =
+                SafePath { relative: found.path.trim_start_matches('/').into(), trailing_slash: false };
+            serve(req, site, root, &served, resource, copy)
+        }
+        Target::Lookup(Lookup::AddSlash) => redirect_with_slash(req),
+        Target::Lookup(Lookup::NotFound) => error(StatusCode::NOT_FOUND),
+        Target::Lookup(Lookup::Forbidden) => error(StatusCode::FORBIDDEN),
+        Target::Lookup(Lookup::Unavailable) => {
             let mut response = error(StatusCode::SERVICE_UNAVAILABLE);
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             response
         }
-        Lookup::Failed => error(StatusCode::INTERNAL_SERVER_ERROR),
+        Target::Lookup(Lookup::Failed) => error(StatusCode::INTERNAL_SERVER_ERROR),
+    };
+    if found.vary_accept {
+        response.headers_mut().append(header::VARY, HeaderValue::from_static("Accept"));
     }
+    Answer { response, path: Some(found.path), fallback: found.fallback }
+}
+
+/// The response of an access verdict other than [`Verdict::Pass`].
+fn refusal(verdict: Verdict) -> Option<Response<Body>> {
+    match verdict {
+        Verdict::Pass => None,
+        Verdict::Forbidden => Some(error(StatusCode::FORBIDDEN)),
+        Verdict::Unauthorized(realm) => {
+            let mut response = error(StatusCode::UNAUTHORIZED);
+            let challenge = format!("Basic realm=\"{realm}\", charset=\"UTF-8\"");
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, header_value(challenge));
+            Some(response)
+        }
+        Verdict::Busy => {
+            let mut response = error(StatusCode::SERVICE_UNAVAILABLE);
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            Some(response)
+        }
+    }
+}
+
+/// A directory listing (`Vary: Accept` is added by the caller).
+fn list<B>(req: &Request<B>, site: &Site, dir: &std::fs::File, path: &str) -> Response<Body> {
+    let max = site.rules.listing.as_ref().map_or(0, |l| l.max_entries);
+    let page = match listing::render(dir, path, req.headers(), max, site.hidden_files) {
+        Ok(page) => page,
+        Err(err) => {
+            tracing::warn!(error = %err, path, "listing a directory failed");
+            return error(StatusCode::INTERNAL_SERVER_ERROR);
+        }
+    };
+    let mut response = Response::new(Body::empty());
+    let headers = response.headers_mut();
+    headers.insert(header::SERVER, SERVER);
+    headers.insert(header::ETAG, header_value(page.etag.clone()));
+    if page.not_modified(req.headers()) {
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        return response;
+    }
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(page.content_type));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(page.body.len()));
+    if req.method() != Method::HEAD {
+        *response.body_mut() = Body::bytes(page.body);
+    }
+    response
+}
+
+/// Replaces the small built-in page of an error response (≥ 400) by the site's error page
+/// for its status, keeping the status and the other headers; HEAD gets the same headers.
+fn error_page<B>(req: &Request<B>, site: &Site, root: &RootDir, response: &mut Response<Body>, copy: bool) {
+    let status = response.status().as_u16();
+    if status < 400 || site.rules.error_pages.is_empty() {
+        return;
+    }
+    let Some(page) = errors::page(site, root, status) else { return };
+    let (len, content_type) = (page.len, page.content_type);
+    let body =
+        if req.method() == Method::HEAD { Ok(Body::empty()) } else { body_of(page.content, 0..len, copy) };
+    let Ok(body) = body else { return };
+    *response.body_mut() = body;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
 }
 
 /// Serves `resource`, which `path` resolved to in `site` (whose root is `root`), in the
@@ -151,10 +283,10 @@ fn respond<B>(
 /// bodies are read into memory.
 fn serve<B>(
     req: &Request<B>,
-    site: &graced_config::Site,
+    site: &Site,
     root: &RootDir,
     path: &SafePath,
-    resource: files::Resource,
+    resource: Resource,
     copy: bool,
 ) -> Response<Body> {
     let chosen = variant::choose(req.method(), req.headers(), site, root, path, resource);
@@ -234,13 +366,7 @@ fn serve<B>(
         // Only a revalidation that matched has no variant body, and it was answered above.
         return error(StatusCode::INTERNAL_SERVER_ERROR);
     }
-    let body = match resource.content {
-        Content::Static(bytes) => Ok(Body::bytes(&bytes[range.start as usize..range.end as usize])),
-        Content::Cached(bytes) => Ok(Body::bytes(bytes.slice(range.start as usize..range.end as usize))),
-        Content::File(file) => Body::file(file, range.start, range.end - range.start, copy),
-        Content::Open(file) => Body::open_file(file, range.start, range.end - range.start, copy),
-    };
-    match body {
+    match body_of(resource.content, range, copy) {
         Ok(body) => {
             *response.body_mut() = body;
             response
@@ -252,7 +378,17 @@ fn serve<B>(
     }
 }
 
-fn validators(headers: &mut HeaderMap, resource: &files::Resource) {
+/// The body of `range` of `content`; `copy`: no `sendfile` (TLS, HTTP/2).
+fn body_of(content: Content, range: std::ops::Range<u64>, copy: bool) -> std::io::Result<Body> {
+    match content {
+        Content::Static(bytes) => Ok(Body::bytes(&bytes[range.start as usize..range.end as usize])),
+        Content::Cached(bytes) => Ok(Body::bytes(bytes.slice(range.start as usize..range.end as usize))),
+        Content::File(file) => Body::file(file, range.start, range.end - range.start, copy),
+        Content::Open(file) => Body::open_file(file, range.start, range.end - range.start, copy),
+    }
+}
+
+fn validators(headers: &mut HeaderMap, resource: &Resource) {
     headers.insert(header::ETAG, resource.etag.clone());
     match (&resource.last_modified, resource.modified) {
         (Some(formatted), _) => {
@@ -274,7 +410,11 @@ fn redirect_with_slash<B>(req: &Request<B>) -> Response<Body> {
         location.push_str(query);
     }
     let mut response = error(StatusCode::MOVED_PERMANENTLY);
-    response.headers_mut().insert(header::LOCATION, header_value(location));
+    let headers = response.headers_mut();
+    headers.insert(header::LOCATION, header_value(location));
+    // It follows the file system (the directory may become a file): cached for an hour
+    // at most, not for a cache's heuristic lifetime (a site's header rules may say otherwise).
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=3600"));
     response
 }
 

@@ -25,8 +25,12 @@
 //!   generation, the counters, the open connections, and the orders (stop, hard restart,
 //!   drain) on a watch channel.
 //! * `handler` → `access_log`, `body`, `conditional`, `files`, `generation`, `multipart`,
-//!   `path`, `scheme`, `variant`: request → response (limits, virtual host, HTTPS redirect,
-//!   method, path, file, representation, preconditions, HSTS).
+//!   `path`, `rules`, `scheme`, `variant`: request → response (limits, virtual host, HTTPS
+//!   redirect, method, the site's redirects and access rules, path, file, representation,
+//!   preconditions, error pages, header rules, HSTS).
+//! * `rules` → `files`, `path`: a site's rules around the lookup — redirects, IP allow/deny
+//!   and basic auth, clean URLs and the SPA fallback, listings, error pages, headers by path
+//!   (its own map is in `rules/mod.rs`).
 //! * `variant` → `compress`, `conditional`, `encoding`, `files`, `path`: which representation a request
 //!   gets — identity, a precompressed sidecar or an on-the-fly variant — and its `ETag`.
 //! * `compress` → `encoding`: on-the-fly gzip/brotli/zstd, once per file version, on the
@@ -43,7 +47,7 @@
 //!   wrapper that feeds them, and the `Transport` (plain socket or TLS stream) it wraps.
 //! * `sendfile` → `listener`: placeholder frames, the per-connection queue of files, and the
 //!   write that sends them.
-//! * `generation` → `access_log`, `files`: per-request configuration generations and counters.
+//! * `generation` → `access_log`, `files`, `rules`: per-request configuration generations and counters.
 //! * `files` → `path`, `size`: open below the root (traversal wall two) or the built-in demo;
 //!   per-thread caches of file versions (its own map is in `files/mod.rs`).
 //! * `path`: request path → a safe relative path (traversal wall one).
@@ -69,6 +73,7 @@ mod listener;
 mod meter;
 mod multipart;
 mod path;
+mod rules;
 mod scheme;
 mod sendfile;
 mod server;

@@ -1,9 +1,7 @@
 //! REDbot (PyPI `redbot`, mnot's HTTP linter, which nobody here wrote) run through
 //! `redbot_check.py` against the real binary: an on-the-fly compressed resource, a
 //! precompressed one, the identity response of a negotiable resource, a ranged resource, a
-//! redirect and an error page. No note may be at REDbot's "warning" or "bad" level, but for
-//! `FRESHNESS_HEURISTIC`: graced sends no `Cache-Control` until a site's header rules set
-//! one (issue 20 part 2), and REDbot warns about heuristic freshness for every such response.
+//! redirect and an error page. No note may be at REDbot's "warning" or "bad" level.
 //! The summary of each run is printed (`--nocapture` shows it).
 //!
 //! Without REDbot the test prints `SKIP:` and passes, except under `CI=true` or
@@ -18,9 +16,6 @@ use super::compression::html;
 use crate::GRACED;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/loopback/http/redbot_check.py");
-
-/// The one note allowed (see the module documentation).
-const ALLOWED: &str = "FRESHNESS_HEURISTIC";
 
 #[test]
 fn redbot_finds_nothing_wrong_with_compressed_ranged_redirect_and_error_responses() {
@@ -52,12 +47,8 @@ fn redbot_finds_nothing_wrong_with_compressed_ranged_redirect_and_error_response
         ("/page.html", &["Accept-Encoding: gzip"][..]),
         ("/page.html", &["Accept-Encoding: br, zstd"][..]),
     ] {
-        let out = Command::new("python3")
-            .args([SCRIPT, "--allow", ALLOWED])
-            .arg(format!("{base}{path}"))
-            .args(headers)
-            .output()
-            .unwrap();
+        let out =
+            Command::new("python3").arg(SCRIPT).arg(format!("{base}{path}")).args(headers).output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         let _ = writeln!(std::io::stdout().lock(), "{text}{}", String::from_utf8_lossy(&out.stderr));
         if !out.status.success() {

@@ -17,6 +17,7 @@ use crate::model::{
 use crate::raw::{RawConfig, RawHsts, RawListen, RawSite};
 use crate::tls_rules::{self, SiteSpans, TlsSpans};
 
+mod rules;
 mod tables;
 
 /// Parses and validates TOML `text` (what [`Config::from_toml_with`] does).
@@ -259,7 +260,7 @@ impl Checker<'_> {
         let mut hosts_seen: HashMap<String, usize> = HashMap::new();
         let mut default_line: Option<usize> = None;
         let mut out = Vec::new();
-        for s in raw {
+        for mut s in raw {
             let mut hosts = Vec::new();
             for h in s.hosts.as_ref().map(|h| h.get_ref().as_slice()).unwrap_or_default() {
                 let host = h.get_ref().trim_end_matches('.').to_ascii_lowercase();
@@ -321,7 +322,7 @@ impl Checker<'_> {
             };
             let tls = self.site_tls(&s);
             let mut index = Vec::new();
-            for i in s.index.unwrap_or_else(|| vec![Spanned::new(0..0, "index.html".to_owned())]) {
+            for i in s.index.take().unwrap_or_else(|| vec![Spanned::new(0..0, "index.html".to_owned())]) {
                 let name = i.get_ref();
                 if name.is_empty() || name.contains('/') || name == "." || name == ".." {
                     self.problem(
@@ -354,7 +355,9 @@ impl Checker<'_> {
                 let hint = Some(p.hint.to_owned());
                 self.problems.push(Diagnostic::at(self.file, self.text, p.at, p.message, hint));
             }
+            let rules = self.site_rules(&mut s, &root, &hosts);
             out.push(Site {
+                rules,
                 hosts,
                 root,
                 index,

@@ -82,6 +82,7 @@ mod tests {
             https_redirect: false,
             hsts: None,
             compression: Default::default(),
+            rules: graced_config::SiteRules::default(),
         };
         lookup(&demo, &resolve(raw, false).unwrap())
     }

@@ -187,6 +187,7 @@ mod tests {
             https_redirect: false,
             hsts: None,
             compression: Default::default(),
+            rules: graced_config::SiteRules::default(),
         }
     }
 

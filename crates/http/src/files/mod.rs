@@ -31,6 +31,7 @@
 //! * `beneath` → `cache` (`FileId`): the root's handle, `openat2` and its walking fallback;
 //! * `cache`: the two per-thread caches and the file version that keys them;
 //! * `demo` → `mime`, `resource`: the built-in demo site;
+//! * `dir` → `beneath`: a directory opened below the root, for a listing;
 //! * `mime`: `Content-Type` by extension;
 //! * `resource`: what a lookup answers;
 //! * `sidecar` → `beneath`, `lookup`, `resource`: precompressed `.br`/`.zst`/`.gz` files next
@@ -39,12 +40,15 @@
 mod beneath;
 mod cache;
 mod demo;
+mod dir;
 mod lookup;
 mod mime;
 mod resource;
 mod sidecar;
 
 pub(crate) use beneath::RootDir;
+pub(crate) use dir::open_dir;
 pub(crate) use lookup::lookup;
+pub(crate) use mime::content_type;
 pub(crate) use resource::{Content, Lookup, Resource};
 pub(crate) use sidecar::sidecar;
