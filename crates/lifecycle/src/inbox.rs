@@ -62,6 +62,8 @@ pub struct Inbox {
     signals: Signals,
     requests: mpsc::Receiver<Pending>,
     path: PathBuf,
+    /// Whether dropping removes the socket file (not once a successor has bound its own there).
+    owns_path: bool,
 }
 
 impl Inbox {
@@ -72,7 +74,7 @@ impl Inbox {
         let path = control::socket_path(pid_file);
         let (tx, requests) = mpsc::channel(16);
         control::serve(&path, tx).map_err(|source| InboxError::Control { path: path.clone(), source })?;
-        Ok(Inbox { signals, requests, path })
+        Ok(Inbox { signals, requests, path, owns_path: true })
     }
 
     /// The next signal or request. Cancel-safe.
@@ -94,8 +96,23 @@ impl Inbox {
     }
 }
 
+impl Inbox {
+    /// After a hand-over: the control socket's path is the successor's now, so dropping
+    /// leaves it alone; requests already queued, and any that still arrive on this
+    /// process's (unlinked) socket, are answered with `why`.
+    pub fn hand_over(&mut self, why: &str) {
+        self.owns_path = false;
+        self.requests.close();
+        while let Ok(pending) = self.requests.try_recv() {
+            pending.answer(Err(why.to_owned()));
+        }
+    }
+}
+
 impl Drop for Inbox {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        if self.owns_path {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
