@@ -134,7 +134,9 @@ fn reaches_server_anyway(cli: &Cli, command: Option<lifecycle::Command>) -> bool
     }
     match command {
         // The new binary judges the configuration itself, and the old one reports it.
-        Some(lifecycle::Command::Stop | lifecycle::Command::GracefulStop | lifecycle::Command::Upgrade) => true,
+        Some(lifecycle::Command::Stop | lifecycle::Command::GracefulStop | lifecycle::Command::Upgrade) => {
+            true
+        }
         Some(lifecycle::Command::Reload | lifecycle::Command::Restart) => cli.wait,
         None => cli.command == Some(Command::Status),
     }

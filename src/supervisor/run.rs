@@ -151,6 +151,8 @@ impl Supervisor {
             // systemd no longer hears from us (the notifier is off): the new process is main.
             Exit::HandedOver => self.graceful_stop(inbox.signals(), None).await,
         }
+        // Replies given last (`-k upgrade --wait`'s) are written before the runtime ends.
+        inbox.settle(Duration::from_secs(1)).await;
         drop(inbox); // removes the control socket
         let status = self.server.status();
         tracing::info!(

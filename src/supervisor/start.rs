@@ -139,8 +139,18 @@ fn prepare(
 
 impl Prepared {
     fn run(self, predecessor: Option<Predecessor>) -> Result<(), LifecycleError> {
-        let Prepared { config, listeners, source, pidfile, notifier, stale_names, access_log, mut certificates, tls, log } =
-            self;
+        let Prepared {
+            config,
+            listeners,
+            source,
+            pidfile,
+            notifier,
+            stale_names,
+            access_log,
+            mut certificates,
+            tls,
+            log,
+        } = self;
         let workers = worker_threads(&config);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()

@@ -25,8 +25,10 @@ impl Supervisor {
     pub(super) async fn upgrade(&mut self, inbox: &mut Inbox) -> Result<u32, String> {
         let old = std::process::id();
         let Some(exe) = self.exe.clone() else {
-            return Err(self.upgrade_failed("the path this binary was started from is unknown (/proc/self/exe \
-                                            could not be read at start)"));
+            return Err(self.upgrade_failed(
+                "the path this binary was started from is unknown (/proc/self/exe \
+                                            could not be read at start)",
+            ));
         };
         self.notifier.status(&format!("upgrade: starting {}", exe.display()));
         tracing::info!(

@@ -61,6 +61,7 @@ impl Asked {
 pub struct Inbox {
     signals: Signals,
     requests: mpsc::Receiver<Pending>,
+    busy: control::Busy,
     path: PathBuf,
     /// Whether dropping removes the socket file (not once a successor has bound its own there).
     owns_path: bool,
@@ -73,8 +74,9 @@ impl Inbox {
         let signals = Signals::install().map_err(InboxError::Signals)?;
         let path = control::socket_path(pid_file);
         let (tx, requests) = mpsc::channel(16);
-        control::serve(&path, tx).map_err(|source| InboxError::Control { path: path.clone(), source })?;
-        Ok(Inbox { signals, requests, path, owns_path: true })
+        let busy =
+            control::serve(&path, tx).map_err(|source| InboxError::Control { path: path.clone(), source })?;
+        Ok(Inbox { signals, requests, busy, path, owns_path: true })
     }
 
     /// The next signal or request. Cancel-safe.
@@ -88,6 +90,12 @@ impl Inbox {
     /// The signals alone (while draining, or to handle a signal already delivered).
     pub fn signals(&mut self) -> &mut Signals {
         &mut self.signals
+    }
+
+    /// Waits (at most `timeout`) until the replies already given are written: call it
+    /// before the runtime ends, or an answer given last (`-k upgrade --wait`) is cut.
+    pub async fn settle(&self, timeout: std::time::Duration) {
+        self.busy.settle(timeout).await;
     }
 
     /// The control socket's path.

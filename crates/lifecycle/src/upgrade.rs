@@ -287,7 +287,9 @@ impl Predecessor {
     /// first — it gave up on N, or died). Needs a tokio runtime.
     pub async fn wait_main(&self, timeout: Duration) -> io::Result<bool> {
         let mut stream = self.stream.try_clone()?;
-        tokio::task::spawn_blocking(move || read_main(&mut stream, timeout)).await.map_err(io::Error::other)?
+        tokio::task::spawn_blocking(move || read_main(&mut stream, timeout))
+            .await
+            .map_err(io::Error::other)?
     }
 
     /// N holds the pid file and answers the control socket; the hand-shake is over.
