@@ -202,6 +202,18 @@ impl Supervisor {
             &self.listeners,
             &std::mem::take(&mut self.stale_names),
         );
+        // Not systemd's child: without another process in the unit's group, a stop would
+        // SIGKILL us at once instead of waiting for the drain (see `spawn_sentinel`).
+        if self.notifier.enabled() {
+            match graced_lifecycle::upgrade::spawn_sentinel() {
+                Ok(sentinel) => self.sentinel = Some(sentinel),
+                Err(err) => tracing::warn!(
+                    error = %err,
+                    "cannot start the stop sentinel (`sleep infinity`): a `systemctl stop` of this process \
+                     will not wait for its drain"
+                ),
+            }
+        }
         // READY=1 below, then the predecessor hears we serve as main.
         self.notifier.ready(&self.status_text());
         predecessor.serving().map_err(handshake)?;

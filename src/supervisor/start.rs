@@ -177,6 +177,7 @@ impl Prepared {
                 exe,
                 args,
                 stale_names,
+                sentinel: None,
             };
             supervisor.run(predecessor).await
         })

@@ -38,6 +38,9 @@ pub(super) struct Supervisor {
     pub(super) args: Vec<OsString>,
     /// Names of sockets dropped at start, for the fd store (a successor syncs it once main).
     pub(super) stale_names: Vec<String>,
+    /// A binary upgrade's successor under systemd: the process that makes a stop wait for
+    /// our drain (`graced_lifecycle::upgrade::spawn_sentinel`); it dies with us.
+    pub(super) sentinel: Option<std::process::Child>,
 }
 
 /// How the serving loop ends.

@@ -319,3 +319,40 @@ fn read_main(stream: &mut std::os::unix::net::UnixStream, timeout: Duration) -> 
         }
     }
 }
+
+/// A process that keeps the unit's control group non-empty for as long as this process
+/// lives: `sleep infinity`, killed by the kernel when this process's main thread ends
+/// (`PR_SET_PDEATHSIG`).
+///
+/// Why: after a hand-over the new main process is not systemd's child. On `systemctl
+/// stop`/`restart` systemd (252 and 257 alike, measured) sends `KillSignal=` to such a
+/// main process but does not wait for it: with no other process in the control group it
+/// sends SIGKILL at once, cutting every response in flight. With one more process in the
+/// group it waits for the group to empty — for the drain. `sleep` ignores SIGWINCH (its
+/// default disposition), so it stays until the main process has exited.
+///
+/// Call it from the thread that lives as long as the process (`main`, or a runtime's
+/// `block_on` on it): the death signal follows the thread that forked.
+pub fn spawn_sentinel() -> io::Result<std::process::Child> {
+    let parent = std::process::id() as libc::pid_t;
+    let mut command = std::process::Command::new("sleep");
+    command
+        .arg("infinity")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: prctl and getppid are async-signal-safe; nothing is allocated.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died before the death signal was armed.
+            if libc::getppid() != parent {
+                return Err(io::Error::other("the parent exited"));
+            }
+            Ok(())
+        });
+    }
+    command.spawn()
+}
