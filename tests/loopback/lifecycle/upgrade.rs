@@ -123,6 +123,16 @@ fn events_since(notes: &Notes, from: usize) -> Vec<(u32, Vec<String>)> {
     notes.senders().into_iter().skip(from).filter(|(_, lines)| !is_background(lines)).collect()
 }
 
+/// Waits (bounded) until `pid` has sent a datagram whose first line is `first`.
+#[track_caller]
+fn wait_sent(notes: &Notes, pid: u32, first: &str) {
+    let deadline = Instant::now() + T;
+    while !notes.senders().iter().any(|(from, lines)| *from == pid && lines[0] == first) {
+        assert!(Instant::now() < deadline, "pid {pid} sent no {first}: {:?}", notes.senders());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// One request on a new connection to whichever process accepts it.
 fn fresh_get(setup: &Setup) -> graced_testsupport::http::Response {
     Client::connect(setup.site.port).request("GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
@@ -174,6 +184,7 @@ fn upgrade_hands_over_main_pid_pid_file_and_control_socket_while_a_download_fini
     assert!(status.contains(&format!("pid {new}: pid={new} ")), "-k status not answered by {new}: {status}");
 
     // Systemd heard, in order: the old process hand the main PID over, then the new one say READY.
+    wait_sent(&notes, new, "READY=1");
     let events = events_since(&notes, before);
     assert!(events.len() >= 2, "{events:?}");
     assert_eq!(events[0].0, old_pid, "MAINPID= must come from the old (main) process: {events:?}");
@@ -289,7 +300,7 @@ fn two_upgrades_in_a_row_the_second_by_usr2_while_the_first_old_process_drains()
         std::thread::sleep(Duration::from_millis(10));
     };
     let _second = Adopted(second);
-    notes.wait_for("READY=1", T);
+    wait_sent(&notes, second, "READY=1");
     hello(&fresh_get(&setup));
 
     let events = events_since(&notes, before);
