@@ -392,3 +392,35 @@ fn the_watchdog_follows_the_new_process() {
     assert!(pings.iter().all(|&pid| pid == new), "pings after the hand-over not from {new}: {after:?}");
     assert!(!after.iter().any(|(pid, _)| *pid == old_pid), "{after:?}");
 }
+
+/// Under `fd_store = true` the new process stores the listeners again — as main, after
+/// the old process handed the main PID over; before that it sends nothing at all
+/// (`NotifyAccess=main` would refuse it, and the journal would say so).
+#[test]
+fn the_new_process_speaks_to_systemd_only_once_it_is_main_and_keeps_the_fd_store() {
+    let setup = Setup::new();
+    setup.site.write_config_with_server(
+        "access_log = \"off\"\ngraceful_shutdown_timeout = \"20s\"\nupgrade_timeout = \"1500ms\"\nfd_store = true",
+        "",
+    );
+    let (notes, mut old) = start(&setup, &[("FDSTORE", "4")]);
+    let old_pid = old.pid() as u32;
+    assert!(notes.senders().iter().any(|(pid, l)| *pid == old_pid && l[..] == ["FDSTORE=1", "FDNAME=http"]));
+    let before = notes.senders().len();
+    let (code_, out) = upgrade(&setup);
+    assert_eq!(code_, 0, "{out}");
+    let new = new_pid(&out);
+    let _adopted = Adopted(new);
+    wait_sent(&notes, new, "READY=1");
+    let sent = notes.senders().into_iter().skip(before).collect::<Vec<_>>();
+    let handed = sent.iter().position(|(_, l)| l[0] == format!("MAINPID={new}")).expect("MAINPID=");
+    assert_eq!(sent[handed].0, old_pid);
+    assert!(
+        !sent[..handed].iter().any(|(pid, _)| *pid == new),
+        "the new process spoke before it was main: {sent:?}"
+    );
+    let from_new: Vec<&Vec<String>> = sent.iter().filter(|(pid, _)| *pid == new).map(|(_, l)| l).collect();
+    assert_eq!(from_new[0], &["FDSTORE=1", "FDNAME=http"], "{sent:?}");
+    assert_eq!(from_new[1][0], "READY=1", "{sent:?}");
+    assert_eq!(code(old.wait_exit(T)), 0);
+}
