@@ -418,8 +418,10 @@ fn rpm_installs_serves_upgrades_and_erases() {
         "preuninstall scriptlet",
         "systemctl --no-reload disable --now graced.socket graced.service graced-dbus.service",
         "postuninstall scriptlet",
-        "systemctl try-restart graced.service graced-dbus.service",
+        "systemctl try-restart graced-dbus.service",
         "journalctl --update-catalog",
+        "posttrans scriptlet",
+        "/usr/sbin/graced -k upgrade --wait",
     ] {
         assert!(scripts.contains(part), "rpm -qp --scripts lacks {part:?}:\n{scripts}");
     }
