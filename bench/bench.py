@@ -859,6 +859,8 @@ def phase_restart_storm(results, secs, rate):
 
 UPGRADE_FILE = "upgrade.bin"
 UPGRADE_SIZE = 8 << 20
+# Ports of their own: the phase replaces servers, so nothing else may answer on them.
+UPGRADE_PORTS = {"graced": 18091, "nginx": 18092}
 
 
 def upgrade_probe(port, stop, out):
@@ -899,6 +901,8 @@ def upgrade_download(port, out):
             if not chunk:
                 raise OSError("closed in the head")
             head += chunk
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise OSError(f"answered {head.splitlines()[0]!r}")
         out["length"] = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
         out["head_at"] = time.monotonic()
         while out["body"] < out["length"]:
@@ -968,10 +972,14 @@ def phase_upgrade(results):
         os.kill(s.proc.pid, signal.SIGQUIT)
         return time.monotonic() - t, f"new master {open(pid_file).read().strip()}"
 
-    variants = [("graced -k upgrade --wait", Graced("upgrade", PORTS["graced"]), graced_upgrade),
-                ("graced WINCH + start", Graced("winch", PORTS["graced"]), graced_restart)]
+    for port in UPGRADE_PORTS.values():
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                raise RuntimeError(f"port {port} is in use: the upgrade phase needs it to itself")
+    variants = [("graced -k upgrade --wait", Graced("upgrade", UPGRADE_PORTS["graced"]), graced_upgrade),
+                ("graced WINCH + start", Graced("winch", UPGRADE_PORTS["graced"]), graced_restart)]
     if nginx and "nginx" in KINDS:
-        n = Nginx("upgrade", PORTS["nginx"])
+        n = Nginx("upgrade", UPGRADE_PORTS["nginx"])
         n.command = lambda: [nginx, "-p", f"{n.dir}/", "-e", n.error_log(), "-c", n.conf]
         variants.append(("nginx USR2 + QUIT", n, nginx_upgrade))
     for label, s, trigger in variants:
@@ -989,6 +997,8 @@ def phase_upgrade(results):
         time.sleep(0.3)
         stop.set()
         probe.join(15)
+        if download.get("error"):
+            log(f"  {label}: the download failed: {download['error']}")
         window = [p for p in probes if t0 <= p[0] <= download.get("done_at", t0)]
         waits = sorted(p[1] for p in window if p[1] is not None)
         failed = [p[2] for p in probes if p[1] is None]
