@@ -966,10 +966,11 @@ def phase_upgrade(results):
         pid_file = f"{s.dir}/{s.tag}.pid"
         old = open(pid_file).read().strip()
         t = time.monotonic()
-        os.kill(s.proc.pid, signal.SIGUSR2)
+        os.kill(int(old), signal.SIGUSR2)
         if not wait_file_changes(pid_file, old, 20):
             return time.monotonic() - t, "no new master"
-        os.kill(s.proc.pid, signal.SIGQUIT)
+        # nginx's own procedure: the new master runs beside the old one; then QUIT the old.
+        os.kill(int(old), signal.SIGQUIT)
         return time.monotonic() - t, f"new master {open(pid_file).read().strip()}"
 
     for port in UPGRADE_PORTS.values():
@@ -979,9 +980,8 @@ def phase_upgrade(results):
     variants = [("graced -k upgrade --wait", Graced("upgrade", UPGRADE_PORTS["graced"]), graced_upgrade),
                 ("graced WINCH + start", Graced("winch", UPGRADE_PORTS["graced"]), graced_restart)]
     if nginx and "nginx" in KINDS:
-        n = Nginx("upgrade", UPGRADE_PORTS["nginx"])
-        n.command = lambda: [nginx, "-p", f"{n.dir}/", "-e", n.error_log(), "-c", n.conf]
-        variants.append(("nginx USR2 + QUIT", n, nginx_upgrade))
+        variants.append(("nginx USR2 + QUIT", NginxDaemon("upgrade", UPGRADE_PORTS["nginx"], path=nginx),
+                         nginx_upgrade))
     for label, s, trigger in variants:
         s.start()
         probes, stop, download = [], threading.Event(), {}
@@ -1018,12 +1018,46 @@ def phase_upgrade(results):
                 if proc is not None:
                     stop_proc(proc, signal.SIGTERM, 15)
         else:
-            try:
-                os.kill(int(open(f"{s.dir}/{s.tag}.pid").read().strip()), signal.SIGQUIT)
-            except (OSError, ValueError):
-                pass
-            stop_proc(s.proc, signal.SIGQUIT, 15)
+            s.quit()
         time.sleep(1)
+
+
+class NginxDaemon(Nginx):
+    """nginx as its binary upgrade needs it: daemonized (with `daemon off` the master
+    ignores USR2 — "the changing binary signal is ignored" — as its parent never changes),
+    started by its full path (the new master execs argv[0])."""
+
+    def __init__(self, tag, port, path):
+        super().__init__(tag, port)
+        self.path = path
+
+    def conf_text(self, root):
+        return super().conf_text(root).replace("daemon off;", "daemon on;")
+
+    def command(self):
+        return [self.path, "-p", f"{self.dir}/", "-e", self.error_log(), "-c", self.conf]
+
+    def start(self, wait=True):
+        self.write_conf()
+        self.before_start()
+        with open(self.out, "ab") as out:
+            subprocess.run(self.command(), stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=30,
+                           check=True)
+        if not wait_200(self.port, self.ready_path(), 10):
+            self.quit()
+            raise RuntimeError(f"nginx (daemon) did not answer 200 on port {self.port}; see {self.out}")
+
+    def quit(self):
+        """QUIT to the master in the pid file (one this script started, through its old master),
+        and waits until it is gone."""
+        try:
+            pid = int(open(f"{self.dir}/{self.tag}.pid").read().strip())
+            os.kill(pid, signal.SIGQUIT)
+        except (OSError, ValueError):
+            return
+        end = time.monotonic() + 15
+        while time.monotonic() < end and os.path.exists(f"/proc/{pid}"):
+            time.sleep(0.05)
 
 
 def render_upgrade(results, add):
