@@ -199,7 +199,7 @@ pub(super) fn l_binary_upgrade_under_load(target: Target) {
             "l",
             &format!(
                 "max new-connection wait {} > 50 ms, by a connection started {} after the trigger (the \
-                 hand-over was done after {}; a later one waited for a busy CPU, not for the upgrade)",
+                 hand-over was done after {})",
                 ms(max),
                 ms(slowest_at),
                 ms(serving)
