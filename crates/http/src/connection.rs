@@ -30,7 +30,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
@@ -44,6 +44,7 @@ use hyper_util::rt::TokioIo;
 use crate::body::Guards;
 use crate::generation::GenerationGuard;
 use crate::handler;
+use crate::linger;
 use crate::meter::{Meter, MeteredIo, RequestGuard, Transport, now_us};
 use crate::sendfile::SendfileQueue;
 use crate::shared::{Order, Shared, Subscription};
@@ -285,6 +286,12 @@ pub(crate) async fn serve<S: Transport>(
                         if let Err(err) = result {
                             tracing::debug!(error = %err, "connection ended with an error");
                         }
+                        if shared.is_draining() {
+                            // SAFETY: `conn` owns the socket and lives until this function
+                            // returns, after the wait.
+                            let socket = unsafe { BorrowedFd::borrow_raw(fd) };
+                            linger::delivered(socket, config_limits.send_timeout).await;
+                        }
                         return;
                     }
                     Step::Orders => break,
@@ -295,6 +302,11 @@ pub(crate) async fn serve<S: Transport>(
                             if S::TLS && reason == CloseReason::Idle {
                                 conn.as_mut().graceful_shutdown();
                                 let _ = tokio::time::timeout(CLOSE_NOTIFY_WAIT, conn.as_mut()).await;
+                            }
+                            if drain_started.is_some() && reason == CloseReason::Idle {
+                                // SAFETY: `conn` owns the socket and lives until this returns.
+                                let socket = unsafe { BorrowedFd::borrow_raw(fd) };
+                                linger::delivered(socket, config_limits.send_timeout).await;
                             }
                             return;
                         }
@@ -315,6 +327,12 @@ pub(crate) async fn serve<S: Transport>(
                         if S::TLS && reason == CloseReason::Idle {
                             conn.as_mut().graceful_shutdown();
                             let _ = tokio::time::timeout(CLOSE_NOTIFY_WAIT, conn.as_mut()).await;
+                        }
+                        if reason == CloseReason::Idle {
+                            // The last response may still be on its way to a slow client.
+                            // SAFETY: `conn` owns the socket and lives until this returns.
+                            let socket = unsafe { BorrowedFd::borrow_raw(fd) };
+                            linger::delivered(socket, config_limits.send_timeout).await;
                         }
                         return;
                     }
