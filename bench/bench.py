@@ -1009,6 +1009,229 @@ def phase_restart_storm(results, secs, rate):
         time.sleep(1)
 
 
+# ------------------------------------------------------------------ binary upgrade under load
+
+UPGRADE_FILE = "upgrade.bin"
+UPGRADE_SIZE = 8 << 20
+# Ports of their own: the phase replaces servers, so nothing else may answer on them.
+UPGRADE_PORTS = {"graced": 18091, "nginx": 18092}
+
+
+def upgrade_probe(port, stop, out):
+    """A new connection every 10 ms until `stop` (bounded: 120 s): (start, ms to the first
+    byte of the response, or None and why)."""
+    next_at, end = time.monotonic(), time.monotonic() + 120
+    while not stop.is_set() and time.monotonic() < end:
+        t = time.monotonic()
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+                c.sendall(b"GET /1k.txt HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+                first = c.recv(1)
+                if not first:
+                    raise OSError("closed before the response")
+                ttfb = (time.monotonic() - t) * 1000
+                while c.recv(65536):
+                    pass
+            out.append((t, ttfb, None))
+        except OSError as e:
+            out.append((t, None, str(e)))
+        next_at += 0.01
+        time.sleep(max(0.0, next_at - time.monotonic()))
+
+
+def upgrade_download(port, out):
+    """GET the big file through a 16 KiB receive buffer, 16 KiB every 10 ms (the server really
+    has it in flight); out: bytes of body received, Content-Length, end time."""
+    out.update(body=0, length=None, error=None)
+    try:
+        c = socket.socket()
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        c.settimeout(20)
+        c.connect(("127.0.0.1", port))
+        c.sendall(f"GET /{UPGRADE_FILE} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = c.recv(1)
+            if not chunk:
+                raise OSError("closed in the head")
+            head += chunk
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise OSError(f"answered {head.splitlines()[0]!r}")
+        out["length"] = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+        out["head_at"] = time.monotonic()
+        while out["body"] < out["length"]:
+            chunk = c.recv(16384)
+            if not chunk:
+                break
+            out["body"] += len(chunk)
+            time.sleep(0.01)
+        c.close()
+    except OSError as e:
+        out["error"] = str(e)
+    out["done_at"] = time.monotonic()
+
+
+def wait_file_changes(path, old, timeout):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            if open(path).read().strip() not in ("", old):
+                return True
+        except OSError:
+            pass
+        time.sleep(0.005)
+    return False
+
+
+def phase_upgrade(results):
+    """A download in flight and a new connection every 10 ms while the server is replaced:
+    graced `-k upgrade --wait`, nginx USR2 then QUIT of the old master (by hand, no systemd),
+    and graced WINCH + a new start (a restart without systemd's socket). Standalone: the
+    container scenario l compares with `systemctl restart`."""
+    log("upgrade under load: graced -k upgrade, nginx USR2+QUIT, graced WINCH + start")
+    with open(f"{WWW}/{UPGRADE_FILE}", "wb") as f:
+        f.write((b"graced upgrade " * (UPGRADE_SIZE // 15 + 1))[:UPGRADE_SIZE])
+    os.chmod(f"{WWW}/{UPGRADE_FILE}", 0o644)
+    nginx = shutil.which("nginx")
+
+    def graced_upgrade(s):
+        t = time.monotonic()
+        out = subprocess.run([GRACED, "-k", "upgrade", "--wait", "-f", s.conf], capture_output=True, text=True,
+                             timeout=60)
+        return time.monotonic() - t, (out.stdout + out.stderr).strip()
+
+    def graced_restart(s):
+        t = time.monotonic()
+        old = s.proc
+        os.kill(old.pid, signal.SIGWINCH)
+        # The old process closes its listener at once; the new one binds when it can.
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            s.proc = None
+            try:
+                s.start(wait=True)
+                break
+            except RuntimeError:
+                time.sleep(0.01)
+        s.retired = old
+        return time.monotonic() - t, f"new pid {s.proc.pid if s.proc else '?'}"
+
+    def nginx_upgrade(s):
+        pid_file = f"{s.dir}/{s.tag}.pid"
+        old = open(pid_file).read().strip()
+        t = time.monotonic()
+        os.kill(int(old), signal.SIGUSR2)
+        if not wait_file_changes(pid_file, old, 20):
+            return time.monotonic() - t, "no new master"
+        # nginx's own procedure: the new master runs beside the old one; then QUIT the old.
+        os.kill(int(old), signal.SIGQUIT)
+        return time.monotonic() - t, f"new master {open(pid_file).read().strip()}"
+
+    for port in UPGRADE_PORTS.values():
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                raise RuntimeError(f"port {port} is in use: the upgrade phase needs it to itself")
+    variants = [("graced -k upgrade --wait", Graced("upgrade", UPGRADE_PORTS["graced"]), graced_upgrade),
+                ("graced WINCH + start", Graced("winch", UPGRADE_PORTS["graced"]), graced_restart)]
+    if nginx and "nginx" in KINDS:
+        variants.append(("nginx USR2 + QUIT", NginxDaemon("upgrade", UPGRADE_PORTS["nginx"], path=nginx),
+                         nginx_upgrade))
+    for label, s, trigger in variants:
+        s.start()
+        probes, stop, download = [], threading.Event(), {}
+        probe = threading.Thread(target=upgrade_probe, args=(s.port, stop, probes), daemon=True)
+        probe.start()
+        time.sleep(0.5)
+        dl = threading.Thread(target=upgrade_download, args=(s.port, download), daemon=True)
+        dl.start()
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        took, said = trigger(s)
+        dl.join(60)
+        time.sleep(0.3)
+        stop.set()
+        probe.join(15)
+        if download.get("error"):
+            log(f"  {label}: the download failed: {download['error']}")
+        window = [p for p in probes if t0 <= p[0] <= download.get("done_at", t0)]
+        waits = sorted(p[1] for p in window if p[1] is not None)
+        failed = [p[2] for p in probes if p[1] is None]
+        r = {"trigger_ms": round(took * 1000, 1), "said": said, "new_connections": len(window),
+             "failed": len(failed), "failures": failed[:5],
+             "p99_ms": round(waits[int((len(waits) - 1) * 0.99)], 1) if waits else None,
+             "max_ms": round(waits[-1], 1) if waits else None,
+             "download": "complete" if download.get("length") and download["body"] == download["length"]
+             else f"cut at {download.get('body')} of {download.get('length')} ({download.get('error')})"}
+        results.setdefault("upgrade", {})[label] = r
+        log(f"  {label}: {r}")
+        # Stop whatever serves now: graced by its pid file's lock (the new process is not our
+        # child), nginx's new master by the pid in its pid file (a child of the old one).
+        if s.name == "graced":
+            subprocess.run([GRACED, "-k", "stop", "--wait", "-f", s.conf], capture_output=True, timeout=30)
+            for proc in (s.proc, getattr(s, "retired", None)):
+                if proc is not None:
+                    stop_proc(proc, signal.SIGTERM, 15)
+        else:
+            s.quit()
+        time.sleep(1)
+
+
+class NginxDaemon(Nginx):
+    """nginx as its binary upgrade needs it: daemonized (with `daemon off` the master
+    ignores USR2 — "the changing binary signal is ignored" — as its parent never changes),
+    started by its full path (the new master execs argv[0])."""
+
+    def __init__(self, tag, port, path):
+        super().__init__(tag, port)
+        self.path = path
+
+    def conf_text(self, root):
+        return super().conf_text(root).replace("daemon off;", "daemon on;")
+
+    def command(self):
+        return [self.path, "-p", f"{self.dir}/", "-e", self.error_log(), "-c", self.conf]
+
+    def start(self, wait=True):
+        self.write_conf()
+        self.before_start()
+        with open(self.out, "ab") as out:
+            subprocess.run(self.command(), stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=30,
+                           check=True)
+        if not wait_200(self.port, self.ready_path(), 10):
+            self.quit()
+            raise RuntimeError(f"nginx (daemon) did not answer 200 on port {self.port}; see {self.out}")
+
+    def quit(self):
+        """QUIT to the master in the pid file (one this script started, through its old master),
+        and waits until it is gone."""
+        try:
+            pid = int(open(f"{self.dir}/{self.tag}.pid").read().strip())
+            os.kill(pid, signal.SIGQUIT)
+        except (OSError, ValueError):
+            return
+        end = time.monotonic() + 15
+        while time.monotonic() < end and os.path.exists(f"/proc/{pid}"):
+            time.sleep(0.05)
+
+
+def render_upgrade(results, add):
+    if not results.get("upgrade"):
+        return
+    add("## Binary upgrade under load (standalone, no systemd)")
+    add("")
+    add(f"A {UPGRADE_SIZE >> 20} MiB download read 16 KiB every 10 ms through a 16 KiB receive buffer is in "
+        "flight, and a new connection asks for 1 KiB every 10 ms, while the server is replaced. Wait = time "
+        "to the first response byte of the connections started between the trigger and the download's end. "
+        "Under systemd see the container scenario l (`systemctl restart` as the baseline).")
+    add("")
+    add("| variant | trigger took ms | new connections | failed | wait p99 ms | wait max ms | download |")
+    add("|---|---:|---:|---:|---:|---:|---|")
+    for label, r in results["upgrade"].items():
+        add(f"| {label} | {r['trigger_ms']} | {r['new_connections']} | {r['failed']} | {r['p99_ms']} | "
+            f"{r['max_ms']} | {r['download']} |")
+    add("")
+
+
 # ------------------------------------------------------------------ HTTPS phases
 
 
@@ -1593,6 +1816,7 @@ def render(results, args):
     render_tls(results, add)
     render_h2(results, add)
     render_compress(results, add)
+    render_upgrade(results, add)
     if results.get("throughput"):
         add("## Static throughput (wrk -t1 -c64 --latency, keep-alive)")
         add("")
@@ -2101,6 +2325,7 @@ RULES = """\
 
 
 PLAIN_PHASE_KEYS = ("throughput", "throughput_1w", "latency", "reload_storm", "restart_storm", "startup")
+# (the "upgrade" phase renders into the results file only)
 
 
 def summary_table(s, results):
@@ -2193,7 +2418,8 @@ def main():
     ap.add_argument("--phases", default="startup,throughput,throughput1,latency,reload,restart",
                     help="also: compress (graced vs nginx, gzip sidecar and on the fly), https,handshake,tlsidle,tlsstorm (HTTPS, with nginx and caddy as peers; "
                          "not in the default list until graced serves HTTPS) and h2,h2storm (HTTP/2 over TLS "
-                         "with h2load, the same peers; likewise not in the default list)")
+                         "with h2load, the same peers; likewise not in the default list) and upgrade (a binary "
+                         "upgrade under load: graced -k upgrade vs nginx USR2+QUIT vs graced WINCH + start)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--secs", type=int, default=10, help="seconds per throughput run")
     ap.add_argument("--storm-secs", type=int, default=20)
@@ -2255,6 +2481,8 @@ def main():
             phase_h2storm(results, args.storm_secs, 20)
         if "compress" in phases:
             phase_compress(results, args.runs, args.secs)
+        if "upgrade" in phases:
+            phase_upgrade(results)
     finally:
         cleanup()
     results["load_end"] = open("/proc/loadavg").read().split()[:3]

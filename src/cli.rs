@@ -30,7 +30,8 @@ pub struct Cli {
     pub command: Option<Command>,
 
     /// With -k graceful|restart: return when the new configuration serves (exit 0) or the
-    /// reload failed (exit 1). With -k stop|graceful-stop: return when the server has exited.
+    /// reload failed (exit 1). With -k upgrade: when the new binary serves (0) or failed
+    /// and the old one still serves (1). With -k stop|graceful-stop: when the server has exited.
     #[arg(long, requires = "command")]
     pub wait: bool,
 
@@ -63,6 +64,10 @@ pub enum Command {
     GracefulStop,
     /// Print the running server's status (generation, connections, requests)
     Status,
+    /// Binary upgrade: start the binary installed at the path the server was started from
+    /// with the same sockets; once it serves it becomes the main process and the old one
+    /// drains (SIGUSR2). With --wait: exit 0 when the new binary serves, 1 when it could not
+    Upgrade,
 }
 
 impl Command {
@@ -74,6 +79,7 @@ impl Command {
             Command::Restart => Some(graced_lifecycle::Command::Restart),
             Command::Graceful => Some(graced_lifecycle::Command::Reload),
             Command::GracefulStop => Some(graced_lifecycle::Command::GracefulStop),
+            Command::Upgrade => Some(graced_lifecycle::Command::Upgrade),
         }
     }
 }

@@ -26,6 +26,8 @@ pub mod message_id {
     pub const STOPPED: &str = "6c3b9f2a1e7d4c0f8a52d9e4b7a1c306";
     pub const STALE_PID_FILE: &str = "6c3b9f2a1e7d4c0f8a52d9e4b7a1c307";
     pub const CERTIFICATE_EXPIRING: &str = "6c3b9f2a1e7d4c0f8a52d9e4b7a1c308";
+    pub const UPGRADED: &str = "6c3b9f2a1e7d4c0f8a52d9e4b7a1c309";
+    pub const UPGRADE_FAILED: &str = "6c3b9f2a1e7d4c0f8a52d9e4b7a1c30a";
 }
 
 /// Changes the log level after start-up.

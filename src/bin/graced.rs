@@ -12,7 +12,7 @@ use graced_lifecycle::{self as lifecycle, client};
 fn main() -> ExitCode {
     // Before anything else can own fds 3..: take the sockets systemd passed us.
     // SAFETY: called once, first thing, while the process has no other threads.
-    let inherited = unsafe { lifecycle::activation::take_from_env() };
+    let inherited = unsafe { lifecycle::upgrade::take_from_env() };
     let cli = Cli::parse();
     match run(cli, inherited) {
         Ok(code) => ExitCode::from(code),
@@ -23,9 +23,9 @@ fn main() -> ExitCode {
     }
 }
 
-type Inherited = Result<lifecycle::activation::Inherited, lifecycle::activation::ActivationError>;
+type Inherited = Result<lifecycle::upgrade::Start, lifecycle::activation::ActivationError>;
 
-fn run(cli: Cli, inherited: Inherited) -> anyhow::Result<u8> {
+fn run(cli: Cli, mut inherited: Inherited) -> anyhow::Result<u8> {
     match &cli.subcommand {
         Some(Sub::Manpage { dir }) => {
             cli::write_manpage(dir)
@@ -51,7 +51,14 @@ fn run(cli: Cli, inherited: Inherited) -> anyhow::Result<u8> {
             }
             None
         }
-        Err(err) => return Ok(config_error(&err)),
+        Err(err) => {
+            // Started by a binary upgrade: the old process keeps serving and reports this.
+            if let Ok(lifecycle::upgrade::Start { predecessor: Some(predecessor), .. }) = &mut inherited {
+                let first = err.to_string().lines().next().unwrap_or_default().to_owned();
+                predecessor.failed(&format!("its configuration is invalid: {first}"));
+            }
+            return Ok(config_error(&err));
+        }
     };
     if cli.test {
         // Basic-auth users given as systemd credentials (`htpasswd = "credential:NAME"`),
@@ -137,7 +144,10 @@ fn reaches_server_anyway(cli: &Cli, command: Option<lifecycle::Command>) -> bool
         return false;
     }
     match command {
-        Some(lifecycle::Command::Stop | lifecycle::Command::GracefulStop) => true,
+        // The new binary judges the configuration itself, and the old one reports it.
+        Some(lifecycle::Command::Stop | lifecycle::Command::GracefulStop | lifecycle::Command::Upgrade) => {
+            true
+        }
         Some(lifecycle::Command::Reload | lifecycle::Command::Restart) => cli.wait,
         None => cli.command == Some(Command::Status),
     }

@@ -24,7 +24,9 @@ impl Supervisor {
         let open = self.server.open_connections();
         // Do, then tell: once systemd (or a test) hears STOPPING=1, the pid file is gone
         // and every response already says `Connection: close`.
-        self.pidfile.remove();
+        if let Some(pidfile) = &mut self.pidfile {
+            pidfile.remove();
+        }
         self.server.stop_accepting_all();
         self.listeners.clear();
         self.server.begin_drain();

@@ -31,6 +31,8 @@ pub enum LifecycleError {
         #[source]
         source: std::io::Error,
     },
+    #[error("binary upgrade: the hand-shake with the previous process failed: {0}")]
+    Predecessor(#[source] std::io::Error),
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
     /// A certificate or key (every problem, each naming its file).

@@ -10,10 +10,12 @@
 //!
 //! * [`start`] (`serve`: pid file, listeners, runtime) → `run`, `state`, `paths`, `listeners`, `fd_store`,
 //!   `certificates`, `error`
-//! * `run` (the loop: signals, control requests, watchdog, status) → `state`, `listeners`, `error`;
-//!   it calls the methods `reload` and `drain` add to the state
+//! * `run` (the loop: signals, control requests, watchdog, status; a binary upgrade's
+//!   successor taking over) → `state`, `listeners`, `fd_store`, `error`; it calls the
+//!   methods `reload`, `upgrade` and `drain` add to the state
 //! * `reload` (USR1/HUP, `await-reload`) → `state`, `listeners`, `fd_store`, `certificates`, `error`
-//! * `drain` (TERM, WINCH) → `state`
+//! * `drain` (TERM, WINCH, and the old process after a binary upgrade) → `state`
+//! * `upgrade` (USR2, `-k upgrade`: the old process's side) → `state`, `listeners`
 //! * `state` (the `Supervisor` value, its status line) → `listeners`, `certificates`, `error`
 //! * `certificates` (the process-long TLS state, each generation's certificates, expiry
 //!   warnings) — imports no sibling
@@ -30,6 +32,7 @@ mod reload;
 mod run;
 pub mod start;
 mod state;
+mod upgrade;
 
 pub use error::{LifecycleError, ReloadError};
 pub use paths::{credentials_directory, default_pid_file, pid_file_path, pid_file_path_lenient};

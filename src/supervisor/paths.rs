@@ -1,4 +1,4 @@
-//! Where graced's pid file is (the configuration's `pid_file`, else the toolkit's default for the name `graced`), and its credentials directory.
+//! Where graced's pid file is (the configuration's `pid_file`, else the toolkit's default for the name `graced`), its credentials directory, and the binary it was started from.
 
 use std::path::{Path, PathBuf};
 
@@ -31,4 +31,19 @@ pub fn default_pid_file() -> PathBuf {
 /// `credential:NAME` certificates and keys are.
 pub fn credentials_directory() -> Option<PathBuf> {
     std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from)
+}
+
+/// The path this process's binary was started from and its arguments, read once at start:
+/// what a binary upgrade runs. Read now, while `/proc/self/exe` still names the file;
+/// once a package replaces the binary it names the deleted old inode (`… (deleted)`),
+/// and the path is what the upgrade wants — the binary installed there now.
+pub fn own_command() -> (Option<PathBuf>, Vec<std::ffi::OsString>) {
+    let exe = std::fs::read_link("/proc/self/exe").ok().map(|path| {
+        let text = path.to_string_lossy();
+        match text.strip_suffix(" (deleted)") {
+            Some(stripped) => PathBuf::from(stripped),
+            None => path,
+        }
+    });
+    (exe, std::env::args_os().skip(1).collect())
 }

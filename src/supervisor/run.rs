@@ -9,8 +9,10 @@ use graced_lifecycle::inbox::{Asked, Inbox};
 use graced_lifecycle::notify;
 use graced_lifecycle::reload::{self, ReloadOutcome};
 use graced_lifecycle::signal::Signals;
+use graced_lifecycle::upgrade::Predecessor;
 
 use super::error::{LifecycleError, ReloadError};
+use super::fd_store::{self, FdStore};
 use super::listeners::ListenerSource;
 use super::state::{Exit, Supervisor};
 use crate::logging::message_id;
@@ -32,6 +34,8 @@ enum Answer {
     Stopping(Exit),
     /// `await-reload` found a stop queued instead.
     Interrupted,
+    /// A binary upgrade's outcome, as text.
+    Upgrade(Reply),
 }
 
 impl Answer {
@@ -42,20 +46,25 @@ impl Answer {
             Answer::Status(line) => Ok(line),
             Answer::Stopping(Exit::Stop) => Ok("stopping".into()),
             Answer::Stopping(Exit::GracefulStop) => Ok("stopping gracefully".into()),
+            Answer::Stopping(Exit::HandedOver) => Ok("handed over".into()),
+            Answer::Upgrade(reply) => reply,
             Answer::Interrupted => Err("the server is stopping".into()),
         }
     }
 }
 
 impl Supervisor {
-    pub(super) async fn run(mut self) -> Result<(), LifecycleError> {
-        // Handlers first: USR1 and HUP would otherwise kill us before we are ready.
-        let mut inbox = Inbox::open(self.pidfile.path())?;
-        for listener in &self.listeners {
-            self.server
-                .start_accepting(&listener.name, listener.as_fd())
-                .map_err(|source| LifecycleError::Bind { name: listener.name.clone(), source })?;
-        }
+    pub(super) async fn run(mut self, predecessor: Option<Predecessor>) -> Result<(), LifecycleError> {
+        let upgraded = predecessor.is_some();
+        let mut inbox = match predecessor {
+            None => {
+                // Handlers first: USR1 and HUP would otherwise kill us before we are ready.
+                let inbox = Inbox::open(&self.pid_path)?;
+                self.start_accepting()?;
+                inbox
+            }
+            Some(predecessor) => self.take_over(predecessor).await?,
+        };
         let activated = self.source == ListenerSource::Systemd;
         let addresses: Vec<String> =
             self.listeners.iter().map(|l| format!("{}={}", l.name, l.local_addr())).collect();
@@ -66,14 +75,17 @@ impl Supervisor {
             workers = self.workers,
             socket_activated = activated,
             config = %self.config.source.display_name(),
-            "graced started: listening on {}{}",
+            "graced started: listening on {}{}{}",
             addresses.join(", "),
-            if activated { " (sockets from systemd)" } else { "" }
+            if activated { " (sockets from systemd)" } else { "" },
+            if upgraded { " (a binary upgrade: the sockets came from the previous process)" } else { "" }
         );
         if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             self.print_first_run_help();
         }
-        self.notifier.ready(&self.status_text());
+        if !upgraded {
+            self.notifier.ready(&self.status_text());
+        }
 
         let watchdog = notify::watchdog_interval();
         let mut watchdog_tick = tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |d| d / 2));
@@ -96,6 +108,16 @@ impl Supervisor {
                     }
                     let files = asked.take_files();
                     let handled = match asked.request() {
+                        Request::Command(Command::Upgrade) => match self.upgrade(&mut inbox).await {
+                            Ok(new) => Handled {
+                                answer: Answer::Upgrade(Ok(format!(
+                                    "upgraded: pid {new} serves; pid {} drains its connections",
+                                    std::process::id()
+                                ))),
+                                exit: Some(Exit::HandedOver),
+                            },
+                            Err(why) => Handled { answer: Answer::Upgrade(Err(why)), exit: None },
+                        },
                         Request::Status => Handled { answer: Answer::Status(self.status_line()), exit: None },
                         Request::AwaitReload => self.await_reload(inbox.signals()).await,
                         Request::Command(command) => self.command(command, files),
@@ -126,7 +148,11 @@ impl Supervisor {
         match exit {
             Exit::Stop => self.stop().await,
             Exit::GracefulStop => self.graceful_stop(inbox.signals(), watchdog).await,
+            // systemd no longer hears from us (the notifier is off): the new process is main.
+            Exit::HandedOver => self.graceful_stop(inbox.signals(), None).await,
         }
+        // Replies given last (`-k upgrade --wait`'s) are written before the runtime ends.
+        inbox.settle(Duration::from_secs(1)).await;
         drop(inbox); // removes the control socket
         let status = self.server.status();
         tracing::info!(
@@ -139,10 +165,71 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Starts the accept loops on every listener.
+    fn start_accepting(&mut self) -> Result<(), LifecycleError> {
+        for listener in &self.listeners {
+            self.server
+                .start_accepting(&listener.name, listener.as_fd())
+                .map_err(|source| LifecycleError::Bind { name: listener.name.clone(), source })?;
+        }
+        Ok(())
+    }
+
+    /// A binary upgrade's successor: serve on the sockets handed over, say so, and once
+    /// the predecessor has made us the main process, take the pid file's lock and the
+    /// control socket, keep the fd store in step and tell systemd READY=1. Until then we
+    /// tell systemd nothing (`NotifyAccess=main` would refuse it).
+    async fn take_over(&mut self, mut predecessor: Predecessor) -> Result<Inbox, LifecycleError> {
+        // Signal handlers before anything: a USR1 in this window must not kill us.
+        let early_signals = Signals::install().map_err(LifecycleError::Runtime)?;
+        if let Err(err) = self.start_accepting() {
+            predecessor.failed(&err.to_string());
+            return Err(err);
+        }
+        let handshake = |source| LifecycleError::Predecessor(source);
+        predecessor.ready().map_err(handshake)?;
+        if !predecessor.wait_main(self.config.server.upgrade_timeout * 2).await.map_err(handshake)? {
+            return Err(LifecycleError::Predecessor(std::io::Error::other(
+                "the previous process gave up on this one before handing over",
+            )));
+        }
+        self.pidfile = Some(graced_lifecycle::pidfile::PidFile::acquire(&self.pid_path)?);
+        let inbox = Inbox::open(&self.pid_path)?;
+        drop(early_signals);
+        fd_store::sync(
+            &self.notifier,
+            FdStore::from_config(self.config.server.fd_store),
+            &self.listeners,
+            &std::mem::take(&mut self.stale_names),
+        );
+        // Not systemd's child: without another process in the unit's group, a stop would
+        // SIGKILL us at once instead of waiting for the drain (see `spawn_sentinel`).
+        if self.notifier.enabled() {
+            match graced_lifecycle::upgrade::spawn_sentinel() {
+                Ok(sentinel) => self.sentinel = Some(sentinel),
+                Err(err) => tracing::warn!(
+                    error = %err,
+                    "cannot start the stop sentinel (`sleep infinity`): a `systemctl stop` of this process \
+                     will not wait for its drain"
+                ),
+            }
+        }
+        // READY=1 below, then the predecessor hears we serve as main.
+        self.notifier.ready(&self.status_text());
+        predecessor.serving().map_err(handshake)?;
+        Ok(inbox)
+    }
+
     /// Carries out `command`; `files` came with it (a root caller's open certificates and keys).
     fn command(&mut self, command: Command, files: Vec<HandedFile>) -> Handled {
         match ReloadKind::of(command) {
             Some(kind) => Handled { answer: Answer::Reload(Some(self.reload(kind, files))), exit: None },
+            None if command == Command::Upgrade => {
+                // Only the serving loop upgrades (it awaits the new process); here (a
+                // signal queued behind `await-reload`) the request is dropped, and said so.
+                tracing::warn!("an upgrade asked for while a reload was awaited was ignored; ask again");
+                Handled { answer: Answer::Upgrade(Err("ignored; ask again".into())), exit: None }
+            }
             None => {
                 let exit = if command == Command::Stop { Exit::Stop } else { Exit::GracefulStop };
                 Handled { answer: Answer::Stopping(exit), exit: Some(exit) }

@@ -1,5 +1,8 @@
 //! The supervisor's state — the running configuration, the server, the listeners the process owns, the pid file — and what it reports about itself.
 
+use std::ffi::OsString;
+use std::path::PathBuf;
+
 use graced_config::Config;
 use graced_http::Server;
 use graced_lifecycle::listener::Listener;
@@ -18,7 +21,10 @@ pub(super) struct Supervisor {
     /// Owned by the process, never by a generation: a reload never closes one it keeps.
     pub(super) listeners: Vec<Listener>,
     pub(super) source: ListenerSource,
-    pub(super) pidfile: PidFile,
+    pub(super) pid_path: PathBuf,
+    /// `None` for a binary upgrade's successor until its predecessor hands the lock over,
+    /// and for a predecessor after it did.
+    pub(super) pidfile: Option<PidFile>,
     pub(super) notifier: Notifier,
     pub(super) log: LogHandle,
     /// Generation numbers and the latest reload's outcome (for `await-reload`).
@@ -27,6 +33,14 @@ pub(super) struct Supervisor {
     pub(super) workers: usize,
     /// TLS kept for the process lifetime, and the serving generation's certificates.
     pub(super) certificates: Certificates,
+    /// What a binary upgrade starts: the path this binary was started from, and its arguments.
+    pub(super) exe: Option<PathBuf>,
+    pub(super) args: Vec<OsString>,
+    /// Names of sockets dropped at start, for the fd store (a successor syncs it once main).
+    pub(super) stale_names: Vec<String>,
+    /// A binary upgrade's successor under systemd: the process that makes a stop wait for
+    /// our drain (`graced_lifecycle::upgrade::spawn_sentinel`); it dies with us.
+    pub(super) sentinel: Option<std::process::Child>,
 }
 
 /// How the serving loop ends.
@@ -34,6 +48,8 @@ pub(super) struct Supervisor {
 pub(super) enum Exit {
     Stop,
     GracefulStop,
+    /// A binary upgrade's successor serves and is the main process: drain, tell nobody.
+    HandedOver,
 }
 
 /// The worker threads `[server] workers` asks for: a number, or one per CPU this
@@ -57,7 +73,7 @@ impl Supervisor {
         }
         eprintln!(
             "graced: pid {pid} ({}); Ctrl-C stops, `kill -USR1 {pid}` reloads, `kill -WINCH {pid}` stops gracefully",
-            self.pidfile.path().display()
+            self.pid_path.display()
         );
     }
 

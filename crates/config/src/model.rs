@@ -54,6 +54,9 @@ impl Source {
 pub struct Server {
     /// How long a graceful stop lets in-flight requests run before aborting them.
     pub graceful_shutdown_timeout: Duration,
+    /// How long a binary upgrade waits for the new binary to serve before it kills it
+    /// and keeps serving (`-k upgrade`, USR2).
+    pub upgrade_timeout: Duration,
     /// The pid file; `None` means the runtime default (see `lifecycle::pidfile`).
     pub pid_file: Option<PathBuf>,
     pub access_log: AccessLog,

@@ -32,6 +32,7 @@ pub(super) struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawServer {
     pub graceful_shutdown_timeout: Option<Spanned<String>>,
+    pub upgrade_timeout: Option<Spanned<String>>,
     pub pid_file: Option<Spanned<String>>,
     pub access_log: Option<Spanned<String>>,
     pub log_level: Option<Spanned<String>>,

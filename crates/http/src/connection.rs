@@ -124,13 +124,24 @@ impl CloseReason {
 
 impl Limits {
     /// Checks every limit at `now`. `drain_started`: when the graceful stop reached this connection.
-    fn check(&self, meter: &Meter, fd: RawFd, now: u64, drain_started: Option<u64>) -> Check {
+    /// A response counts as in flight until hyper has written it: its guard ends when hyper
+    /// takes the last frame, but a file's last window (up to 1 MiB of placeholders) may
+    /// still be waiting for `sendfile` in `sending` — a drain that took that for idle cut
+    /// slow downloads short by up to a window (measured: 920 KiB of 8 MiB).
+    fn check(
+        &self,
+        meter: &Meter,
+        sending: &SendfileQueue,
+        fd: RawFd,
+        now: u64,
+        drain_started: Option<u64>,
+    ) -> Check {
         let idle_limit =
             if drain_started.is_some() { DRAIN_IDLE_GRACE.as_micros() as u64 } else { self.keepalive };
         // Any limit that starts later than now expires no sooner than this: checking again
         // then never misses a state change (a response ending, a head starting).
         let horizon = now + idle_limit.min(self.header).min(self.send);
-        let deadline = if meter.busy() {
+        let deadline = if meter.busy() || sending.pending() {
             let deadline = meter.last_progress() + self.send;
             if now >= deadline {
                 return Check::Close(CloseReason::SendTimeout);
@@ -216,7 +227,7 @@ pub(crate) async fn serve<S: Transport>(
     if config_limits.max_headers != HYPER_DEFAULT_MAX_HEADERS {
         builder.max_headers(config_limits.max_headers);
     }
-    let io = MeteredIo::new(stream, meter.clone(), sendfile);
+    let io = MeteredIo::new(stream, meter.clone(), sendfile.clone());
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let limits = Limits {
@@ -227,7 +238,7 @@ pub(crate) async fn serve<S: Transport>(
     // When the graceful stop began for this connection: the drain grace counts from the
     // later of that and the moment the connection went idle.
     let mut drain_started: Option<u64> = None;
-    let first = match limits.check(&meter, fd, now_us(), None) {
+    let first = match limits.check(&meter, &sendfile, fd, now_us(), None) {
         Check::Again(at) => at,
         Check::Close(_) => return,
     };
@@ -284,7 +295,7 @@ pub(crate) async fn serve<S: Transport>(
                         return;
                     }
                     Step::Orders => break,
-                    Step::Timer => match limits.check(&meter, fd, now_us(), drain_started) {
+                    Step::Timer => match limits.check(&meter, &sendfile, fd, now_us(), drain_started) {
                         Check::Again(at) => timer.as_mut().reset(instant_at(at)),
                         Check::Close(reason) => {
                             reason.log();
@@ -303,14 +314,14 @@ pub(crate) async fn serve<S: Transport>(
                 }
             }
         }
-        match orders.take(meter.busy()) {
+        match orders.take(meter.busy() || sendfile.pending()) {
             // A stop; or a hard restart while a response is in flight. (A connection
             // between requests stays, and its next request takes the new generation.)
             Order::Abort | Order::Restart => return,
             Order::Drain => {
                 let now = now_us();
                 drain_started = Some(now);
-                match limits.check(&meter, fd, now, drain_started) {
+                match limits.check(&meter, &sendfile, fd, now, drain_started) {
                     Check::Again(at) => timer.as_mut().reset(instant_at(at)),
                     Check::Close(reason) => {
                         if S::TLS && reason == CloseReason::Idle {

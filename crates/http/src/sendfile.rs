@@ -58,6 +58,12 @@ impl SendfileQueue {
         self.lock().push_back(job);
     }
 
+    /// Whether a file still has bytes to send (hyper may hold its last placeholders after
+    /// the response's body, and with it the request's guard, is done).
+    pub(crate) fn pending(&self) -> bool {
+        !self.lock().is_empty()
+    }
+
     fn lock(&self) -> MutexGuard<'_, VecDeque<SendfileJob>> {
         self.jobs.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -80,6 +80,7 @@ async fn serve(listener: Listener, mut pid_file: PidFile) -> Result<ExitCode, Bo
                     };
                     reload::reply(&outcome) // what `-k graceful --wait` prints and exits with
                 }
+                None if command == Command::Upgrade => Err("this example does not upgrade".into()),
                 None => {
                     accept.abort(); // stop accepting: the listener closes
                     notifier.stopping(command.as_str());

@@ -79,6 +79,17 @@ pub unsafe fn take_from_env() -> Result<Inherited, ActivationError> {
     if !ours {
         return Ok(Vec::new());
     }
+    // SAFETY: LISTEN_PID is ours; the caller's guarantee is passed on.
+    unsafe { take_listen_fds() }
+}
+
+/// Takes the fds `LISTEN_FDS` and `LISTEN_FDNAMES` describe, without looking at
+/// `LISTEN_PID`: for a process whose parent passed them knowing its pid only after the
+/// fork (a binary upgrade, `crate::upgrade`).
+///
+/// # Safety
+/// As [`take_from_env`], and the fds must really have been passed to this process.
+pub unsafe fn take_listen_fds() -> Result<Inherited, ActivationError> {
     let count = match std::env::var("LISTEN_FDS") {
         Ok(n) => n.parse::<usize>().map_err(|_| ActivationError::BadCount(n))?,
         Err(_) => return Ok(Vec::new()),
@@ -94,8 +105,8 @@ pub unsafe fn take_from_env() -> Result<Inherited, ActivationError> {
         .into_iter()
         .enumerate()
         .map(|(i, name)| {
-            // SAFETY: systemd passed fds LISTEN_FDS_START..+count to us (LISTEN_PID is ours),
-            // and the caller guarantees nothing else owns them.
+            // SAFETY: fds LISTEN_FDS_START..+count were passed to us, and the caller
+            // guarantees nothing else owns them.
             let fd = unsafe { OwnedFd::from_raw_fd(SD_LISTEN_FDS_START + i as i32) };
             (name, fd)
         })

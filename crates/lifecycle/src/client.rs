@@ -92,7 +92,7 @@ pub fn send_with_files(
     wait: Wait,
     files: Vec<HandedFile>,
 ) -> Result<Outcome, ClientError> {
-    let holder = match pidfile::probe(pid_path)? {
+    let holder = match probe_settled(pid_path)? {
         Probe::Absent => {
             return Ok(Outcome::NotRunning(format!("not running: no pid file at {}", pid_path.display())));
         }
@@ -115,7 +115,7 @@ pub fn send_with_files(
             holder
         }
     };
-    if matches!(command, Command::Reload | Command::Restart) {
+    if matches!(command, Command::Reload | Command::Restart | Command::Upgrade) {
         match wait {
             Wait::UpTo(timeout) => return ask(pid_path, holder, Request::Command(command), &files, timeout),
             Wait::No if !files.is_empty() => {
@@ -187,15 +187,35 @@ fn ask(
 /// Waits for the outcome of the reload a signal already asked for (what `ExecReload=`
 /// runs under `Type=notify-reload`, after systemd sent `ReloadSignal=`).
 pub fn await_reload(pid_path: &Path, timeout: Duration) -> Result<Outcome, ClientError> {
-    match pidfile::probe(pid_path)? {
+    match probe_settled(pid_path)? {
         Probe::Running { holder, .. } => ask(pid_path, holder, Request::AwaitReload, &[], timeout),
         Probe::Absent | Probe::Stale { .. } => Ok(Outcome::NotRunning("not running".into())),
     }
 }
 
+/// How long a pid file may name a live process that holds no lock before `-k` calls it
+/// stale: a binary upgrade moves the lock from the old process to the new one, and
+/// between the two (well under a millisecond) nobody holds it.
+const HAND_OVER_WINDOW: Duration = Duration::from_secs(1);
+
+/// [`pidfile::probe`], looked at again while the file names a live process without a
+/// lock holder (a hand-over in progress) — at most [`HAND_OVER_WINDOW`].
+fn probe_settled(pid_path: &Path) -> Result<Probe, ClientError> {
+    let deadline = Instant::now() + HAND_OVER_WINDOW;
+    loop {
+        let probe = pidfile::probe(pid_path)?;
+        match &probe {
+            Probe::Stale { named: Some(info) } if info.alive && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            _ => return Ok(probe),
+        }
+    }
+}
+
 /// Asks the running server for its status line.
 pub fn status(pid_path: &Path, timeout: Duration) -> Result<Outcome, ClientError> {
-    match pidfile::probe(pid_path)? {
+    match probe_settled(pid_path)? {
         Probe::Running { holder, .. } => ask(pid_path, holder, Request::Status, &[], timeout),
         Probe::Absent | Probe::Stale { .. } => Ok(Outcome::NotRunning("not running".into())),
     }

@@ -17,11 +17,15 @@ pub enum Command {
     Reload,
     /// Stop accepting, remove the pid file, drain until a timeout, exit 0.
     GracefulStop,
+    /// Start the binary installed at the path this one was started from with the same
+    /// listeners; once it serves, hand it the main PID and the pid file, then drain and exit.
+    Upgrade,
 }
 
 impl Command {
     /// Every command, in the order the protocol lists them.
-    pub const ALL: [Command; 4] = [Command::Reload, Command::Restart, Command::Stop, Command::GracefulStop];
+    pub const ALL: [Command; 5] =
+        [Command::Reload, Command::Restart, Command::Stop, Command::GracefulStop, Command::Upgrade];
 
     /// The word for it (apachectl's `-k` words, also the control-socket request line).
     pub fn as_str(self) -> &'static str {
@@ -30,6 +34,7 @@ impl Command {
             Command::Restart => "restart",
             Command::Stop => "stop",
             Command::GracefulStop => "graceful-stop",
+            Command::Upgrade => "upgrade",
         }
     }
 }
@@ -107,7 +112,7 @@ impl ReloadKind {
         match command {
             Command::Reload => Some(ReloadKind::Graceful),
             Command::Restart => Some(ReloadKind::Hard),
-            Command::Stop | Command::GracefulStop => None,
+            Command::Stop | Command::GracefulStop | Command::Upgrade => None,
         }
     }
 

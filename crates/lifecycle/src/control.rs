@@ -12,6 +12,7 @@
 use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -52,16 +53,21 @@ pub fn socket_path(pid_file: &Path) -> PathBuf {
 }
 
 /// Binds the control socket (replacing a stale one: the caller holds the pid-file lock)
-/// and forwards requests to `requests`.
-pub fn serve(path: &Path, requests: mpsc::Sender<Pending>) -> io::Result<()> {
+/// and forwards requests to `requests`. Every connection's task holds a clone of the
+/// returned `Arc` until its reply is written, so a server about to exit can wait for
+/// its last replies ([`Busy::settle`]).
+pub fn serve(path: &Path, requests: mpsc::Sender<Pending>) -> io::Result<Busy> {
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path)?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     let own_uid = rustix::process::geteuid().as_raw();
+    let busy = Arc::new(());
+    let counted = busy.clone();
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else { continue };
+            let held = counted.clone();
             let allowed = rustix::net::sockopt::socket_peercred(stream.as_fd())
                 .map(|cred| cred.uid.as_raw() == 0 || cred.uid.as_raw() == own_uid)
                 .unwrap_or(false);
@@ -94,10 +100,27 @@ pub fn serve(path: &Path, requests: mpsc::Sender<Pending>) -> io::Result<()> {
                 };
                 let mut stream = stream;
                 let _ = stream.write_all(text.as_bytes()).await;
+                drop(held);
             });
         }
     });
-    Ok(())
+    Ok(Busy(busy))
+}
+
+/// The control connections still being served (see [`serve`]).
+#[derive(Debug)]
+pub struct Busy(Arc<()>);
+
+impl Busy {
+    /// Waits, at most `timeout`, until every reply given has been written (the
+    /// connections' tasks are done): the runtime's end would otherwise cut them.
+    pub async fn settle(&self, timeout: Duration) {
+        // This handle and the accept loop's hold one each; every connection one more.
+        let deadline = tokio::time::Instant::now() + timeout;
+        while Arc::strong_count(&self.0) > 2 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
 }
 
 /// Sends `request` with `files` (usually none) and waits up to `timeout` for the reply.

@@ -61,7 +61,10 @@ impl Asked {
 pub struct Inbox {
     signals: Signals,
     requests: mpsc::Receiver<Pending>,
+    busy: control::Busy,
     path: PathBuf,
+    /// Whether dropping removes the socket file (not once a successor has bound its own there).
+    owns_path: bool,
 }
 
 impl Inbox {
@@ -71,8 +74,9 @@ impl Inbox {
         let signals = Signals::install().map_err(InboxError::Signals)?;
         let path = control::socket_path(pid_file);
         let (tx, requests) = mpsc::channel(16);
-        control::serve(&path, tx).map_err(|source| InboxError::Control { path: path.clone(), source })?;
-        Ok(Inbox { signals, requests, path })
+        let busy =
+            control::serve(&path, tx).map_err(|source| InboxError::Control { path: path.clone(), source })?;
+        Ok(Inbox { signals, requests, busy, path, owns_path: true })
     }
 
     /// The next signal or request. Cancel-safe.
@@ -88,14 +92,35 @@ impl Inbox {
         &mut self.signals
     }
 
+    /// Waits (at most `timeout`) until the replies already given are written: call it
+    /// before the runtime ends, or an answer given last (`-k upgrade --wait`) is cut.
+    pub async fn settle(&self, timeout: std::time::Duration) {
+        self.busy.settle(timeout).await;
+    }
+
     /// The control socket's path.
     pub fn control_path(&self) -> &Path {
         &self.path
     }
 }
 
+impl Inbox {
+    /// After a hand-over: the control socket's path is the successor's now, so dropping
+    /// leaves it alone; requests already queued, and any that still arrive on this
+    /// process's (unlinked) socket, are answered with `why`.
+    pub fn hand_over(&mut self, why: &str) {
+        self.owns_path = false;
+        self.requests.close();
+        while let Ok(pending) = self.requests.try_recv() {
+            pending.answer(Err(why.to_owned()));
+        }
+    }
+}
+
 impl Drop for Inbox {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        if self.owns_path {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }

@@ -27,6 +27,8 @@
 //!   * [`inbox`]: signals and control requests as one stream (`signal` + `control`).
 //!   * [`reload`]: generations and reload outcomes (`notify`).
 //!   * [`client`]: the `-k` side (`pidfile` + `signal` + `control`).
+//!   * [`upgrade`]: a binary upgrade's hand-shake between the old and the new process
+//!     (`activation`).
 //!
 //! # Example: a systemd-native TCP server
 //!
@@ -50,5 +52,6 @@ pub mod notify;
 pub mod pidfile;
 pub mod reload;
 pub mod signal;
+pub mod upgrade;
 
 pub use command::{Command, ReloadKind, Request};

@@ -159,6 +159,15 @@ impl PidFile {
     }
 }
 
+impl PidFile {
+    /// Releases the lock and leaves the file in place, for a successor that takes the lock
+    /// next and writes its own pid (a binary upgrade). Until it does, the file names this
+    /// process, which is still alive: draining.
+    pub fn release(mut self) {
+        self.removed = true;
+    }
+}
+
 impl Drop for PidFile {
     fn drop(&mut self) {
         self.remove();

@@ -20,12 +20,14 @@ pub struct SignalEntry {
 /// | HUP       | restart       | Restart        |
 /// | USR1      | graceful      | Reload         |
 /// | WINCH     | graceful-stop | GracefulStop   |
+/// | USR2      | upgrade       | Upgrade        |
 pub const TABLE: &[SignalEntry] = &[
     SignalEntry { name: "TERM", number: libc::SIGTERM, command: Command::Stop },
     SignalEntry { name: "INT", number: libc::SIGINT, command: Command::Stop },
     SignalEntry { name: "HUP", number: libc::SIGHUP, command: Command::Restart },
     SignalEntry { name: "USR1", number: libc::SIGUSR1, command: Command::Reload },
     SignalEntry { name: "WINCH", number: libc::SIGWINCH, command: Command::GracefulStop },
+    SignalEntry { name: "USR2", number: libc::SIGUSR2, command: Command::Upgrade },
 ];
 
 /// The signal that asks a running server for `command` (the first row naming it).
@@ -80,5 +82,6 @@ mod tests {
         assert_eq!(signal_for(Command::Restart).number, libc::SIGHUP);
         assert_eq!(signal_for(Command::Reload).number, libc::SIGUSR1);
         assert_eq!(signal_for(Command::GracefulStop).number, libc::SIGWINCH);
+        assert_eq!(signal_for(Command::Upgrade).number, libc::SIGUSR2);
     }
 }

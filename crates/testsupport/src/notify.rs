@@ -1,10 +1,11 @@
 //! A stand-in for systemd's notify socket: every datagram graced sends, timestamped, and a matcher for their lines.
 
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, channel};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The datagram socket itself, in a temporary directory of its own.
@@ -27,12 +28,17 @@ impl NotifySocket {
     }
 }
 
+/// One datagram's lines and the pid that sent it.
+pub type Sent = (u32, Vec<String>);
+
 /// A fake systemd notify socket read by a thread, so graced never blocks on a full
 /// queue (`net.unix.max_dgram_qlen` is 10 here) and every datagram is timestamped.
 pub struct Notes {
     socket: NotifySocket,
     rx: Receiver<(Instant, Vec<String>)>,
     stop: Arc<AtomicBool>,
+    /// Every datagram with its sender's pid (SCM_CREDENTIALS), in arrival order.
+    log: Arc<Mutex<Vec<Sent>>>,
 }
 
 impl Notes {
@@ -43,22 +49,33 @@ impl Notes {
         let (tx, rx) = channel();
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let logged = log.clone();
+        pass_credentials(&reader);
         std::thread::spawn(move || {
             let mut buf = vec![0u8; 16384];
             while !stopped.load(Ordering::Relaxed) {
-                if let Ok(n) = reader.recv(&mut buf) {
-                    let lines = String::from_utf8_lossy(&buf[..n]).lines().map(str::to_owned).collect();
+                if let Some((n, pid)) = recv_with_pid(&reader, &mut buf) {
+                    let lines: Vec<String> =
+                        String::from_utf8_lossy(&buf[..n]).lines().map(str::to_owned).collect();
+                    logged.lock().unwrap().push((pid, lines.clone()));
                     if tx.send((Instant::now(), lines)).is_err() {
                         break;
                     }
                 }
             }
         });
-        Notes { socket, rx, stop }
+        Notes { socket, rx, stop, log }
     }
 
     pub fn env_value(&self) -> String {
         self.socket.env_value()
+    }
+
+    /// Every datagram received so far with the pid that sent it, in arrival order (as
+    /// systemd sees them: it decides by the sender's pid whether to accept one).
+    pub fn senders(&self) -> Vec<Sent> {
+        self.log.lock().unwrap().clone()
     }
 
     /// The next datagram of any kind.
@@ -137,6 +154,58 @@ impl Drop for Notes {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// SO_PASSCRED: every datagram carries its sender's credentials.
+fn pass_credentials(socket: &UnixDatagram) {
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt with a c_int option value on a socket we own.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PASSCRED,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_PASSCRED: {}", std::io::Error::last_os_error());
+}
+
+/// One datagram into `buf` and its sender's pid (0 if the kernel sent no credentials).
+fn recv_with_pid(socket: &UnixDatagram, buf: &mut [u8]) -> Option<(usize, u32)> {
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    // u64s keep the control buffer aligned for cmsghdr; room for credentials and a few fds.
+    let mut control = [0u64; 64];
+    // SAFETY: a zeroed msghdr is valid; every pointer set below outlives the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    // SAFETY: recvmsg into the buffers described by `msg`; fds received are closed below.
+    let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    if n < 0 {
+        return None;
+    }
+    let mut pid = 0;
+    // SAFETY: walking the control messages the kernel wrote, with the libc macros.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            let data = libc::CMSG_DATA(cmsg);
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_CREDENTIALS {
+                pid = std::ptr::read_unaligned(data.cast::<libc::ucred>()).pid as u32;
+            } else if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let count = ((*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / 4;
+                for i in 0..count {
+                    libc::close(std::ptr::read_unaligned(data.cast::<libc::c_int>().add(i)));
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    Some((n as usize, pid))
 }
 
 /// WATCHDOG=1 alone, or STATUS= alone (the periodic summary).

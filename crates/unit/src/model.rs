@@ -108,8 +108,10 @@ pub enum Restart {
 /// `KillMode=`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KillMode {
-    /// The kill signal to the main process only; SIGKILL to the rest afterwards.
-    Mixed,
+    /// The kill signal to every process of the unit: after a binary upgrade the old
+    /// process, still draining, is one of them (`mixed` would SIGKILL it, cutting its
+    /// downloads).
+    ControlGroup,
 }
 
 /// A signal name as systemd spells it.

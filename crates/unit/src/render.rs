@@ -112,7 +112,7 @@ impl Display for Restart {
 impl Display for KillMode {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            KillMode::Mixed => "mixed",
+            KillMode::ControlGroup => "control-group",
         })
     }
 }

@@ -180,11 +180,14 @@ impl Drop for Load {
 }
 
 /// Installs the newer package with `argv` while the two clients run; asserts that not one
-/// request failed, that graced.service was restarted onto the new binary and that
-/// graced.socket was left alone. Returns a report line.
+/// request failed, that graced.service was handed over to the new binary in place
+/// (`graced -k upgrade --wait` in the maintainer script: a new MainPID, no restart) and
+/// that graced.socket was left alone. Returns a report line.
 fn upgrade_under_load(c: &Container, argv: &[&str]) -> String {
     let socket_since = c.prop("graced.socket", "ActiveEnterTimestampMonotonic");
     let before = main_pid(c);
+    let restarts = c.prop("graced.service", "NRestarts");
+    let since_start = c.prop("graced.service", "ActiveEnterTimestampMonotonic");
     let load = Load::start(c);
     std::thread::sleep(Duration::from_millis(500));
     let t = Instant::now();
@@ -200,12 +203,26 @@ fn upgrade_under_load(c: &Container, argv: &[&str]) -> String {
     );
     let exe = c.must(&["readlink", &format!("/proc/{after}/exe")]);
     assert_eq!(exe.trim(), "/usr/sbin/graced", "the new process runs the installed binary");
+    // Handed over, not restarted: the unit never left active (the time it entered it and the
+    // restart count are those of the old process), and graced logged the hand-over.
+    assert_eq!(c.prop("graced.service", "NRestarts"), restarts);
+    assert_eq!(
+        c.prop("graced.service", "ActiveEnterTimestampMonotonic"),
+        since_start,
+        "the upgrade restarted graced.service instead of handing over: {out}"
+    );
+    let journal = c.journal(&["-u", "graced.service", "-o", "cat"]);
+    assert!(journal.contains(&format!("binary upgrade complete: pid {after} ")), "{journal}");
     assert_eq!(
         c.prop("graced.socket", "ActiveEnterTimestampMonotonic"),
         socket_since,
         "the upgrade must not restart graced.socket (it would close the listener)"
     );
-    let mut report = vec![format!("`{}` took {} (MainPID {before} → {after})", argv.join(" "), ms(took))];
+    let mut report = vec![format!(
+        "`{}` took {} (handed over in place: MainPID {before} → {after}, NRestarts {restarts})",
+        argv.join(" "),
+        ms(took)
+    )];
     for (name, tally) in &tallies {
         report.push(format!(
             "{name}: {} requests ok, {} failed {:?}, {} connections, slowest {}",
@@ -401,8 +418,10 @@ fn rpm_installs_serves_upgrades_and_erases() {
         "preuninstall scriptlet",
         "systemctl --no-reload disable --now graced.socket graced.service graced-dbus.service",
         "postuninstall scriptlet",
-        "systemctl try-restart graced.service graced-dbus.service",
+        "systemctl try-restart graced-dbus.service",
         "journalctl --update-catalog",
+        "posttrans scriptlet",
+        "/usr/sbin/graced -k upgrade --wait",
     ] {
         assert!(scripts.contains(part), "rpm -qp --scripts lacks {part:?}:\n{scripts}");
     }

@@ -21,6 +21,8 @@
 //!     cargo test --test container systemd_e2e:: -- --nocapture --test-threads=1
 //!     cargo test --test container systemd_e2e::trixie:: -- --test-threads=1     # only systemd 257
 //!
+//! Scenario l (`upgrade.rs`) measures a binary upgrade under load against `systemctl restart`.
+//!
 //! Scenario j (`https.rs`) makes the container's mounts shared first, as on a booted
 //! machine: systemd's `LoadCredential=` needs shared propagation (see `https::share_mounts`).
 //!
@@ -36,6 +38,7 @@ mod pid_files_journal;
 mod restarts;
 mod stop;
 mod unit_forms;
+mod upgrade;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -64,6 +67,7 @@ use load::{StopFlag, describe, restart_storm, storm};
 use pid_files_journal::{e_stale_pid_files_never_block_a_start, f_the_journal_tells_the_story};
 use restarts::c_restarts_under_load_lose_no_request;
 use stop::d_stop_drains_in_flight_requests;
+use upgrade::l_binary_upgrade_under_load;
 
 const CONFIG: &str = "/etc/graced/graced.toml";
 const PID_FILE: &str = "/run/graced/graced.pid";
@@ -324,5 +328,6 @@ on_both_systemds!(
     i_the_fd_store_keeps_the_listeners,
     j_https_with_a_root_only_key,
     k_http2_streams_survive_reloads_and_stops,
+    l_binary_upgrade_under_load,
     harness_watchdog_tears_down_a_hung_test,
 );

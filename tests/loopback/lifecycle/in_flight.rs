@@ -239,3 +239,29 @@ fn after_usr1_the_next_request_on_the_same_connection_gets_the_new_root_while_on
     server.signal(libc::SIGTERM);
     assert_eq!(code(server.wait_exit(T)), 0);
 }
+
+/// A client that keeps reading slowly through a graceful stop gets the whole file: the
+/// last `sendfile` window (up to 1 MiB hyper still holds as placeholders after the
+/// request's guard ended) counts as in flight, not idle. Before the fix the drain closed
+/// the connection up to a window short.
+#[test]
+fn winch_drains_a_slow_reader_to_the_last_byte_of_the_last_sendfile_window() {
+    const LEN: usize = 4 * 1024 * 1024;
+    let site = Site::new(GRACED);
+    site.write_config_with_server("access_log = \"off\"\ngraceful_shutdown_timeout = \"20s\"", "");
+    let big = site.write_big_file("www/big.bin", LEN, 9);
+    let (_notes, mut server, _stderr) = start_notified(&site, &[]);
+    let slow = SlowGet::start(site.port, "/big.bin");
+    slow.wait_received(64 * 1024, T);
+    server.signal(libc::SIGWINCH);
+    // Read on at the slow pace (4 KiB every 2 ms) to the end, or until it stops growing.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while slow.received() < LEN && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let received = slow.received();
+    let outcome = slow.finish();
+    assert_eq!(outcome.cut, None, "the drain cut a slow reader after {received} of {LEN} bytes");
+    assert_same_bytes(&outcome.body, &big, "the drained slow response");
+    assert_eq!(code(server.wait_exit(T)), 0);
+}

@@ -8,6 +8,7 @@ mod graceful_stop;
 mod in_flight;
 mod notify;
 mod storm;
+mod upgrade;
 
 use std::io::Write;
 use std::time::Duration;

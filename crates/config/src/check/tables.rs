@@ -12,6 +12,7 @@ impl Checker<'_> {
     pub(super) fn server(&mut self, raw: RawServer) -> Server {
         let graceful_shutdown_timeout =
             self.duration(&raw.graceful_shutdown_timeout, Duration::from_secs(30));
+        let upgrade_timeout = self.duration(&raw.upgrade_timeout, Duration::from_secs(30));
         let pid_file = raw.pid_file.as_ref().map(|p| {
             if p.get_ref().is_empty() {
                 self.problem(
@@ -99,6 +100,7 @@ impl Checker<'_> {
         });
         Server {
             graceful_shutdown_timeout,
+            upgrade_timeout,
             pid_file,
             access_log,
             log_level,

@@ -21,7 +21,8 @@ impl GracedUnit {
     ///
     /// * The unit's `KillSignal=` is SIGWINCH (every unit `graced unit` writes): a **stop
     ///   job**, `StopUnit(unit, "replace")`. systemd then knows the unit is stopping: it
-    ///   sends WINCH to the main process only (`KillMode=mixed`), honours the server's
+    ///   sends WINCH to the unit's processes (`KillMode=control-group`: after a binary
+    ///   upgrade the old process, still draining, too), honours the server's
     ///   `EXTEND_TIMEOUT_USEC=` while it drains, SIGKILLs only at the (extended) stop
     ///   timeout, never applies `Restart=`, orders dependent units, and ends the job with
     ///   `JobRemoved` — a definite end to wait for.

@@ -51,6 +51,8 @@ impl Plan<'_> {
         let check = exec.command(&["-t"]);
         let service = ServiceSection {
             service_type: reload.service_type(),
+            // A binary upgrade (`graced -k upgrade`) needs no wider access: the old process
+            // sends MAINPID= while it is main, and the new one speaks only once it is.
             notify_access: NotifyAccess::Main,
             reload_signal: reload.reload_signal(),
             sockets: names.sockets.clone(),
@@ -58,7 +60,9 @@ impl Plan<'_> {
             exec_start: exec.command(&[]),
             // See ReloadForm: the reload's outcome fails the job, on every systemd.
             exec_reload: vec![reload.exec_reload(exec)],
-            kill_mode: KillMode::Mixed,
+            // WINCH to every process: a stop during a binary upgrade's drain reaches the old
+            // process too, which keeps draining (it already does) instead of being SIGKILLed.
+            kill_mode: KillMode::ControlGroup,
             kill_signal: Signal::Winch,
             timeout_stop: config.server.graceful_shutdown_timeout + STOP_MARGIN,
             restart: Restart::OnFailure,
