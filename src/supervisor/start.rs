@@ -90,7 +90,9 @@ pub fn serve(config: Config, inherited: Inherited, log: LogHandle) -> Result<(),
             generations: Generations::new(),
             workers,
             certificates,
+            last_reload_error: None,
         };
+        supervisor.publish_report();
         supervisor.run().await
     })
 }

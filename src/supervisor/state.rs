@@ -27,6 +27,8 @@ pub(super) struct Supervisor {
     pub(super) workers: usize,
     /// TLS kept for the process lifetime, and the serving generation's certificates.
     pub(super) certificates: Certificates,
+    /// The latest rejected reload: when, and its error (for the status endpoint).
+    pub(super) last_reload_error: Option<(std::time::SystemTime, String)>,
 }
 
 /// How the serving loop ends.
@@ -59,6 +61,14 @@ impl Supervisor {
             "graced: pid {pid} ({}); Ctrl-C stops, `kill -USR1 {pid}` reloads, `kill -WINCH {pid}` stops gracefully",
             self.pidfile.path().display()
         );
+    }
+
+    /// Tells the status endpoint what only the supervisor knows (after a start or reload).
+    pub(super) fn publish_report(&self) {
+        self.server.set_report(graced_http::Report {
+            last_reload_error: self.last_reload_error.clone(),
+            certificates: self.certificates.expiries(),
+        });
     }
 
     /// STATUS=: the server's summary and the nearest certificate expiry.

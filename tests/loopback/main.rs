@@ -21,6 +21,7 @@ mod https;
 mod lifecycle;
 mod pidfile;
 mod smoke;
+mod status;
 mod tls;
 mod toolkit_example;
 mod unit_golden;

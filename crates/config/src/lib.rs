@@ -14,7 +14,8 @@
 //! Modules: `model` (the types; a leaf), `raw` (serde structs with spans; a leaf),
 //! `diagnostic` (errors with positions; a leaf), `address` (listen addresses), `check`
 //! (raw → model, collecting problems), `tls_rules` (listeners against sites for TLS,
-//! credential names; a leaf). This file loads and re-exports; no module imports
+//! credential names; a leaf), `status_rules` (a `[[listen]] status = true`:
+//! the status endpoint's listener; a leaf but for `model` and `raw`). This file loads and re-exports; no module imports
 //! from it.
 
 mod address;
@@ -22,6 +23,7 @@ mod check;
 mod diagnostic;
 mod model;
 mod raw;
+mod status_rules;
 mod tls_rules;
 
 use std::path::Path;

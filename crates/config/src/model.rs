@@ -177,6 +177,8 @@ pub struct Listener {
     pub tls: bool,
     /// Cleartext HTTP/2 with prior knowledge (h2c) besides HTTP/1.1, on a plain listener.
     pub h2c: bool,
+    /// Serves only the status endpoint (page, JSON, `/metrics`); see `status_rules`.
+    pub status: bool,
 }
 
 /// What a listener listens on.

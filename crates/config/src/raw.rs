@@ -92,6 +92,7 @@ pub(super) struct RawListen {
     pub socket_mode: Option<Spanned<String>>,
     pub tls: Option<Spanned<bool>>,
     pub h2c: Option<Spanned<bool>>,
+    pub status: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

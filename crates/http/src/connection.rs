@@ -33,7 +33,7 @@ use std::future::Future;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Request, header};
 use hyper::body::Incoming;
@@ -189,6 +189,7 @@ pub(crate) async fn serve<S: Transport>(
         let sendfile = sendfile.clone();
         let shared = shared.clone();
         service_fn(move |req: Request<Incoming>| {
+            let started = shared.counters.tally.timing().then(Instant::now);
             let generation = shared.current();
             let mut response = handler::handle(&req, &generation, &shared.counters, &remote, S::TLS, S::TLS);
             if shared.is_draining() {
@@ -197,7 +198,7 @@ pub(crate) async fn serve<S: Transport>(
             if let Some(job) = response.body_mut().take_sendfile_job() {
                 sendfile.push(job);
             }
-            let guards = Guards::new(RequestGuard::new(meter.clone()), GenerationGuard::new(generation));
+            let guards = Guards::new(RequestGuard::new(meter.clone()), GenerationGuard::new(generation, started));
             std::future::ready(Ok::<_, Infallible>(response.map(|body| body.with_guards(guards))))
         })
     };

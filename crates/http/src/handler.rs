@@ -37,8 +37,7 @@ pub(crate) fn handle<B>(
     }
     // A HEAD response's body is empty; a GET body's length is what hyper sends as Content-Length.
     let body_len = response.body().size_hint().exact().unwrap_or(0);
-    counters.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    counters.bytes.fetch_add(body_len, std::sync::atomic::Ordering::Relaxed);
+    counters.tally.count(response.status().as_u16(), body_len);
     if generation.access_log.is_off() {
         return response;
     }

@@ -20,7 +20,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::Request;
 use hyper::body::Incoming;
@@ -70,11 +70,12 @@ pub(crate) async fn serve<S: Transport>(
             (meter.clone(), restarts.clone(), started.clone(), shared.clone());
         service_fn(move |req: Request<Incoming>| {
             started.store(true, Ordering::Relaxed);
+            let started = shared.counters.tally.timing().then(Instant::now);
             let generation = shared.current();
             let response = handler::handle(&req, &generation, &shared.counters, &remote, tls, true);
             let guards = Guards::for_stream(
                 RequestGuard::new(meter.clone()),
-                GenerationGuard::new(generation),
+                GenerationGuard::new(generation, started),
                 StreamGuard::new(shared.clone(), restarts.clone()),
             );
             std::future::ready(Ok::<_, Infallible>(response.map(|body| body.with_guards(guards))))

@@ -15,13 +15,16 @@
 //! Each line names a module and what it imports from the crate; imports go one way (the
 //! graph is a DAG), and nothing imports the re-exports of this file or of `files/mod.rs`.
 //!
-//! * `server` → `connection`, `generation`, `listener`, `shared`, `tls`: the public
-//!   [`Server`], accept loops, connection limit, [`Status`].
+//! * `server` → `connection`, `generation`, `listener`, `shared`, `status`, `status/report`, `tls`:
+//!   the public [`Server`], accept loops, connection limit, [`Status`].
+//! * `status/` → `body`, `listener`, `shared`: the status endpoint on `status = true`
+//!   listeners — page, JSON, Prometheus `/metrics` — and the per-thread request counters
+//!   (`status/tally`) the rest of the crate counts into (see `status/mod.rs`).
 //! * `tls` → `connection`, `listener`, `shared`: a connection on a TLS listener — its first
 //!   byte (plaintext HTTP gets a 400 page), the handshake under its timeout, then `connection`.
 //! * `connection` → `body`, `generation`, `handler`, `meter`, `sendfile`, `shared`: one
 //!   connection (plain or TLS) under hyper, and when graced may close it.
-//! * `shared` → `generation`: what the server and every connection share — the current
+//! * `shared` → `generation`, `status/report`: what the server and every connection share — the current
 //!   generation, the counters, the open connections, and the orders (stop, hard restart,
 //!   drain) on a watch channel.
 //! * `handler` → `access_log`, `body`, `conditional`, `files`, `generation`, `path`, `scheme`:
@@ -37,7 +40,7 @@
 //!   wrapper that feeds them, and the `Transport` (plain socket or TLS stream) it wraps.
 //! * `sendfile` → `listener`: placeholder frames, the per-connection queue of files, and the
 //!   write that sends them.
-//! * `generation` → `access_log`, `files`: per-request configuration generations and counters.
+//! * `generation` → `access_log`, `files`, `status/tally`: per-request configuration generations and counters.
 //! * `files` → `path`, `size`: open below the root (traversal wall two) or the built-in demo;
 //!   per-thread caches of file versions (its own map is in `files/mod.rs`).
 //! * `path`: request path → a safe relative path (traversal wall one).
@@ -63,9 +66,11 @@ mod sendfile;
 mod server;
 mod shared;
 mod size;
+mod status;
 mod stream;
 mod tls;
 
 pub use connection::DRAIN_IDLE_GRACE;
 pub use generation::{Counters, Generation};
 pub use server::{Server, Status};
+pub use status::report::{CertificateExpiry, Report};
