@@ -476,6 +476,22 @@ class GracedBefore(Graced):
         return int(m.group(1)) if m else None
 
 
+class GracedMetrics(Graced):
+    """graced with a status listener (`status = true`): requests are timed into the histogram,
+    and the phase scrapes /metrics every second (issue 18: metrics on vs off)."""
+
+    name = "graced-metrics"
+
+    def conf_text(self, root):
+        return super().conf_text(root) + f"""
+[[listen]]
+name = "status"
+address = "127.0.0.1:{STATUS_PORT}"
+status = true
+"""
+
+
+STATUS_PORT = 18086
 KINDS = {"graced": Graced, "nginx": Nginx, "apache": Apache}
 TLS_KINDS = {"graced": Graced, "nginx": Nginx, "caddy": Caddy}
 BASELINE_PORT = 18085
@@ -746,6 +762,68 @@ def phase_throughput(results, runs, secs, one_worker=False):
             s.stop()
     if not one_worker:
         results["rss_idle_longrun"] = {k: {"rss_kib": v[0], "pss_kib": v[1], "procs": v[2]} for k, v in idle.items()}
+
+
+def phase_metrics(results, runs, secs):
+    """Metrics on vs off, same run: graced without a status listener and graced with one
+    (requests timed into the histogram) scraped every second, wrk -t1 -c64 at 1 KiB,
+    interleaved, the order rotating; throughput and server CPU per request."""
+    log(f"metrics cost: wrk -t1 -c64 -d{secs}s 1 KiB, {runs} runs, graced metrics off vs on (scraped 1/s)")
+    servers = {"off": Graced("metrics-off", PORTS["graced"]), "on": GracedMetrics("metrics-on", BASELINE_PORT)}
+    for srv in servers.values():
+        srv.start()
+    stop = threading.Event()
+    scrapes = {"ok": 0, "failed": 0}
+
+    def scrape():
+        while not stop.wait(1.0):
+            ok = get_status(STATUS_PORT, "/metrics") == 200
+            scrapes["ok" if ok else "failed"] += 1
+
+    scraper = threading.Thread(target=scrape)
+    scraper.start()
+    raw = results.setdefault("metrics_cost", [])
+    time.sleep(1)
+    try:
+        for run in range(runs):
+            order = list(servers.items())
+            order = order[run % 2:] + order[:run % 2]
+            for name, srv in order:
+                cpu0 = cpu_seconds(srv.proc.pid)
+                out = subprocess.run(wrk_cmd(srv.port, "/1k.txt", 64, secs), capture_output=True, text=True,
+                                     timeout=secs + 60)
+                cpu1 = cpu_seconds(srv.proc.pid)
+                r = parse_wrk(out.stdout)
+                r.update(metrics=name, run=run, server_cpu_us=round(1e6 * (cpu1 - cpu0) / max(r["requests"], 1), 2))
+                raw.append(r)
+                log(f"  run {run} metrics {name:<3} {r['rps']:>9.0f} req/s  server CPU {r['server_cpu_us']} µs/req  "
+                    f"errors {r['failed']}")
+                time.sleep(1)
+    finally:
+        stop.set()
+        scraper.join()
+        for srv in servers.values():
+            srv.stop()
+    results["metrics_scrapes"] = scrapes
+
+
+def metrics_cost_lines(results):
+    """The metrics phase as markdown lines (empty without it)."""
+    raw = results.get("metrics_cost")
+    if not raw:
+        return []
+    med_of = {(m, k): med([r[k] for r in raw if r["metrics"] == m]) for m in ("off", "on")
+              for k in ("rps", "server_cpu_us")}
+    lines = ["## Metrics on vs off (issue 18)", "",
+             "graced without a status listener (off) and with one, `/metrics` scraped every second (on): "
+             "wrk -t1 -c64, 1 KiB, keep-alive, interleaved runs. Medians.", "",
+             "| measurement | off | on | on ÷ off |", "|---|---:|---:|---:|"]
+    for title, key, d in (("Throughput 1 KiB, req/s", "rps", 0), ("Server CPU per request, µs", "server_cpu_us", 2)):
+        off, on = med_of[("off", key)], med_of[("on", key)]
+        lines.append(f"| {title} | {off:.{d}f} | {on:.{d}f} | {ratio(on, off, 3)} |")
+    lines += ["", "Runs: " + "; ".join(f"{r['metrics']} {r['rps']:.0f} req/s {r['server_cpu_us']} µs" for r in raw)
+              + f". Scrapes: {results.get('metrics_scrapes')}.", ""]
+    return lines
 
 
 def run_clients(port, secs, disturb):
@@ -1438,6 +1516,8 @@ def render(results, args):
         add("")
     render_tls(results, add)
     render_h2(results, add)
+    for line in metrics_cost_lines(results):
+        add(line)
     if results.get("throughput"):
         add("## Static throughput (wrk -t1 -c64 --latency, keep-alive)")
         add("")
@@ -2036,7 +2116,7 @@ def update_benchmarks_md(text_table, results, path, block="results"):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--phases", default="startup,throughput,throughput1,latency,reload,restart",
-                    help="also: https,handshake,tlsidle,tlsstorm (HTTPS, with nginx and caddy as peers; "
+                    help="also: metrics (graced with metrics off vs on, 1 KiB; issue 18), https,handshake,tlsidle,tlsstorm (HTTPS, with nginx and caddy as peers; "
                          "not in the default list until graced serves HTTPS) and h2,h2storm (HTTP/2 over TLS "
                          "with h2load, the same peers; likewise not in the default list)")
     ap.add_argument("--runs", type=int, default=3)
@@ -2086,6 +2166,8 @@ def main():
             phase_reload_storm(results, args.storm_secs, 20)
         if "restart" in phases:
             phase_restart_storm(results, args.storm_secs, 5)
+        if "metrics" in phases:
+            phase_metrics(results, args.runs, args.secs)
         if "https" in phases:
             phase_https(results, args.runs, args.secs)
         if "handshake" in phases:
