@@ -11,8 +11,9 @@
 //! * [`start`] (`serve`: pid file, listeners, runtime) → `run`, `state`, `paths`, `listeners`, `fd_store`,
 //!   `certificates`, `error`
 //! * `run` (the loop: signals, control requests, watchdog, status) → `state`, `listeners`, `error`;
-//!   it calls the methods `reload` and `drain` add to the state
+//!   it calls the methods `reload`, `reopen` and `drain` add to the state
 //! * `reload` (USR1/HUP, `await-reload`) → `state`, `listeners`, `fd_store`, `certificates`, `error`
+//! * `reopen` (`-k reopen-logs [--wait]`) → `state`, `error`
 //! * `drain` (TERM, WINCH) → `state`
 //! * `state` (the `Supervisor` value, its status line) → `listeners`, `certificates`, `error`
 //! * `certificates` (the process-long TLS state, each generation's certificates, expiry
@@ -27,6 +28,7 @@ mod fd_store;
 mod listeners;
 pub mod paths;
 mod reload;
+mod reopen;
 mod run;
 pub mod start;
 mod state;

@@ -95,9 +95,24 @@ impl Supervisor {
                         tracing::debug!(signal = entry.name, command = ?entry.command, "signal received");
                     }
                     let files = asked.take_files();
+                    if let Request::ReopenLogs { wait } = asked.request() {
+                        match self.reopen_logs() {
+                            Ok((_, closed)) if wait => {
+                                // Answered from a task: the loop keeps handling signals meanwhile.
+                                tokio::spawn(async move { asked.answer(Ok(closed.await)) });
+                            }
+                            Ok((now, _)) => asked.answer(Ok(now)),
+                            Err(error) => {
+                                tracing::error!("reopening the logs failed; the old ones stay open: {error}");
+                                asked.answer(Err(error.to_string()));
+                            }
+                        }
+                        continue;
+                    }
                     let handled = match asked.request() {
                         Request::Status => Handled { answer: Answer::Status(self.status_line()), exit: None },
                         Request::AwaitReload => self.await_reload(inbox.signals()).await,
+                        Request::ReopenLogs { .. } => unreachable!("answered above"),
                         Request::Command(command) => self.command(command, files),
                     };
                     asked.answer(handled.answer.into_reply());

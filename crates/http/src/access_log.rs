@@ -1,15 +1,22 @@
 //! The access log in Apache's combined format: to the journal (structured), stderr, a file, or nowhere.
 //!
-//! Plain-text destinations are written by one background thread fed through a
-//! channel, so a slow terminal or disk never stalls a request; it flushes whenever
-//! the channel runs dry. Each generation opens its own sink, which is how a reload
-//! reopens the log file (logrotate's `postrotate` can simply reload).
+//! Plain-text destinations are written by one background thread fed through a bounded
+//! channel, so a slow terminal or disk never stalls a request and never grows memory: a
+//! line that finds the queue full is dropped and counted ([`dropped_lines`], logged and
+//! exported as a metric). The thread flushes whenever the channel runs dry. Each
+//! generation opens its own sink, which is how a reload or `reopen-logs` reopens the
+//! file; the old sink's thread flushes and closes the old file once the last request
+//! holding its generation has ended, and then [`AccessLogSink::closed`] resolves.
 
 use std::fs::OpenOptions;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
 
 use graced_config::AccessLog;
 
@@ -34,8 +41,20 @@ pub struct AccessLogSink(Sink);
 enum Sink {
     Off,
     Journal,
-    /// To the writer thread, which writes to stderr or a file.
-    Writer(mpsc::Sender<String>),
+    /// To the writer thread, which writes to stderr or a file, and says when it closed it.
+    Writer { tx: mpsc::SyncSender<String>, closed: watch::Receiver<bool> },
+}
+
+/// Lines waiting for a writer thread at most (a few MiB); beyond, lines are dropped.
+const QUEUE_LINES: usize = 16 * 1024;
+
+/// Lines dropped because a destination did not keep up, since the process started.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Access-log lines dropped so far (a full queue: the destination is stuck or too slow).
+/// Process-wide; a hard restart does not reset it.
+pub fn dropped_lines() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
 }
 
 impl AccessLogSink {
@@ -53,7 +72,8 @@ impl AccessLogSink {
     }
 
     fn spawn_writer(out: Box<dyn Write + Send>, what: &str) -> AccessLogSink {
-        let (tx, rx) = mpsc::channel::<String>();
+        let (tx, rx) = mpsc::sync_channel::<String>(QUEUE_LINES);
+        let (closed_tx, closed) = watch::channel(false);
         let spawned = std::thread::Builder::new().name(format!("access-log-{what}")).spawn(move || {
             let mut out = BufWriter::with_capacity(64 * 1024, out);
             while let Ok(line) = rx.recv() {
@@ -63,9 +83,13 @@ impl AccessLogSink {
                 }
                 let _ = out.flush();
             }
+            // Every sender is gone: the generation has no request left. Flush, close, tell.
+            let _ = out.flush();
+            drop(out);
+            let _ = closed_tx.send(true);
         });
         match spawned {
-            Ok(_) => AccessLogSink(Sink::Writer(tx)),
+            Ok(_) => AccessLogSink(Sink::Writer { tx, closed }),
             Err(err) => {
                 tracing::error!(error = %err, "cannot start the access-log writer; access logging is off");
                 AccessLogSink(Sink::Off)
@@ -85,13 +109,40 @@ impl AccessLogSink {
         matches!(self.0, Sink::Off)
     }
 
+    /// Resolves once this sink's destination is flushed and closed: at once for `off` and
+    /// the journal; for a file or stderr when the sink was dropped (with the last request of
+    /// its generation) and its thread wrote every line. Take it before dropping the sink.
+    pub fn closed(&self) -> impl Future<Output = ()> + Send + use<> {
+        let closed = match &self.0 {
+            Sink::Writer { closed, .. } => Some(closed.clone()),
+            Sink::Off | Sink::Journal => None,
+        };
+        async move {
+            if let Some(mut closed) = closed {
+                // An error means the thread is gone, which also means the file is closed.
+                let _ = closed.wait_for(|closed| *closed).await;
+            }
+        }
+    }
+
     pub(crate) fn log(&self, entry: &Entry<'_>) {
         match &self.0 {
             Sink::Off => {}
-            Sink::Writer(tx) => {
+            Sink::Writer { tx, .. } => {
                 let mut line = combined(entry);
                 line.push('\n');
-                let _ = tx.send(line);
+                if let Err(mpsc::TrySendError::Full(_)) = tx.try_send(line) {
+                    let before = DROPPED.fetch_add(1, Ordering::Relaxed);
+                    // The first drop, then one line per 10,000: the journal is not flooded.
+                    if before % 10_000 == 0 {
+                        tracing::warn!(
+                            dropped = before + 1,
+                            "the access log does not keep up (its destination is stuck or slow): \
+                             {} lines dropped so far",
+                            before + 1
+                        );
+                    }
+                }
             }
             Sink::Journal => {
                 tracing::info!(

@@ -114,6 +114,11 @@ impl Server {
         self.shared.current()
     }
 
+    /// Every generation still alive (the current one, and older ones finishing requests), oldest first.
+    pub fn live_generations(&self) -> Vec<Arc<Generation>> {
+        self.shared.registry.live()
+    }
+
     pub fn counters(&self) -> &Counters {
         &self.shared.counters
     }

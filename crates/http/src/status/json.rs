@@ -55,6 +55,7 @@ pub(crate) fn render(s: &Snapshot) -> String {
             "count": s.totals.cumulative.last().copied().unwrap_or(0),
             "buckets": buckets,
         },
+        "access_log_dropped_lines": s.access_log_dropped,
         "reloads": s.reloads,
         "reloads_failed": s.failed_reloads,
         "last_reload_error": s.report.last_reload_error.as_ref().map(|(at, message)| {

@@ -83,6 +83,13 @@ pub(crate) fn render(s: &Snapshot) -> String {
         }
         p.push_str("</table>\n");
     }
+    if s.access_log_dropped > 0 {
+        let _ = writeln!(
+            p,
+            "<p class=\"err\">{} access-log lines dropped: the log's destination did not keep up.</p>",
+            s.access_log_dropped
+        );
+    }
     let _ = writeln!(
         p,
         "<p>TLS: {} failed handshakes, {} timed out, {} plaintext requests.</p>\n</body></html>",

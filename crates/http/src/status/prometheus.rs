@@ -119,6 +119,14 @@ pub(crate) fn render(s: &Snapshot) -> String {
         f.sample("", &[], n as f64);
         add(f);
     }
+    let mut f = family(
+        "graced_access_log_dropped_lines_total",
+        "counter",
+        "Access-log lines dropped because the destination did not keep up (a full queue). \
+         Counted since the process started: neither a reload nor a hard restart resets it.",
+    );
+    f.sample("", &[], s.access_log_dropped as f64);
+    add(f);
     if !s.report.certificates.is_empty() {
         let mut f = family(
             "graced_tls_certificate_expiry_timestamp_seconds",

@@ -59,6 +59,8 @@ pub(crate) struct Snapshot {
     pub(crate) tls_handshake_timeouts: u64,
     pub(crate) tls_plaintext_requests: u64,
     pub(crate) report: Report,
+    /// Access-log lines dropped (a destination that did not keep up), since the process started.
+    pub(crate) access_log_dropped: u64,
 }
 
 impl Snapshot {
@@ -100,6 +102,7 @@ impl Snapshot {
             tls_handshake_timeouts: counters.tls_handshake_timeouts.load(Ordering::Relaxed),
             tls_plaintext_requests: counters.tls_plaintext_requests.load(Ordering::Relaxed),
             report: shared.report.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            access_log_dropped: crate::access_log::dropped_lines(),
         }
     }
 
