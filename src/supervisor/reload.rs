@@ -101,7 +101,8 @@ impl Supervisor {
             );
         }
         let access_log = AccessLogSink::open(&config.server.access_log, crate::logging::journal_connected())
-            .map_err(ReloadError::AccessLog)?;
+            .map_err(ReloadError::AccessLog)?
+            .with_format(config.server.access_log_format);
         self.update_listeners(&config)?;
         let id = self.generations.take_next();
         let generation = tls.apply(Generation::new(id, Arc::new(config.clone()), access_log));

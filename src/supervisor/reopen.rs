@@ -17,7 +17,8 @@ impl Supervisor {
     /// closed. A log that cannot be opened changes nothing.
     pub(super) fn reopen_logs(&mut self) -> Result<(String, impl Future<Output = String> + Send + use<>), ReloadError> {
         let access_log = AccessLogSink::open(&self.config.server.access_log, crate::logging::journal_connected())
-            .map_err(ReloadError::AccessLog)?;
+            .map_err(ReloadError::AccessLog)?
+            .with_format(self.config.server.access_log_format);
         let old = self.server.current();
         // Every live generation may write to the old file (one from before a reload still
         // finishing requests too): wait for all of them.

@@ -18,6 +18,9 @@ use crate::logging::message_id;
 /// How often a running server looks at its certificates' expiry again.
 const EXPIRY_CHECK_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 
+/// How long a stopped server waits for its access log's last lines to be written.
+const LOG_FLUSH_WAIT: Duration = Duration::from_secs(2);
+
 /// What carrying out a request led to: the answer for a control client, and whether to exit.
 struct Handled {
     answer: Answer,
@@ -151,6 +154,19 @@ impl Supervisor {
             "graced stopped after {} requests",
             status.requests
         );
+        // The lines of requests that ended with the stop wait in the log writers' queues:
+        // once the server (and with it the last generation) is gone, they are written and
+        // the files closed; wait for that, briefly.
+        let closing: Vec<_> = self.server.live_generations().iter().map(|g| g.access_log.closed()).collect();
+        drop(self);
+        let flushed = async {
+            for closed in closing {
+                closed.await;
+            }
+        };
+        if tokio::time::timeout(LOG_FLUSH_WAIT, flushed).await.is_err() {
+            tracing::warn!("the access log was not closed within {LOG_FLUSH_WAIT:?} of the stop; its last lines may be lost");
+        }
         Ok(())
     }
 

@@ -14,13 +14,14 @@
 //! Modules: `model` (the types; a leaf), `raw` (serde structs with spans; a leaf),
 //! `diagnostic` (errors with positions; a leaf), `address` (listen addresses), `check`
 //! (raw → model, collecting problems), `tls_rules` (listeners against sites for TLS,
-//! credential names; a leaf), `status_rules` (a `[[listen]] status = true`:
+//! credential names; a leaf), `log_format` (`[server] access_log_format`; a leaf), `status_rules` (a `[[listen]] status = true`:
 //! the status endpoint's listener; a leaf but for `model` and `raw`). This file loads and re-exports; no module imports
 //! from it.
 
 mod address;
 mod check;
 mod diagnostic;
+mod log_format;
 mod model;
 mod raw;
 mod status_rules;
@@ -30,6 +31,7 @@ use std::path::Path;
 
 pub use address::{AddressError, parse_address};
 pub use diagnostic::{ConfigError, Diagnostic};
+pub use log_format::AccessLogFormat;
 pub use model::{
     AccessLog, BUILTIN_DEMO_ROOT, CREDENTIAL_PREFIX, Checks, Config, EMBEDDED_NAME, HSTS_DEFAULT, Http2,
     Limits, ListenAddress, Listener, LogLevel, MAX_WORKERS, Root, Secret, Server, Site, SiteTls, Source, Tls,

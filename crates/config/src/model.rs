@@ -55,6 +55,7 @@ pub struct Server {
     /// The pid file; `None` means the runtime default (see `lifecycle::pidfile`).
     pub pid_file: Option<PathBuf>,
     pub access_log: AccessLog,
+    pub access_log_format: crate::log_format::AccessLogFormat,
     pub log_level: LogLevel,
     /// Account to run as (used by the unit generator; the server itself never changes user).
     pub user: Option<String>,

@@ -30,6 +30,7 @@ pub(super) struct RawServer {
     pub graceful_shutdown_timeout: Option<Spanned<String>>,
     pub pid_file: Option<Spanned<String>>,
     pub access_log: Option<Spanned<String>>,
+    pub access_log_format: Option<Spanned<String>>,
     pub log_level: Option<Spanned<String>>,
     pub user: Option<Spanned<String>>,
     pub group: Option<Spanned<String>>,

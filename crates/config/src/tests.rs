@@ -369,3 +369,12 @@ fn a_status_listener_is_off_by_default_plain_and_never_public() {
     let tls = errors(&format!("{MINIMAL}{TLS_LISTEN}status = true\n"));
     assert!(tls.iter().any(|e| e.contains("a status listener cannot be a TLS listener")), "{tls:?}");
 }
+
+#[test]
+fn the_access_log_format_is_combined_or_json() {
+    assert_eq!(parse(MINIMAL).unwrap().server.access_log_format, AccessLogFormat::Combined);
+    let json = format!("[server]\naccess_log_format = \"json\"\n{MINIMAL}");
+    assert_eq!(parse(&json).unwrap().server.access_log_format, AccessLogFormat::Json);
+    let bad = errors(&format!("[server]\naccess_log_format = \"clf\"\n{MINIMAL}"));
+    assert!(bad.iter().any(|e| e.contains("t.toml:2:21") && e.contains("unknown access_log_format \"clf\"")), "{bad:?}");
+}

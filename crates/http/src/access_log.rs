@@ -18,7 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
-use graced_config::AccessLog;
+use graced_config::{AccessLog, AccessLogFormat};
 
 /// One served request, as the log needs it.
 pub(crate) struct Entry<'a> {
@@ -33,10 +33,26 @@ pub(crate) struct Entry<'a> {
     pub(crate) user_agent: Option<&'a str>,
     pub(crate) host: Option<&'a str>,
     pub(crate) generation: u64,
+    /// It came over HTTPS.
+    pub(crate) tls: bool,
 }
 
-/// Where this generation's access-log lines go.
-pub struct AccessLogSink(Sink);
+/// A request's access-log line, begun when its response is built and written when the
+/// request ends (its last body byte sent, or the connection gone), with its duration.
+/// Travels in the response's extensions from the handler to the request's guard.
+#[derive(Clone)]
+pub(crate) struct Pending(PendingLine);
+
+#[derive(Clone)]
+enum PendingLine {
+    /// A combined-format line, complete (Apache's `%t` is the request's start).
+    Combined(String),
+    /// The JSON fields but the duration.
+    Json(serde_json::Map<String, serde_json::Value>),
+}
+
+/// Where this generation's access-log lines go, and in which format.
+pub struct AccessLogSink(Sink, AccessLogFormat);
 
 enum Sink {
     Off,
@@ -63,8 +79,8 @@ impl AccessLogSink {
     /// log is not connected to the journal (`journal_connected`: decided by the logging setup).
     pub fn open(destination: &AccessLog, journal_connected: bool) -> io::Result<AccessLogSink> {
         Ok(match destination {
-            AccessLog::Off => AccessLogSink(Sink::Off),
-            AccessLog::Journal if journal_connected => AccessLogSink(Sink::Journal),
+            AccessLog::Off => AccessLogSink(Sink::Off, AccessLogFormat::Combined),
+            AccessLog::Journal if journal_connected => AccessLogSink(Sink::Journal, AccessLogFormat::Combined),
             AccessLog::Journal => AccessLogSink::spawn_writer(Box::new(io::stderr()), "stderr"),
             AccessLog::Stderr => AccessLogSink::spawn_writer(Box::new(io::stderr()), "stderr"),
             AccessLog::File(path) => AccessLogSink::spawn_writer(Box::new(open_append(path)?), "file"),
@@ -89,10 +105,10 @@ impl AccessLogSink {
             let _ = closed_tx.send(true);
         });
         match spawned {
-            Ok(_) => AccessLogSink(Sink::Writer { tx, closed }),
+            Ok(_) => AccessLogSink(Sink::Writer { tx, closed }, AccessLogFormat::Combined),
             Err(err) => {
                 tracing::error!(error = %err, "cannot start the access-log writer; access logging is off");
-                AccessLogSink(Sink::Off)
+                AccessLogSink(Sink::Off, AccessLogFormat::Combined)
             }
         }
     }
@@ -100,7 +116,19 @@ impl AccessLogSink {
     /// No access log.
     #[cfg(test)]
     pub(crate) fn off() -> AccessLogSink {
-        AccessLogSink(Sink::Off)
+        AccessLogSink(Sink::Off, AccessLogFormat::Combined)
+    }
+
+    /// The same sink writing `format` lines (files and stderr; the journal keeps its fields).
+    pub fn with_format(mut self, format: AccessLogFormat) -> AccessLogSink {
+        self.1 = format;
+        self
+    }
+
+    /// Whether a request's line needs its duration (the request is timed for it).
+    #[inline]
+    pub(crate) fn timed(&self) -> bool {
+        matches!(self.0, Sink::Writer { .. }) && self.1 == AccessLogFormat::Json
     }
 
     /// Whether nothing is logged (the handler then builds no entry).
@@ -125,25 +153,19 @@ impl AccessLogSink {
         }
     }
 
-    pub(crate) fn log(&self, entry: &Entry<'_>) {
+    /// Begins `entry`'s line: the journal gets it now, with structured fields; a file or
+    /// stderr gets the returned line when the request ends ([`finish`](Self::finish)).
+    pub(crate) fn begin(&self, entry: &Entry<'_>) -> Option<Pending> {
         match &self.0 {
-            Sink::Off => {}
-            Sink::Writer { tx, .. } => {
-                let mut line = combined(entry);
-                line.push('\n');
-                if let Err(mpsc::TrySendError::Full(_)) = tx.try_send(line) {
-                    let before = DROPPED.fetch_add(1, Ordering::Relaxed);
-                    // The first drop, then one line per 10,000: the journal is not flooded.
-                    if before % 10_000 == 0 {
-                        tracing::warn!(
-                            dropped = before + 1,
-                            "the access log does not keep up (its destination is stuck or slow): \
-                             {} lines dropped so far",
-                            before + 1
-                        );
-                    }
+            Sink::Off => None,
+            Sink::Writer { .. } => Some(Pending(match self.1 {
+                AccessLogFormat::Combined => {
+                    let mut line = combined(entry);
+                    line.push('\n');
+                    PendingLine::Combined(line)
                 }
-            }
+                AccessLogFormat::Json => PendingLine::Json(json_fields(entry)),
+            })),
             Sink::Journal => {
                 tracing::info!(
                     target: "graced::access",
@@ -157,9 +179,58 @@ impl AccessLogSink {
                     "{}",
                     combined(entry)
                 );
+                None
             }
         }
     }
+
+    /// Writes a request's line now that it ended, `elapsed` after it began (when timed).
+    /// Never blocks: a full queue drops the line and counts it.
+    pub(crate) fn finish(&self, pending: Pending, elapsed: Option<std::time::Duration>) {
+        let Sink::Writer { tx, .. } = &self.0 else { return };
+        let line = match pending.0 {
+            PendingLine::Combined(line) => line,
+            PendingLine::Json(mut fields) => {
+                let duration = elapsed.map_or(serde_json::Value::Null, |d| d.as_secs_f64().into());
+                fields.insert("duration".into(), duration);
+                let mut line = serde_json::Value::Object(fields).to_string();
+                line.push('\n');
+                line
+            }
+        };
+        if let Err(mpsc::TrySendError::Full(_)) = tx.try_send(line) {
+            let before = DROPPED.fetch_add(1, Ordering::Relaxed);
+            // The first drop, then one line per 10,000: the journal is not flooded.
+            if before % 10_000 == 0 {
+                tracing::warn!(
+                    dropped = before + 1,
+                    "the access log does not keep up (its destination is stuck or slow): {} lines dropped so far",
+                    before + 1
+                );
+            }
+        }
+    }
+}
+
+/// A JSON line's fields but the duration (added at the end).
+fn json_fields(e: &Entry<'_>) -> serde_json::Map<String, serde_json::Value> {
+    let mut fields = serde_json::Map::new();
+    let mut put = |k: &str, v: serde_json::Value| {
+        fields.insert(k.to_owned(), v);
+    };
+    put("time", humantime::format_rfc3339_millis(SystemTime::now()).to_string().into());
+    put("remote", e.remote.into());
+    put("method", e.method.into());
+    put("target", e.target.into());
+    put("version", e.version.into());
+    put("tls", e.tls.into());
+    put("status", e.status.into());
+    put("bytes", e.bytes.into());
+    put("generation", e.generation.into());
+    put("host", e.host.into());
+    put("referer", e.referer.into());
+    put("user_agent", e.user_agent.into());
+    fields
 }
 
 fn open_append(path: &Path) -> io::Result<std::fs::File> {
@@ -257,6 +328,7 @@ mod tests {
             user_agent: Some("evil\n127.0.0.1 - - fake"),
             host: None,
             generation: 1,
+            tls: false,
         };
         let line = combined(&entry);
         assert!(line.starts_with("127.0.0.1 - - ["), "{line}");

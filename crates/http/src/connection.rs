@@ -42,6 +42,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
 use crate::body::Guards;
+use crate::access_log::Pending;
 use crate::generation::GenerationGuard;
 use crate::handler;
 use crate::meter::{Meter, MeteredIo, RequestGuard, Transport, now_us};
@@ -189,8 +190,8 @@ pub(crate) async fn serve<S: Transport>(
         let sendfile = sendfile.clone();
         let shared = shared.clone();
         service_fn(move |req: Request<Incoming>| {
-            let started = shared.counters.tally.timing().then(Instant::now);
             let generation = shared.current();
+            let started = GenerationGuard::times(&generation).then(Instant::now);
             let mut response = handler::handle(&req, &generation, &shared.counters, &remote, S::TLS, S::TLS);
             if shared.is_draining() {
                 response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -198,7 +199,8 @@ pub(crate) async fn serve<S: Transport>(
             if let Some(job) = response.body_mut().take_sendfile_job() {
                 sendfile.push(job);
             }
-            let guards = Guards::new(RequestGuard::new(meter.clone()), GenerationGuard::new(generation, started));
+            let pending = response.extensions_mut().remove::<Pending>();
+            let guards = Guards::new(RequestGuard::new(meter.clone()), GenerationGuard::new(generation, started, pending));
             std::future::ready(Ok::<_, Infallible>(response.map(|body| body.with_guards(guards))))
         })
     };

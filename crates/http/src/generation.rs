@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Instant, SystemTime};
 
-use crate::access_log::AccessLogSink;
+use crate::access_log::{AccessLogSink, Pending};
 use crate::files::RootDir;
 use crate::status::tally::Tally;
 use graced_config::Config;
@@ -67,23 +67,46 @@ impl Generation {
     }
 }
 
-/// Counts a request against its generation for as long as it lives; `started` (when
-/// requests are timed): the request's duration goes into the histogram when it ends.
-pub(crate) struct GenerationGuard(Arc<Generation>, Option<Instant>);
+/// Counts a request against its generation for as long as it lives; when it ends, its
+/// duration goes into the histogram (while requests are timed: `started`) and its
+/// access-log line (`pending`) to the generation's log.
+pub(crate) struct GenerationGuard {
+    generation: Arc<Generation>,
+    started: Option<Instant>,
+    pending: Option<Pending>,
+}
 
 impl GenerationGuard {
-    pub(crate) fn new(generation: Arc<Generation>, started: Option<Instant>) -> GenerationGuard {
+    pub(crate) fn new(
+        generation: Arc<Generation>,
+        started: Option<Instant>,
+        pending: Option<Pending>,
+    ) -> GenerationGuard {
         generation.in_flight.fetch_add(1, Ordering::Relaxed);
-        GenerationGuard(generation, started)
+        GenerationGuard { generation, started, pending }
+    }
+
+    /// Whether a request served with `generation` is timed: for the histogram (a status
+    /// listener is configured) or for its log line (JSON lines carry the duration).
+    #[inline]
+    pub(crate) fn times(generation: &Generation) -> bool {
+        generation.tally.as_ref().is_some_and(|t| t.timing()) || generation.access_log.timed()
     }
 }
 
 impl Drop for GenerationGuard {
     fn drop(&mut self) {
-        if let (Some(started), Some(tally)) = (self.1, &self.0.tally) {
-            tally.observe(started.elapsed());
+        let generation = &self.generation;
+        let elapsed = self.started.map(|started| started.elapsed());
+        if let (Some(elapsed), Some(tally)) = (elapsed, &generation.tally)
+            && tally.timing()
+        {
+            tally.observe(elapsed);
         }
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if let Some(pending) = self.pending.take() {
+            generation.access_log.finish(pending, elapsed);
+        }
+        generation.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -51,7 +51,7 @@ pub(crate) fn handle<B>(
     };
     let headers = req.headers();
     let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-    generation.access_log.log(&Entry {
+    let pending = generation.access_log.begin(&Entry {
         remote,
         method: req.method().as_str(),
         target: req.uri().path_and_query().map_or("/", |p| p.as_str()),
@@ -62,7 +62,12 @@ pub(crate) fn handle<B>(
         user_agent: text(header::USER_AGENT),
         host: host.as_deref(),
         generation: generation.id,
+        tls,
     });
+    // Written when the request ends (its guard takes it from here), with its duration.
+    if let Some(pending) = pending {
+        response.extensions_mut().insert(pending);
+    }
     response
 }
 

@@ -30,6 +30,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 
 use crate::body::Guards;
 use crate::connection;
+use crate::access_log::Pending;
 use crate::generation::GenerationGuard;
 use crate::handler;
 use crate::listener::Stream;
@@ -70,12 +71,13 @@ pub(crate) async fn serve<S: Transport>(
             (meter.clone(), restarts.clone(), started.clone(), shared.clone());
         service_fn(move |req: Request<Incoming>| {
             started.store(true, Ordering::Relaxed);
-            let started = shared.counters.tally.timing().then(Instant::now);
             let generation = shared.current();
-            let response = handler::handle(&req, &generation, &shared.counters, &remote, tls, true);
+            let started = GenerationGuard::times(&generation).then(Instant::now);
+            let mut response = handler::handle(&req, &generation, &shared.counters, &remote, tls, true);
+            let pending = response.extensions_mut().remove::<Pending>();
             let guards = Guards::for_stream(
                 RequestGuard::new(meter.clone()),
-                GenerationGuard::new(generation, started),
+                GenerationGuard::new(generation, started, pending),
                 StreamGuard::new(shared.clone(), restarts.clone()),
             );
             std::future::ready(Ok::<_, Infallible>(response.map(|body| body.with_guards(guards))))
