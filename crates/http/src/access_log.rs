@@ -61,8 +61,8 @@ enum Sink {
     Writer { tx: mpsc::SyncSender<String>, closed: watch::Receiver<bool> },
 }
 
-/// Lines waiting for a writer thread at most (a few MiB); beyond, lines are dropped.
-const QUEUE_LINES: usize = 16 * 1024;
+/// Lines waiting for a writer thread at most (about a MiB); beyond, lines are dropped.
+const QUEUE_LINES: usize = 4096;
 
 /// Lines dropped because a destination did not keep up, since the process started.
 static DROPPED: AtomicU64 = AtomicU64::new(0);
@@ -233,10 +233,25 @@ fn json_fields(e: &Entry<'_>) -> serde_json::Map<String, serde_json::Value> {
     fields
 }
 
+/// Opens `path` for appending. `O_NONBLOCK` for the open only: a FIFO with no reader fails
+/// at once (ENXIO) instead of hanging a start or a reload; writes then block as usual (in
+/// the writer thread, never in a request).
 fn open_append(path: &Path) -> io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    OpenOptions::new().create(true).append(true).mode(0o640).open(path).map_err(|err| {
-        io::Error::new(err.kind(), format!("cannot open access log {}: {err}", path.display()))
+    let opened = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .and_then(|file| {
+            let flags = rustix::fs::fcntl_getfl(&file)?;
+            rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::NONBLOCK)?;
+            Ok(file)
+        });
+    opened.map_err(|err| {
+        let hint = if err.raw_os_error() == Some(libc::ENXIO) { " (a FIFO nobody reads)" } else { "" };
+        io::Error::new(err.kind(), format!("cannot open access log {}: {err}{hint}", path.display()))
     })
 }
 

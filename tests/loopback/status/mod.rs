@@ -7,6 +7,7 @@
 //! `CI=true` or `GRACED_E2E_REQUIRE=1` (`.ci/run` installs it).
 
 mod metrics;
+mod logs;
 mod rotation;
 
 use std::collections::BTreeMap;
