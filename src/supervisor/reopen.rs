@@ -15,10 +15,13 @@ impl Supervisor {
     /// Opens the access log again and makes a generation that writes to it serve new
     /// requests. Returns what to answer now and a future that resolves once the old log is
     /// closed. A log that cannot be opened changes nothing.
-    pub(super) fn reopen_logs(&mut self) -> Result<(String, impl Future<Output = String> + Send + use<>), ReloadError> {
-        let access_log = AccessLogSink::open(&self.config.server.access_log, crate::logging::journal_connected())
-            .map_err(ReloadError::AccessLog)?
-            .with_format(self.config.server.access_log_format);
+    pub(super) fn reopen_logs(
+        &mut self,
+    ) -> Result<(String, impl Future<Output = String> + Send + use<>), ReloadError> {
+        let access_log =
+            AccessLogSink::open(&self.config.server.access_log, crate::logging::journal_connected())
+                .map_err(ReloadError::AccessLog)?
+                .with_format(self.config.server.access_log_format);
         let old = self.server.current();
         // Every live generation may write to the old file (one from before a reload still
         // finishing requests too): wait for all of them.
@@ -50,6 +53,11 @@ impl Supervisor {
                 started.elapsed().as_millis()
             )
         };
-        Ok((format!("logs reopened (generation {id}); the old files close when the requests on generation {old_id} and older finish"), done))
+        Ok((
+            format!(
+                "logs reopened (generation {id}); the old files close when the requests on generation {old_id} and older finish"
+            ),
+            done,
+        ))
     }
 }

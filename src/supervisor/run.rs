@@ -165,7 +165,9 @@ impl Supervisor {
             }
         };
         if tokio::time::timeout(LOG_FLUSH_WAIT, flushed).await.is_err() {
-            tracing::warn!("the access log was not closed within {LOG_FLUSH_WAIT:?} of the stop; its last lines may be lost");
+            tracing::warn!(
+                "the access log was not closed within {LOG_FLUSH_WAIT:?} of the stop; its last lines may be lost"
+            );
         }
         Ok(())
     }

@@ -69,7 +69,7 @@ pub fn serve(config: Config, inherited: Inherited, log: LogHandle) -> Result<(),
     fd_store::sync(&notifier, FdStore::from_config(config.server.fd_store), &listeners, &stale_names);
     let access_log = AccessLogSink::open(&config.server.access_log, crate::logging::journal_connected())
         .map_err(LifecycleError::AccessLog)?
-            .with_format(config.server.access_log_format);
+        .with_format(config.server.access_log_format);
     let workers = worker_threads(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -9,9 +9,9 @@
 //! holding its generation has ended, and then [`AccessLogSink::closed`] resolves.
 
 use std::fs::OpenOptions;
+use std::future::Future;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -58,7 +58,10 @@ enum Sink {
     Off,
     Journal,
     /// To the writer thread, which writes to stderr or a file, and says when it closed it.
-    Writer { tx: mpsc::SyncSender<String>, closed: watch::Receiver<bool> },
+    Writer {
+        tx: mpsc::SyncSender<String>,
+        closed: watch::Receiver<bool>,
+    },
 }
 
 /// Lines waiting for a writer thread at most (about a MiB); beyond, lines are dropped.
@@ -80,7 +83,9 @@ impl AccessLogSink {
     pub fn open(destination: &AccessLog, journal_connected: bool) -> io::Result<AccessLogSink> {
         Ok(match destination {
             AccessLog::Off => AccessLogSink(Sink::Off, AccessLogFormat::Combined),
-            AccessLog::Journal if journal_connected => AccessLogSink(Sink::Journal, AccessLogFormat::Combined),
+            AccessLog::Journal if journal_connected => {
+                AccessLogSink(Sink::Journal, AccessLogFormat::Combined)
+            }
             AccessLog::Journal => AccessLogSink::spawn_writer(Box::new(io::stderr()), "stderr"),
             AccessLog::Stderr => AccessLogSink::spawn_writer(Box::new(io::stderr()), "stderr"),
             AccessLog::File(path) => AccessLogSink::spawn_writer(Box::new(open_append(path)?), "file"),
@@ -201,7 +206,7 @@ impl AccessLogSink {
         if let Err(mpsc::TrySendError::Full(_)) = tx.try_send(line) {
             let before = DROPPED.fetch_add(1, Ordering::Relaxed);
             // The first drop, then one line per 10,000: the journal is not flooded.
-            if before % 10_000 == 0 {
+            if before.is_multiple_of(10_000) {
                 tracing::warn!(
                     dropped = before + 1,
                     "the access log does not keep up (its destination is stuck or slow): {} lines dropped so far",

@@ -41,8 +41,8 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
-use crate::body::Guards;
 use crate::access_log::Pending;
+use crate::body::Guards;
 use crate::generation::GenerationGuard;
 use crate::handler;
 use crate::meter::{Meter, MeteredIo, RequestGuard, Transport, now_us};
@@ -200,7 +200,10 @@ pub(crate) async fn serve<S: Transport>(
                 sendfile.push(job);
             }
             let pending = response.extensions_mut().remove::<Pending>();
-            let guards = Guards::new(RequestGuard::new(meter.clone()), GenerationGuard::new(generation, started, pending));
+            let guards = Guards::new(
+                RequestGuard::new(meter.clone()),
+                GenerationGuard::new(generation, started, pending),
+            );
             std::future::ready(Ok::<_, Infallible>(response.map(|body| body.with_guards(guards))))
         })
     };

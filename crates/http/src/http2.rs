@@ -28,9 +28,9 @@ use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 
+use crate::access_log::Pending;
 use crate::body::Guards;
 use crate::connection;
-use crate::access_log::Pending;
 use crate::generation::GenerationGuard;
 use crate::handler;
 use crate::listener::Stream;

@@ -76,9 +76,10 @@ impl Outcome {
     /// The text: what happened, or why not.
     pub fn text(&self) -> &str {
         match self {
-            Outcome::Done(text) | Outcome::Failed(text) | Outcome::NotRunning(text) | Outcome::TimedOut(text) => {
-                text
-            }
+            Outcome::Done(text)
+            | Outcome::Failed(text)
+            | Outcome::NotRunning(text)
+            | Outcome::TimedOut(text) => text,
         }
     }
 }

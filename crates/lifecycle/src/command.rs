@@ -133,8 +133,7 @@ mod tests {
 
     #[test]
     fn every_request_reads_back_from_its_line() {
-        let all =
-        Command::ALL.into_iter().map(Request::Command).chain([
+        let all = Command::ALL.into_iter().map(Request::Command).chain([
             Request::Status,
             Request::AwaitReload,
             Request::ReopenLogs { wait: false },

@@ -72,13 +72,11 @@ fn a_fifo_nobody_reads_never_stalls_serving_and_drops_are_counted() {
     let site = Site::new(crate::GRACED);
     let fifo = site.path("access.fifo");
     let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: `path` is a NUL-terminated string that outlives the call.
     assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
     // A reader that never reads: the pipe fills, then the writer thread blocks.
-    let mut reader = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(&fifo)
-        .unwrap();
+    let mut reader =
+        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&fifo).unwrap();
     let status_port = graced_testsupport::site::free_port();
     site.write_config_with_server(
         &format!("access_log = \"{}\"\ngraceful_shutdown_timeout = \"2s\"", fifo.display()),
@@ -110,7 +108,9 @@ fn a_fifo_nobody_reads_never_stalls_serving_and_drops_are_counted() {
     assert_eq!(get(site.port, "/").status, 200);
     let metrics = parse(&[scrape(status_port)]).pop().unwrap();
     let dropped = metrics.value("graced_access_log_dropped_lines_total");
-    println!("{REQUESTS} requests in {took:?} (slowest {slowest:?}) with the access log stuck: {dropped} lines dropped");
+    println!(
+        "{REQUESTS} requests in {took:?} (slowest {slowest:?}) with the access log stuck: {dropped} lines dropped"
+    );
     // At most the pipe (64 KiB of ≥ 60-byte lines) and the queue held lines.
     assert!(dropped >= (REQUESTS - 4096 - 1100) as f64 && dropped <= REQUESTS as f64, "dropped {dropped}");
     assert!(stderr.wait_for("the access log does not keep up", Duration::from_secs(5)), "{}", stderr.text());

@@ -118,7 +118,9 @@ fn counters_count_on_across_100_reloads_and_a_hard_restart_resets_them() {
     assert_eq!(after.value("graced_response_bytes_total"), 6.0);
     assert_eq!(after.value("graced_reloads_total"), 1.0);
     assert_eq!(after.value("graced_generation"), 102.0);
-    assert!(after.samples.contains_key("graced_generation_start_time_seconds{generation=102,origin=restart}"));
+    assert!(
+        after.samples.contains_key("graced_generation_start_time_seconds{generation=102,origin=restart}")
+    );
 }
 
 #[test]

@@ -6,8 +6,8 @@
 //! Without Python's `prometheus_client` the tests print `SKIP:` and pass, except under
 //! `CI=true` or `GRACED_E2E_REQUIRE=1` (`.ci/run` installs it).
 
-mod metrics;
 mod logs;
+mod metrics;
 mod rotation;
 
 use std::collections::BTreeMap;
@@ -47,10 +47,8 @@ impl Parsed {
 
 /// Whether `prometheus_client` can be imported; if not, prints `SKIP:` (or panics under CI).
 fn parser_available() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import prometheus_client"])
-        .status()
-        .is_ok_and(|s| s.success());
+    let ok =
+        Command::new("python3").args(["-c", "import prometheus_client"]).status().is_ok_and(|s| s.success());
     if !ok {
         let required = std::env::var("CI").is_ok_and(|v| v == "true")
             || std::env::var("GRACED_E2E_REQUIRE").is_ok_and(|v| v == "1");

@@ -23,9 +23,11 @@ fn client(port: u16, path: &'static str, slow: bool, ids: Arc<AtomicU64>, done: 
     let deadline = Instant::now() + Duration::from_secs(120);
     while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
         let id = ids.fetch_add(1, Ordering::Relaxed);
-        let mut stream = connect_small_rcvbuf(loopback(port), if slow { 16 * 1024 } else { 256 * 1024 }).unwrap();
+        let mut stream =
+            connect_small_rcvbuf(loopback(port), if slow { 16 * 1024 } else { 256 * 1024 }).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        write!(stream, "GET {path}?id={id} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+        write!(stream, "GET {path}?id={id} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .unwrap();
         let mut received = Vec::new();
         let mut buf = vec![0u8; 16 * 1024];
         loop {
@@ -38,7 +40,11 @@ fn client(port: u16, path: &'static str, slow: bool, ids: Arc<AtomicU64>, done: 
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
-        assert!(received.starts_with(b"HTTP/1.1 200"), "request {id}: {:?}", &received[..received.len().min(80)]);
+        assert!(
+            received.starts_with(b"HTTP/1.1 200"),
+            "request {id}: {:?}",
+            &received[..received.len().min(80)]
+        );
         done.lock().unwrap().push(id);
     }
 }
@@ -63,13 +69,14 @@ fn reopen_logs_wait_returns_when_the_old_file_is_complete_and_closed() {
     site.write_big_file("www/big.bin", BIG, 5);
     let server = site.start(&[]);
     let (ids, done, stop) = (Arc::new(AtomicU64::new(0)), Done::default(), Arc::new(AtomicBool::new(false)));
-    let clients: Vec<_> = [("/big.bin", true), ("/big.bin", true), ("/index.html", false), ("/index.html", false)]
-        .into_iter()
-        .map(|(path, slow)| {
-            let (ids, done, stop, port) = (ids.clone(), done.clone(), stop.clone(), site.port);
-            std::thread::spawn(move || client(port, path, slow, ids, done, stop))
-        })
-        .collect();
+    let clients: Vec<_> =
+        [("/big.bin", true), ("/big.bin", true), ("/index.html", false), ("/index.html", false)]
+            .into_iter()
+            .map(|(path, slow)| {
+                let (ids, done, stop, port) = (ids.clone(), done.clone(), stop.clone(), site.port);
+                std::thread::spawn(move || client(port, path, slow, ids, done, stop))
+            })
+            .collect();
     // Rotate while downloads are in flight.
     while done.lock().unwrap().len() < 4 {
         std::thread::sleep(Duration::from_millis(5));
@@ -85,7 +92,11 @@ fn reopen_logs_wait_returns_when_the_old_file_is_complete_and_closed() {
         waited.push(asked.elapsed());
         assert_eq!(code, 0, "rotation {i}: {out}");
         sizes.push(std::fs::metadata(&rotated).unwrap().len());
-        assert!(!holds_open(server.pid(), &rotated), "rotation {i}: {} still open after: {out}", rotated.display());
+        assert!(
+            !holds_open(server.pid(), &rotated),
+            "rotation {i}: {} still open after: {out}",
+            rotated.display()
+        );
     };
     for i in 0..ROTATIONS {
         rotate(i);
@@ -99,10 +110,10 @@ fn reopen_logs_wait_returns_when_the_old_file_is_complete_and_closed() {
     let took = started.elapsed();
 
     let mut seen: BTreeMap<u64, usize> = BTreeMap::new();
-    for i in 0..=ROTATIONS {
+    for (i, size) in sizes.iter().enumerate() {
         let rotated = site.path(&format!("logs/access.log.{i}"));
         let text = std::fs::read_to_string(&rotated).unwrap();
-        assert_eq!(text.len() as u64, sizes[i], "{} changed after its reopen-logs returned", rotated.display());
+        assert_eq!(text.len() as u64, *size, "{} changed after its reopen-logs returned", rotated.display());
         for line in text.lines() {
             let id = line
                 .split("?id=")
@@ -119,7 +130,6 @@ fn reopen_logs_wait_returns_when_the_old_file_is_complete_and_closed() {
     let missing: Vec<_> = done.iter().filter(|id| !seen.contains_key(id)).collect();
     assert!(missing.is_empty(), "served but not logged: {missing:?}");
     assert_eq!(seen.len(), done.len(), "every logged request was one a client completed");
-    let mut waited = waited;
     waited.sort();
     println!(
         "{ROTATIONS} rotations under load in {took:?}: {} requests logged; reopen-logs --wait took {:?} median, {:?} max",

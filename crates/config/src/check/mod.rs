@@ -211,7 +211,13 @@ impl Checker<'_> {
             }
             let status = crate::status_rules::check(&l, address.as_ref());
             for problem in status.problems {
-                self.problems.push(Diagnostic::at(self.file, self.text, problem.at, problem.message, Some(problem.hint.into())));
+                self.problems.push(Diagnostic::at(
+                    self.file,
+                    self.text,
+                    problem.at,
+                    problem.message,
+                    Some(problem.hint.into()),
+                ));
             }
             if let Some(address) = address {
                 out.push(Listener {

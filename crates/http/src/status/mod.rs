@@ -85,7 +85,12 @@ fn respond<B>(req: &Request<B>, shared: &Shared) -> Response<Body> {
             render = prometheus::render;
             prometheus::CONTENT_TYPE
         }
-        _ => return plain(StatusCode::NOT_FOUND, "not found: this listener serves /, /status.json and /metrics\n"),
+        _ => {
+            return plain(
+                StatusCode::NOT_FOUND,
+                "not found: this listener serves /, /status.json and /metrics\n",
+            );
+        }
     };
     let body = render(&Snapshot::take(shared));
     let mut response = Response::new(Body::bytes(body));
@@ -97,6 +102,8 @@ fn respond<B>(req: &Request<B>, shared: &Shared) -> Response<Body> {
 fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
     let mut response = Response::new(Body::bytes(Bytes::from_static(text.as_bytes())));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     response
 }

@@ -62,12 +62,17 @@ pub(crate) fn render(s: &Snapshot) -> String {
         let _ = write!(p, "<td>{n}</td>");
     }
     let timed = s.totals.cumulative.last().copied().unwrap_or(0);
-    let mean = if timed > 0 { format!("{:.3} ms", s.totals.duration_seconds * 1e3 / timed as f64) } else { "-".into() };
+    let mean = if timed > 0 {
+        format!("{:.3} ms", s.totals.duration_seconds * 1e3 / timed as f64)
+    } else {
+        "-".into()
+    };
     let _ = writeln!(p, "<td>{}</td><td>{mean}</td></tr></table>", s.totals.bytes);
     p.push_str("<p>Counters keep counting across a graceful reload (USR1) and are reset by a hard restart (HUP).</p>\n");
     let _ = writeln!(p, "<h2>Reloads</h2>\n<p>{} done, {} failed.</p>", s.reloads, s.failed_reloads);
     if let Some((at, message)) = &s.report.last_reload_error {
-        let _ = writeln!(p, "<p class=\"err\">Last failure {}:</p><pre>{}</pre>", rfc3339(*at), escape(message));
+        let _ =
+            writeln!(p, "<p class=\"err\">Last failure {}:</p><pre>{}</pre>", rfc3339(*at), escape(message));
     }
     if !s.report.certificates.is_empty() {
         p.push_str("<h2>Certificates</h2>\n<table><tr><th>site</th><th>certificate</th><th>expires</th><th>in</th></tr>\n");

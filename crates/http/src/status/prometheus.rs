@@ -71,8 +71,7 @@ pub(crate) fn render(s: &Snapshot) -> String {
         f.sample("", &[("code", &format!("{}xx", i + 1))], *n as f64);
     }
     add(f);
-    let mut f =
-        family("graced_response_bytes_total", "counter", &format!("Response body bytes. {KEPT}"));
+    let mut f = family("graced_response_bytes_total", "counter", &format!("Response body bytes. {KEPT}"));
     f.sample("", &[], s.totals.bytes as f64);
     add(f);
     let mut f = family(
@@ -91,7 +90,8 @@ pub(crate) fn render(s: &Snapshot) -> String {
     f.sample("_sum", &[], s.totals.duration_seconds);
     f.sample("_count", &[], count);
     add(f);
-    let mut f = family("graced_reloads_total", "counter", &format!("Reloads and restarts that succeeded. {KEPT}"));
+    let mut f =
+        family("graced_reloads_total", "counter", &format!("Reloads and restarts that succeeded. {KEPT}"));
     f.sample("", &[], s.reloads as f64);
     add(f);
     let mut f = family(
@@ -111,9 +111,21 @@ pub(crate) fn render(s: &Snapshot) -> String {
         add(f);
     }
     for (name, help, n) in [
-        ("graced_tls_handshake_failures_total", "TLS connections that ended before their handshake did.", s.tls_failed_handshakes),
-        ("graced_tls_handshake_timeouts_total", "TLS handshakes cut at [tls] handshake_timeout.", s.tls_handshake_timeouts),
-        ("graced_tls_plaintext_requests_total", "Plaintext HTTP requests on a TLS port (answered 400).", s.tls_plaintext_requests),
+        (
+            "graced_tls_handshake_failures_total",
+            "TLS connections that ended before their handshake did.",
+            s.tls_failed_handshakes,
+        ),
+        (
+            "graced_tls_handshake_timeouts_total",
+            "TLS handshakes cut at [tls] handshake_timeout.",
+            s.tls_handshake_timeouts,
+        ),
+        (
+            "graced_tls_plaintext_requests_total",
+            "Plaintext HTTP requests on a TLS port (answered 400).",
+            s.tls_plaintext_requests,
+        ),
     ] {
         let mut f = family(name, "counter", &format!("{help} {KEPT}"));
         f.sample("", &[], n as f64);
