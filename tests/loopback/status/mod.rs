@@ -21,7 +21,7 @@ const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/loopback/status
 
 /// One exposition as the parser read it.
 #[derive(Debug, serde::Deserialize)]
-struct Parsed {
+pub(crate) struct Parsed {
     /// Family name (without `_total` for counters) → type.
     families: BTreeMap<String, String>,
     /// `name{label=value,…}` (labels sorted) → value.
@@ -30,12 +30,12 @@ struct Parsed {
 
 impl Parsed {
     #[track_caller]
-    fn value(&self, key: &str) -> f64 {
+    pub(crate) fn value(&self, key: &str) -> f64 {
         *self.samples.get(key).unwrap_or_else(|| panic!("no sample {key}; have {:?}", self.samples.keys()))
     }
 
     /// The samples of `name` (any labels).
-    fn of(&self, name: &str) -> Vec<(&str, f64)> {
+    pub(crate) fn of(&self, name: &str) -> Vec<(&str, f64)> {
         let prefix = format!("{name}{{");
         self.samples
             .iter()
@@ -46,7 +46,7 @@ impl Parsed {
 }
 
 /// Whether `prometheus_client` can be imported; if not, prints `SKIP:` (or panics under CI).
-fn parser_available() -> bool {
+pub(crate) fn parser_available() -> bool {
     let ok =
         Command::new("python3").args(["-c", "import prometheus_client"]).status().is_ok_and(|s| s.success());
     if !ok {
@@ -60,7 +60,7 @@ fn parser_available() -> bool {
 
 /// Parses every exposition in `texts` with prometheus_client, in one python run.
 #[track_caller]
-fn parse(texts: &[String]) -> Vec<Parsed> {
+pub(crate) fn parse(texts: &[String]) -> Vec<Parsed> {
     let mut child = Command::new("python3")
         .arg(SCRIPT)
         .stdin(Stdio::piped())
@@ -94,18 +94,18 @@ fn status_site() -> (Site, u16) {
     (site, status_port)
 }
 
-fn status_listener(port: u16) -> String {
+pub(crate) fn status_listener(port: u16) -> String {
     format!("\n[[listen]]\nname = \"status\"\naddress = \"127.0.0.1:{port}\"\nstatus = true\n")
 }
 
 /// `GET path` on a new connection to `port`.
-fn get(port: u16, path: &str) -> Response {
+pub(crate) fn get(port: u16, path: &str) -> Response {
     Client::connect(port).get(path)
 }
 
 /// `/metrics` from the status port, checked for its content type.
 #[track_caller]
-fn scrape(port: u16) -> String {
+pub(crate) fn scrape(port: u16) -> String {
     let response = get(port, "/metrics");
     assert_eq!(response.status, 200, "{response:?}");
     assert_eq!(response.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
