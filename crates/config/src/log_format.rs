@@ -12,7 +12,7 @@ pub enum AccessLogFormat {
     #[default]
     Combined,
     /// One JSON object a line: time, remote, method, target, status, bytes, duration,
-    /// generation, HTTP version, TLS or not, host, referer, user agent.
+    /// generation, HTTP version, TLS and its version, host, referer, user agent.
     Json,
 }
 

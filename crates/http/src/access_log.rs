@@ -43,6 +43,16 @@ pub(crate) struct Entry<'a> {
 #[derive(Clone)]
 pub(crate) struct Pending(PendingLine);
 
+impl Pending {
+    /// The line with the connection's TLS version (JSON lines carry it; `null` when plain).
+    pub(crate) fn with_tls_version(mut self, version: Option<&'static str>) -> Pending {
+        if let PendingLine::Json(fields) = &mut self.0 {
+            fields.insert("tls_version".into(), version.into());
+        }
+        self
+    }
+}
+
 #[derive(Clone)]
 enum PendingLine {
     /// A combined-format line, complete (Apache's `%t` is the request's start).

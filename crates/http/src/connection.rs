@@ -182,6 +182,7 @@ pub(crate) async fn serve<S: Transport>(
     mut orders: Subscription,
 ) {
     let fd = stream.socket().as_raw_fd();
+    let tls_version = stream.tls_version();
     let meter = Arc::new(Meter::new());
     let sendfile = Arc::new(SendfileQueue::default());
     let config_limits = shared.current().config.limits.clone();
@@ -199,7 +200,8 @@ pub(crate) async fn serve<S: Transport>(
             if let Some(job) = response.body_mut().take_sendfile_job() {
                 sendfile.push(job);
             }
-            let pending = response.extensions_mut().remove::<Pending>();
+            let pending =
+                response.extensions_mut().remove::<Pending>().map(|p| p.with_tls_version(tls_version));
             let guards = Guards::new(
                 RequestGuard::new(meter.clone()),
                 GenerationGuard::new(generation, started, pending),

@@ -60,6 +60,7 @@ pub(crate) async fn serve<S: Transport>(
 ) {
     shared.h2_connections.fetch_add(1, Ordering::Relaxed);
     let _open = OpenConnection(shared.clone());
+    let tls_version = stream.tls_version();
     let generation = shared.current();
     let (limits, settings) = (generation.config.limits.clone(), generation.config.http2.clone());
     drop(generation);
@@ -74,7 +75,8 @@ pub(crate) async fn serve<S: Transport>(
             let generation = shared.current();
             let started = GenerationGuard::times(&generation).then(Instant::now);
             let mut response = handler::handle(&req, &generation, &shared.counters, &remote, tls, true);
-            let pending = response.extensions_mut().remove::<Pending>();
+            let pending =
+                response.extensions_mut().remove::<Pending>().map(|p| p.with_tls_version(tls_version));
             let guards = Guards::for_stream(
                 RequestGuard::new(meter.clone()),
                 GenerationGuard::new(generation, started, pending),

@@ -41,3 +41,24 @@ fn certificate_expiry_is_a_metric_per_site() {
     let page = crate::status::get(status_port, "/").text();
     assert!(page.contains("<h2>Certificates</h2>") && page.contains("a.test"), "{page}");
 }
+
+#[test]
+fn json_access_log_lines_name_the_tls_version() {
+    let https = Https::new();
+    let log = https.site.path("access.log");
+    https.site.edit_config(
+        "access_log = \"off\"",
+        &format!("access_log = \"{}\"\naccess_log_format = \"json\"", log.display()),
+    );
+    let _server = https.site.start(&[]);
+    let out = https.curl(&format!("https://a.test:{}/", https.tls_port));
+    assert!(out.starts_with("HTTP/"), "{out}");
+    std::fs::rename(&log, https.site.path("access.log.1")).unwrap();
+    let (code, text) = https.site.run(&["-k", "reopen-logs", "--wait"]);
+    assert_eq!(code, 0, "{text}");
+    let text = std::fs::read_to_string(https.site.path("access.log.1")).unwrap();
+    let line: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(line["tls"], true, "{line}");
+    assert_eq!(line["tls_version"], "TLSv1.3", "{line}");
+    assert!(line["version"] == "HTTP/2.0" || line["version"] == "HTTP/1.1", "{line}");
+}

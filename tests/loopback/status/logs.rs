@@ -48,6 +48,7 @@ fn json_lines_carry_generation_duration_bytes_and_versions() {
     assert_eq!(get1["bytes"], 6);
     assert_eq!(get1["version"], "HTTP/1.1");
     assert_eq!(get1["tls"], false);
+    assert_eq!(get1["tls_version"], serde_json::Value::Null);
     assert_eq!(get1["generation"], 1);
     assert_eq!(get1["remote"], "127.0.0.1");
     let duration = get1["duration"].as_f64().unwrap();

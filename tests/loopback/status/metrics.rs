@@ -169,3 +169,26 @@ fn requests_in_flight_per_generation_follow_a_slow_download_across_two_reloads()
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_status_listener_on_a_unix_socket_serves_metrics_to_curl() {
+    let site = graced_testsupport::site::Site::new(crate::GRACED);
+    let socket = site.path("status.sock");
+    site.write_config(&format!(
+        "\n[[listen]]\nname = \"status\"\naddress = \"{}\"\nsocket_mode = \"0600\"\nstatus = true\n",
+        socket.display()
+    ));
+    let _server = site.start(&[]);
+    assert_eq!(get(site.port, "/").status, 200);
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--unix-socket"])
+        .arg(&socket)
+        .arg("http://localhost/metrics")
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("graced_requests_total{code=\"2xx\"} 1\n"), "{text}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777, 0o600);
+}
