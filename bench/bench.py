@@ -491,7 +491,9 @@ status = true
 """
 
 
-STATUS_PORT = 18086
+# The metrics phase's own ports, apart from the other phases' (several benches may share a machine).
+METRICS_PORTS = {"off": 18191, "on": 18192}
+STATUS_PORT = 18193
 KINDS = {"graced": Graced, "nginx": Nginx, "apache": Apache}
 TLS_KINDS = {"graced": Graced, "nginx": Nginx, "caddy": Caddy}
 BASELINE_PORT = 18085
@@ -769,9 +771,14 @@ def phase_metrics(results, runs, secs):
     (requests timed into the histogram) scraped every second, wrk -t1 -c64 at 1 KiB,
     interleaved, the order rotating; throughput and server CPU per request."""
     log(f"metrics cost: wrk -t1 -c64 -d{secs}s 1 KiB, {runs} runs, graced metrics off vs on (scraped 1/s)")
-    servers = {"off": Graced("metrics-off", PORTS["graced"]), "on": GracedMetrics("metrics-on", BASELINE_PORT)}
+    servers = {"off": Graced("metrics-off", METRICS_PORTS["off"]), "on": GracedMetrics("metrics-on", METRICS_PORTS["on"])}
     for srv in servers.values():
         srv.start()
+    time.sleep(0.5)
+    for name, srv in servers.items():
+        # A server that could not bind exits; a 200 from its port would then be someone else's.
+        if srv.proc.poll() is not None:
+            raise RuntimeError(f"graced (metrics {name}) exited at start; see {srv.out}")
     stop = threading.Event()
     scrapes = {"ok": 0, "failed": 0}
 
