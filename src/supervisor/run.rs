@@ -35,6 +35,10 @@ enum Answer {
     Stopping(Exit),
     /// `await-reload` found a stop queued instead.
     Interrupted,
+    /// `reopen-logs` (without `--wait`): the new generation writes the new files.
+    Reopened(String),
+    /// `reopen-logs`: the log could not be opened; nothing changed.
+    ReopenFailed(ReloadError),
 }
 
 impl Answer {
@@ -46,6 +50,8 @@ impl Answer {
             Answer::Stopping(Exit::Stop) => Ok("stopping".into()),
             Answer::Stopping(Exit::GracefulStop) => Ok("stopping gracefully".into()),
             Answer::Interrupted => Err("the server is stopping".into()),
+            Answer::Reopened(text) => Ok(text),
+            Answer::ReopenFailed(error) => Err(error.to_string()),
         }
     }
 }
@@ -98,24 +104,21 @@ impl Supervisor {
                         tracing::debug!(signal = entry.name, command = ?entry.command, "signal received");
                     }
                     let files = asked.take_files();
-                    if let Request::ReopenLogs { wait } = asked.request() {
-                        match self.reopen_logs() {
-                            Ok((_, closed)) if wait => {
-                                // Answered from a task: the loop keeps handling signals meanwhile.
-                                tokio::spawn(async move { asked.answer(Ok(closed.await)) });
-                            }
-                            Ok((now, _)) => asked.answer(Ok(now)),
-                            Err(error) => {
-                                tracing::error!("reopening the logs failed; the old ones stay open: {error}");
-                                asked.answer(Err(error.to_string()));
-                            }
-                        }
-                        continue;
-                    }
                     let handled = match asked.request() {
                         Request::Status => Handled { answer: Answer::Status(self.status_line()), exit: None },
                         Request::AwaitReload => self.await_reload(inbox.signals()).await,
-                        Request::ReopenLogs { .. } => unreachable!("answered above"),
+                        Request::ReopenLogs { wait } => match self.reopen_logs() {
+                            Ok((_, closed)) if wait => {
+                                // Answered from a task: the loop keeps handling signals meanwhile.
+                                tokio::spawn(async move { asked.answer(Ok(closed.await)) });
+                                continue;
+                            }
+                            Ok((now, _)) => Handled { answer: Answer::Reopened(now), exit: None },
+                            Err(error) => {
+                                tracing::error!("reopening the logs failed; the old ones stay open: {error}");
+                                Handled { answer: Answer::ReopenFailed(error), exit: None }
+                            }
+                        },
                         Request::Command(command) => self.command(command, files),
                     };
                     asked.answer(handled.answer.into_reply());

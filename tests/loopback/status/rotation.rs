@@ -138,3 +138,50 @@ fn reopen_logs_wait_returns_when_the_old_file_is_complete_and_closed() {
         waited.last().unwrap()
     );
 }
+
+#[test]
+fn reopen_logs_wait_times_out_with_75_while_a_download_holds_the_old_file() {
+    let site = Site::new(crate::GRACED);
+    let log = site.path("logs/access.log");
+    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+    site.write_config_with_server(&format!("access_log = \"{}\"", log.display()), "");
+    site.write_big_file("www/big.bin", 16 * 1024 * 1024, 9);
+    let server = site.start(&[]);
+    let slow = graced_testsupport::http::SlowGet::start(site.port, "/big.bin");
+    slow.wait_received(64 * 1024, Duration::from_secs(10));
+    slow.set_pace(graced_testsupport::http::STALL);
+    let rotated = site.path("logs/access.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    let (code, out) = site.run(&["-k", "reopen-logs", "--wait", "--timeout", "1s"]);
+    assert_eq!(code, 75, "{out}");
+    assert!(out.contains("not closed yet after 1s"), "{out}");
+    assert!(holds_open(server.pid(), &rotated), "the old file stays open while the download runs");
+    // New requests already write the new file.
+    assert_eq!(graced_testsupport::http::Client::connect(site.port).get("/").status, 200);
+    let outcome = slow.finish();
+    assert_eq!(outcome.cut, None);
+    // Once the download is done, the old file closes: a later --wait returns at once.
+    let (code, out) = site.run(&["-k", "reopen-logs", "--wait", "--timeout", "10s"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!holds_open(server.pid(), &rotated));
+    assert!(std::fs::read_to_string(&rotated).unwrap().contains("GET /big.bin "));
+}
+
+#[test]
+fn reopen_logs_that_cannot_open_the_log_changes_nothing() {
+    let site = Site::new(crate::GRACED);
+    let log = site.path("logs/access.log");
+    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+    site.write_config_with_server(&format!("access_log = \"{}\"", log.display()), "");
+    let _server = site.start(&[]);
+    std::fs::rename(site.path("logs"), site.path("logs.gone")).unwrap();
+    let (code, out) = site.run(&["-k", "reopen-logs"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("cannot open access log") && out.contains("access.log"), "{out}");
+    // Still serving, still logging to the file it had.
+    assert_eq!(graced_testsupport::http::Client::connect(site.port).get("/").status, 200);
+    std::fs::rename(site.path("logs.gone"), site.path("logs")).unwrap();
+    let (code, out) = site.run(&["-k", "reopen-logs", "--wait"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(std::fs::read_to_string(&log).unwrap().contains("GET / "), "the old file got the line");
+}
