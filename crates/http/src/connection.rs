@@ -30,7 +30,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -45,6 +45,7 @@ use crate::access_log::Pending;
 use crate::body::Guards;
 use crate::generation::GenerationGuard;
 use crate::handler;
+use crate::linger;
 use crate::meter::{Meter, MeteredIo, RequestGuard, Transport, now_us};
 use crate::sendfile::SendfileQueue;
 use crate::shared::{Order, Shared, Subscription};
@@ -192,7 +193,7 @@ pub(crate) async fn serve<S: Transport>(
         let shared = shared.clone();
         service_fn(move |req: Request<Incoming>| {
             let generation = shared.current();
-            let started = GenerationGuard::times(&generation).then(Instant::now);
+            let timed_from = GenerationGuard::times(&generation).then(Instant::now);
             let mut response = handler::handle(&req, &generation, &shared.counters, &remote, S::TLS, S::TLS);
             if shared.is_draining() {
                 response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -204,7 +205,7 @@ pub(crate) async fn serve<S: Transport>(
                 response.extensions_mut().remove::<Pending>().map(|p| p.with_tls_version(tls_version));
             let guards = Guards::new(
                 RequestGuard::new(meter.clone()),
-                GenerationGuard::new(generation, started, pending),
+                GenerationGuard::new(generation, timed_from, pending),
             );
             std::future::ready(Ok::<_, Infallible>(response.map(|body| body.with_guards(guards))))
         })
@@ -282,6 +283,12 @@ pub(crate) async fn serve<S: Transport>(
                         if let Err(err) = result {
                             tracing::debug!(error = %err, "connection ended with an error");
                         }
+                        if shared.is_draining() {
+                            // SAFETY: `conn` owns the socket and lives until this function
+                            // returns, after the wait.
+                            let socket = unsafe { BorrowedFd::borrow_raw(fd) };
+                            linger::delivered(socket, config_limits.send_timeout).await;
+                        }
                         return;
                     }
                     Step::Orders => break,
@@ -292,6 +299,11 @@ pub(crate) async fn serve<S: Transport>(
                             if S::TLS && reason == CloseReason::Idle {
                                 conn.as_mut().graceful_shutdown();
                                 let _ = tokio::time::timeout(CLOSE_NOTIFY_WAIT, conn.as_mut()).await;
+                            }
+                            if drain_started.is_some() && reason == CloseReason::Idle {
+                                // SAFETY: `conn` owns the socket and lives until this returns.
+                                let socket = unsafe { BorrowedFd::borrow_raw(fd) };
+                                linger::delivered(socket, config_limits.send_timeout).await;
                             }
                             return;
                         }
@@ -312,6 +324,12 @@ pub(crate) async fn serve<S: Transport>(
                         if S::TLS && reason == CloseReason::Idle {
                             conn.as_mut().graceful_shutdown();
                             let _ = tokio::time::timeout(CLOSE_NOTIFY_WAIT, conn.as_mut()).await;
+                        }
+                        if reason == CloseReason::Idle {
+                            // The last response may still be on its way to a slow client.
+                            // SAFETY: `conn` owns the socket and lives until this returns.
+                            let socket = unsafe { BorrowedFd::borrow_raw(fd) };
+                            linger::delivered(socket, config_limits.send_timeout).await;
                         }
                         return;
                     }

@@ -14,7 +14,10 @@
 //!   limits, configured from `[http2]` and `[limits]` (concurrent streams, header list
 //!   size, pending and error resets — Rapid Reset — and the h2 crate's CONTINUATION and
 //!   empty-frame caps).
-//! * Bodies are always read into memory a chunk at a time (no `sendfile` through frames).
+//! * Bodies are always read into memory a chunk at a time (no `sendfile` through frames);
+//!   the frames of a turn's responses leave in one write (`batch`).
+//! * A connection that ends in order (the client left, GOAWAY, an idle limit) is closed
+//!   with a lingering close (`linger`), so the client's last frames cause no reset.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -29,10 +32,12 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 
 use crate::access_log::Pending;
+use crate::batch::{Batched, FlushOrder, poll_batched};
 use crate::body::Guards;
 use crate::connection;
 use crate::generation::GenerationGuard;
 use crate::handler;
+use crate::linger::{LINGER_MAX, Linger, delivered};
 use crate::listener::Stream;
 use crate::meter::{Meter, MeteredIo, RequestGuard, Transport, now_us};
 use crate::sendfile::SendfileQueue;
@@ -41,6 +46,14 @@ use crate::stream::StreamGuard;
 
 /// How long closing a connection may take to send its GOAWAY.
 const GOAWAY_WAIT: Duration = Duration::from_secs(1);
+
+/// How the connection is closed once hyper has let go of it.
+enum Ending {
+    /// Gently: the client's last frames are read (see `linger`), so the close is no reset.
+    Linger,
+    /// At once: a stop, or a client that broke a limit.
+    Close,
+}
 
 /// What woke the connection's task.
 enum Step {
@@ -73,13 +86,13 @@ pub(crate) async fn serve<S: Transport>(
         service_fn(move |req: Request<Incoming>| {
             started.store(true, Ordering::Relaxed);
             let generation = shared.current();
-            let started = GenerationGuard::times(&generation).then(Instant::now);
+            let timed_from = GenerationGuard::times(&generation).then(Instant::now);
             let mut response = handler::handle(&req, &generation, &shared.counters, &remote, tls, true);
             let pending =
                 response.extensions_mut().remove::<Pending>().map(|p| p.with_tls_version(tls_version));
             let guards = Guards::for_stream(
                 RequestGuard::new(meter.clone()),
-                GenerationGuard::new(generation, started, pending),
+                GenerationGuard::new(generation, timed_from, pending),
                 StreamGuard::new(shared.clone(), restarts.clone()),
             );
             std::future::ready(Ok::<_, Infallible>(response.map(|body| body.with_guards(guards))))
@@ -94,23 +107,26 @@ pub(crate) async fn serve<S: Transport>(
         // `:path` and the other fields, as `max_request_line` + `max_header_bytes` bound an
         // HTTP/1.1 head (the handler checks each again and answers 414 / 431).
         .max_header_list_size((limits.max_request_line + limits.max_header_bytes) as u32);
+    let linger = Linger::keep(stream.socket());
     // Bodies never take the sendfile path here (`copy`): the queue stays empty.
     let io = MeteredIo::new(stream, meter.clone(), Arc::new(SendfileQueue::default()));
-    let conn = builder.serve_connection(TokioIo::new(io), service);
-    tokio::pin!(conn);
+    let flush = Arc::new(FlushOrder::default());
+    let io = Batched::new(io, flush.clone());
+    // Boxed, so that it can be dropped (closing hyper's descriptor) before the lingering close.
+    let mut conn = Box::pin(builder.serve_connection(TokioIo::new(io), service));
 
     let (keepalive, header, send) = (limits.keepalive_timeout, limits.header_timeout, limits.send_timeout);
     let opened = now_us();
     let timer = tokio::time::sleep(header.min(keepalive).min(send));
     tokio::pin!(timer);
     let mut going_away = false;
-    loop {
+    let ending = loop {
         let step = {
             let mut waiter = orders.waiter();
             let changed = waiter.changed();
             tokio::pin!(changed);
             std::future::poll_fn(|cx| {
-                if let std::task::Poll::Ready(result) = conn.as_mut().poll(cx) {
+                if let std::task::Poll::Ready(result) = poll_batched(conn.as_mut(), &flush, cx) {
                     return std::task::Poll::Ready(Step::Done(result));
                 }
                 if orders.has_news() || changed.as_mut().poll(cx).is_ready() {
@@ -128,10 +144,10 @@ pub(crate) async fn serve<S: Transport>(
                 if let Err(err) = result {
                     tracing::debug!(error = %err, "HTTP/2 connection ended with an error");
                 }
-                return;
+                break Ending::Linger;
             }
             Step::Orders => match orders.take(meter.busy()) {
-                Order::Abort => return,
+                Order::Abort => break Ending::Close,
                 Order::Restart => {
                     restarts.fetch_add(1, Ordering::AcqRel);
                 }
@@ -151,7 +167,7 @@ pub(crate) async fn serve<S: Transport>(
                         tracing::info!(
                             "closing an HTTP/2 connection: its streams made no progress for send_timeout"
                         );
-                        return;
+                        break Ending::Close;
                     }
                     // Checked again within keepalive_timeout too: the streams may all end
                     // meanwhile, and the idle time counts from then.
@@ -160,14 +176,15 @@ pub(crate) async fn serve<S: Transport>(
                     let first = (!started.load(Ordering::Relaxed)).then(|| opened + us(header));
                     if first.is_some_and(|deadline| now >= deadline) {
                         tracing::debug!("closing an HTTP/2 connection: no request within header_timeout");
-                        return;
+                        break Ending::Close;
                     }
                     let idle = meter.idle_since().max(opened) + us(keepalive);
                     if !going_away && now >= idle {
                         conn.as_mut().graceful_shutdown();
                         // GOAWAY goes out; the connection ends once the client has it.
+                        flush.always();
                         let _ = tokio::time::timeout(GOAWAY_WAIT, conn.as_mut()).await;
-                        return;
+                        break Ending::Linger;
                     }
                     // Going away: hyper closes once the streams are done; no idle limit.
                     let idle = if going_away { u64::MAX } else { idle };
@@ -179,6 +196,14 @@ pub(crate) async fn serve<S: Transport>(
                 timer.as_mut().reset(tokio::time::Instant::now() + wait);
             }
         }
+    };
+    drop(conn);
+    drop(_open);
+    if let (Ending::Linger, Some(linger)) = (ending, linger) {
+        if shared.is_draining() {
+            delivered(linger.socket(), send).await;
+        }
+        linger.close(LINGER_MAX).await;
     }
 }
 

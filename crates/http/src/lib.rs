@@ -50,6 +50,7 @@
 //! * `listener`: accepting on a listening socket (TCP or Unix) the caller owns.
 
 pub mod access_log;
+mod batch;
 mod body;
 mod chunks;
 mod conditional;
@@ -58,6 +59,7 @@ mod files;
 mod generation;
 mod handler;
 mod http2;
+mod linger;
 mod listener;
 mod meter;
 mod path;

@@ -173,15 +173,19 @@ fn reopen_logs_that_cannot_open_the_log_changes_nothing() {
     let log = site.path("logs/access.log");
     std::fs::create_dir_all(log.parent().unwrap()).unwrap();
     site.write_config_with_server(&format!("access_log = \"{}\"", log.display()), "");
-    let _server = site.start(&[]);
+    let mut server = site.start(&[]);
+    let stderr = graced_testsupport::process::StderrLog::capture(&mut server);
+    // A response shows the server is past its start (the port accepts before the control
+    // socket exists: the listeners are bound first).
+    assert_eq!(graced_testsupport::http::Client::connect(site.port).get("/").status, 200);
     std::fs::rename(site.path("logs"), site.path("logs.gone")).unwrap();
     let (code, out) = site.run(&["-k", "reopen-logs"]);
-    assert_eq!(code, 1, "{out}");
+    assert_eq!(code, 1, "{out}\nserver: {}", stderr.text());
     assert!(out.contains("cannot open access log") && out.contains("access.log"), "{out}");
     // Still serving, still logging to the file it had.
     assert_eq!(graced_testsupport::http::Client::connect(site.port).get("/").status, 200);
     std::fs::rename(site.path("logs.gone"), site.path("logs")).unwrap();
     let (code, out) = site.run(&["-k", "reopen-logs", "--wait"]);
-    assert_eq!(code, 0, "{out}");
+    assert_eq!(code, 0, "{out}\nserver: {}", stderr.text());
     assert!(std::fs::read_to_string(&log).unwrap().contains("GET / "), "the old file got the line");
 }

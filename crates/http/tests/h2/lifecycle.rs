@@ -123,13 +123,10 @@ async fn a_graceful_stop_sends_goaway_and_the_download_in_flight_finishes() {
 
     got.extend(read_body(&mut body).await.expect("the download in flight finishes"));
     assert!(got == pattern(BIG), "{} bytes: the body differs", got.len());
-    // The connection then ends: cleanly, or — when the client's last WINDOW_UPDATEs reach a
-    // socket the server has closed — with a reset (no lingering close yet; seen in CI).
+    // The connection then ends cleanly: the server's lingering close reads the client's
+    // last WINDOW_UPDATEs, so they cause no reset.
     let ended = h2.ended(Duration::from_secs(5)).await;
-    assert!(
-        matches!(&ended, Some(Ok(())) | Some(Err(_))),
-        "the connection ends after the last stream: {ended:?}"
-    );
+    assert!(matches!(&ended, Some(Ok(()))), "a clean close after the last stream: {ended:?}");
     assert!(setup.server.wait_connections(Duration::from_secs(5)).await);
 }
 
