@@ -160,6 +160,33 @@ impl Tally {
 mod tests {
     use super::*;
 
+    /// What timing adds to a request, measured in process (run it in release:
+    /// `cargo test --release -p graced-http --lib tally -- --ignored --nocapture`): the two
+    /// clock reads and the histogram update, against the count every request pays anyway.
+    #[test]
+    #[ignore = "a measurement, not a check; run it in release"]
+    fn cost_of_timing_a_request() {
+        let tally = Tally::default();
+        let n = 10_000_000u32;
+        let started = std::time::Instant::now();
+        for i in 0..n {
+            tally.count(200, u64::from(i & 1023));
+        }
+        let counted = started.elapsed() / n;
+        let started = std::time::Instant::now();
+        for i in 0..n {
+            let from = std::time::Instant::now();
+            tally.count(200, u64::from(i & 1023));
+            tally.observe(std::hint::black_box(from).elapsed());
+        }
+        let timed = started.elapsed() / n;
+        println!(
+            "per request: count {counted:?}; count + timing {timed:?}; timing adds {:?}",
+            timed - counted
+        );
+        assert_eq!(tally.totals().requests(), 2 * u64::from(n));
+    }
+
     #[test]
     fn counts_from_many_threads_add_up_and_buckets_are_cumulative() {
         let tally = std::sync::Arc::new(Tally::default());
