@@ -480,6 +480,24 @@ class GracedBefore(Graced):
         return int(m.group(1)) if m else None
 
 
+class GracedMetrics(Graced):
+    """graced with a status listener (`status = true`): requests are timed into the histogram,
+    and the phase scrapes /metrics every second (issue 18: metrics on vs off)."""
+
+    name = "graced-metrics"
+
+    def conf_text(self, root):
+        return super().conf_text(root) + f"""
+[[listen]]
+name = "status"
+address = "127.0.0.1:{STATUS_PORT}"
+status = true
+"""
+
+
+# The metrics phase's own ports, apart from the other phases' (several benches may share a machine).
+METRICS_PORTS = {"off": 18191, "on": 18192}
+STATUS_PORT = 18193
 KINDS = {"graced": Graced, "nginx": Nginx, "apache": Apache}
 TLS_KINDS = {"graced": Graced, "nginx": Nginx, "caddy": Caddy}
 BASELINE_PORT = 18085
@@ -900,6 +918,71 @@ def render_compress(results, add):
     add("* on the fly: no sidecar used; graced `on_the_fly = true` (gzip level 6, compressed once per file "
         "version and cached), nginx `gzip on; gzip_comp_level 6` (compressed for every response).")
     add("")
+def phase_metrics(results, runs, secs):
+    """Metrics on vs off, same run: graced without a status listener and graced with one
+    (requests timed into the histogram) scraped every second, wrk -t1 -c64 at 1 KiB,
+    interleaved, the order rotating; throughput and server CPU per request."""
+    log(f"metrics cost: wrk -t1 -c64 -d{secs}s 1 KiB, {runs} runs, graced metrics off vs on (scraped 1/s)")
+    servers = {"off": Graced("metrics-off", METRICS_PORTS["off"]), "on": GracedMetrics("metrics-on", METRICS_PORTS["on"])}
+    for srv in servers.values():
+        srv.start()
+    time.sleep(0.5)
+    for name, srv in servers.items():
+        # A server that could not bind exits; a 200 from its port would then be someone else's.
+        if srv.proc.poll() is not None:
+            raise RuntimeError(f"graced (metrics {name}) exited at start; see {srv.out}")
+    stop = threading.Event()
+    scrapes = {"ok": 0, "failed": 0}
+
+    def scrape():
+        while not stop.wait(1.0):
+            ok = get_status(STATUS_PORT, "/metrics") == 200
+            scrapes["ok" if ok else "failed"] += 1
+
+    scraper = threading.Thread(target=scrape)
+    scraper.start()
+    raw = results.setdefault("metrics_cost", [])
+    time.sleep(1)
+    try:
+        for run in range(runs):
+            order = list(servers.items())
+            order = order[run % 2:] + order[:run % 2]
+            for name, srv in order:
+                cpu0 = cpu_seconds(srv.proc.pid)
+                out = subprocess.run(wrk_cmd(srv.port, "/1k.txt", 64, secs), capture_output=True, text=True,
+                                     timeout=secs + 60)
+                cpu1 = cpu_seconds(srv.proc.pid)
+                r = parse_wrk(out.stdout)
+                r.update(metrics=name, run=run, server_cpu_us=round(1e6 * (cpu1 - cpu0) / max(r["requests"], 1), 2))
+                raw.append(r)
+                log(f"  run {run} metrics {name:<3} {r['rps']:>9.0f} req/s  server CPU {r['server_cpu_us']} µs/req  "
+                    f"errors {r['failed']}")
+                time.sleep(1)
+    finally:
+        stop.set()
+        scraper.join()
+        for srv in servers.values():
+            srv.stop()
+    results["metrics_scrapes"] = scrapes
+
+
+def metrics_cost_lines(results):
+    """The metrics phase as markdown lines (empty without it)."""
+    raw = results.get("metrics_cost")
+    if not raw:
+        return []
+    med_of = {(m, k): med([r[k] for r in raw if r["metrics"] == m]) for m in ("off", "on")
+              for k in ("rps", "server_cpu_us")}
+    lines = ["## Metrics on vs off (issue 18)", "",
+             "graced without a status listener (off) and with one, `/metrics` scraped every second (on): "
+             "wrk -t1 -c64, 1 KiB, keep-alive, interleaved runs. Medians.", "",
+             "| measurement | off | on | on ÷ off |", "|---|---:|---:|---:|"]
+    for title, key, d in (("Throughput 1 KiB, req/s", "rps", 0), ("Server CPU per request, µs", "server_cpu_us", 2)):
+        off, on = med_of[("off", key)], med_of[("on", key)]
+        lines.append(f"| {title} | {off:.{d}f} | {on:.{d}f} | {ratio(on, off, 3)} |")
+    lines += ["", "Runs: " + "; ".join(f"{r['metrics']} {r['rps']:.0f} req/s {r['server_cpu_us']} µs" for r in raw)
+              + f". Scrapes: {results.get('metrics_scrapes')}.", ""]
+    return lines
 
 
 def run_clients(port, secs, disturb):
@@ -1817,6 +1900,8 @@ def render(results, args):
     render_h2(results, add)
     render_compress(results, add)
     render_upgrade(results, add)
+    for line in metrics_cost_lines(results):
+        add(line)
     if results.get("throughput"):
         add("## Static throughput (wrk -t1 -c64 --latency, keep-alive)")
         add("")
@@ -2416,7 +2501,7 @@ def update_benchmarks_md(text_table, results, path, block="results"):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--phases", default="startup,throughput,throughput1,latency,reload,restart",
-                    help="also: compress (graced vs nginx, gzip sidecar and on the fly), https,handshake,tlsidle,tlsstorm (HTTPS, with nginx and caddy as peers; "
+                    help="also: compress (graced vs nginx, gzip sidecar and on the fly), metrics (graced with metrics off vs on, 1 KiB; issue 18), https,handshake,tlsidle,tlsstorm (HTTPS, with nginx and caddy as peers; "
                          "not in the default list until graced serves HTTPS) and h2,h2storm (HTTP/2 over TLS "
                          "with h2load, the same peers; likewise not in the default list) and upgrade (a binary "
                          "upgrade under load: graced -k upgrade vs nginx USR2+QUIT vs graced WINCH + start)")
@@ -2467,6 +2552,8 @@ def main():
             phase_reload_storm(results, args.storm_secs, 20)
         if "restart" in phases:
             phase_restart_storm(results, args.storm_secs, 5)
+        if "metrics" in phases:
+            phase_metrics(results, args.runs, args.secs)
         if "https" in phases:
             phase_https(results, args.runs, args.secs)
         if "handshake" in phases:

@@ -10,6 +10,8 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILURE: u8 = 1;
 /// Exit status: `-k` found no running server holding the pid file's lock (LSB "not running").
 pub const EXIT_NOT_RUNNING: u8 = 3;
+/// Exit status: `--wait` ran out of time (`-k reopen-logs --wait`; sysexits EX_TEMPFAIL).
+pub const EXIT_TIMED_OUT: u8 = 75;
 /// Exit status: the configuration is invalid (sysexits EX_CONFIG).
 pub const EXIT_CONFIG: u8 = 78;
 
@@ -32,6 +34,7 @@ pub struct Cli {
     /// With -k graceful|restart: return when the new configuration serves (exit 0) or the
     /// reload failed (exit 1). With -k upgrade: when the new binary serves (0) or failed
     /// and the old one still serves (1). With -k stop|graceful-stop: when the server has exited.
+    /// With -k reopen-logs: return when the old log files are closed (exit 0; 75 at --timeout).
     #[arg(long, requires = "command")]
     pub wait: bool,
 
@@ -67,14 +70,18 @@ pub enum Command {
     /// Binary upgrade: start the binary installed at the path the server was started from
     /// with the same sockets; once it serves it becomes the main process and the old one
     /// drains (SIGUSR2). With --wait: exit 0 when the new binary serves, 1 when it could not
+    /// (the old one keeps serving)
     Upgrade,
+    /// Reopen the log files; with --wait, return once every request writing to the old
+    /// files has finished and they are closed (for logrotate's postrotate)
+    ReopenLogs,
 }
 
 impl Command {
     /// The toolkit's command it sends to a running server (`None`: start here, or ask for status).
     pub fn lifecycle(self) -> Option<graced_lifecycle::Command> {
         match self {
-            Command::Start | Command::Status => None,
+            Command::Start | Command::Status | Command::ReopenLogs => None,
             Command::Stop => Some(graced_lifecycle::Command::Stop),
             Command::Restart => Some(graced_lifecycle::Command::Restart),
             Command::Graceful => Some(graced_lifecycle::Command::Reload),
@@ -129,4 +136,5 @@ pub fn print_completions(shell: clap_complete::Shell) {
 
 const EXIT_CODES: &str = "\
 Exit status: 0 success; 1 runtime failure (already running, bind failed, reload failed);
-2 usage error; 3 no running server (-k); 78 invalid configuration.";
+2 usage error; 3 no running server (-k); 75 timed out (-k reopen-logs --wait);
+78 invalid configuration.";

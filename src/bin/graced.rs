@@ -88,6 +88,9 @@ fn run(cli: Cli, mut inherited: Inherited) -> anyhow::Result<u8> {
     };
     let outcome = match (cli.command, command) {
         (Some(Command::Status), _) => Some(client::status(&pid_path, cli.timeout).context("-k status")?),
+        (Some(Command::ReopenLogs), _) => {
+            Some(client::reopen_logs(&pid_path, cli.wait_for()).context("-k reopen-logs")?)
+        }
         (_, Some(lifecycle::Command::Reload | lifecycle::Command::Restart)) if cli.signalled => {
             Some(client::await_reload(&pid_path, cli.timeout).context("-k … --signalled")?)
         }
@@ -119,6 +122,10 @@ fn run(cli: Cli, mut inherited: Inherited) -> anyhow::Result<u8> {
                 eprintln!("graced: {text}");
                 EXIT_NOT_RUNNING
             }
+            client::Outcome::TimedOut(text) => {
+                eprintln!("graced: {text}");
+                cli::EXIT_TIMED_OUT
+            }
         });
     }
     let mut config = config.expect("serving needs a valid configuration");
@@ -137,7 +144,7 @@ fn run(cli: Cli, mut inherited: Inherited) -> anyhow::Result<u8> {
     }
 }
 
-/// `-k stop`, `-k graceful-stop`, `-k status`, and `-k graceful|restart --wait` talk to
+/// `-k stop`, `-k graceful-stop`, `-k status`, `-k reopen-logs` and `-k graceful|restart --wait` talk to
 /// the running server even when the configuration file is invalid.
 fn reaches_server_anyway(cli: &Cli, command: Option<lifecycle::Command>) -> bool {
     if cli.test || cli.subcommand.is_some() {
@@ -149,7 +156,7 @@ fn reaches_server_anyway(cli: &Cli, command: Option<lifecycle::Command>) -> bool
             true
         }
         Some(lifecycle::Command::Reload | lifecycle::Command::Restart) => cli.wait,
-        None => cli.command == Some(Command::Status),
+        None => matches!(cli.command, Some(Command::Status | Command::ReopenLogs)),
     }
 }
 

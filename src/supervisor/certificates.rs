@@ -80,6 +80,16 @@ impl Certificates {
         }
     }
 
+    /// The serving certificates, for the status endpoint.
+    pub(super) fn expiries(&self) -> Vec<graced_http::CertificateExpiry> {
+        let certificate = |c: &graced_tls::CertificateInfo| graced_http::CertificateExpiry {
+            site: c.site.clone(),
+            name: c.name.clone(),
+            not_after: c.not_after,
+        };
+        self.current.0.iter().map(certificate).collect()
+    }
+
     /// A journal warning for each certificate within `[tls] expiry_warning`.
     pub(super) fn warn_expiring(&self) {
         let now = SystemTime::now();

@@ -12,8 +12,9 @@
 //!   `certificates`, `error`
 //! * `run` (the loop: signals, control requests, watchdog, status; a binary upgrade's
 //!   successor taking over) → `state`, `listeners`, `fd_store`, `error`; it calls the
-//!   methods `reload`, `upgrade` and `drain` add to the state
+//!   methods `reload`, `reopen`, `upgrade` and `drain` add to the state
 //! * `reload` (USR1/HUP, `await-reload`) → `state`, `listeners`, `fd_store`, `certificates`, `error`
+//! * `reopen` (`-k reopen-logs [--wait]`) → `state`, `error`
 //! * `drain` (TERM, WINCH, and the old process after a binary upgrade) → `state`
 //! * `upgrade` (USR2, `-k upgrade`: the old process's side) → `state`, `listeners`
 //! * `state` (the `Supervisor` value, its status line) → `listeners`, `certificates`, `error`
@@ -29,6 +30,7 @@ mod fd_store;
 mod listeners;
 pub mod paths;
 mod reload;
+mod reopen;
 mod run;
 pub mod start;
 mod state;

@@ -31,6 +31,10 @@ impl Supervisor {
         self.generations.begin(&self.notifier, kind, &doing);
         match self.prepare(files) {
             Ok((config, generation, tls)) => {
+                let generation = generation.with_origin(match kind {
+                    ReloadKind::Hard => "restart",
+                    ReloadKind::Graceful => "reload",
+                });
                 let id = generation.id;
                 if kind == ReloadKind::Hard {
                     self.server.abort_connections();
@@ -47,6 +51,7 @@ impl Supervisor {
                 self.config = config;
                 self.server.install(generation);
                 self.server.counters().reloads.fetch_add(1, Ordering::Relaxed);
+                self.publish_report();
                 let status = format!("{}; {what}ed", self.status_text());
                 let outcome = self.generations.succeeded(&self.notifier, id, &status);
                 tracing::info!(
@@ -64,6 +69,8 @@ impl Supervisor {
                 let current = self.generations.current();
                 let outcome = self.generations.failed(&self.notifier, kind, error);
                 if let Err(error) = &outcome {
+                    self.last_reload_error = Some((std::time::SystemTime::now(), error.to_string()));
+                    self.publish_report();
                     tracing::error!(
                         message_id = message_id::RELOAD_FAILED,
                         generation = current,
@@ -95,7 +102,8 @@ impl Supervisor {
             );
         }
         let access_log = AccessLogSink::open(&config.server.access_log, crate::logging::journal_connected())
-            .map_err(ReloadError::AccessLog)?;
+            .map_err(ReloadError::AccessLog)?
+            .with_format(config.server.access_log_format);
         self.update_listeners(&config)?;
         let id = self.generations.take_next();
         let generation = tls.apply(Generation::new(id, Arc::new(config.clone()), access_log));

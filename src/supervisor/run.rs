@@ -20,6 +20,9 @@ use crate::logging::message_id;
 /// How often a running server looks at its certificates' expiry again.
 const EXPIRY_CHECK_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 
+/// How long a stopped server waits for its access log's last lines to be written.
+const LOG_FLUSH_WAIT: Duration = Duration::from_secs(2);
+
 /// What carrying out a request led to: the answer for a control client, and whether to exit.
 struct Handled {
     answer: Answer,
@@ -36,6 +39,10 @@ enum Answer {
     Interrupted,
     /// A binary upgrade's outcome, as text.
     Upgrade(Reply),
+    /// `reopen-logs` (without `--wait`): the new generation writes the new files.
+    Reopened(String),
+    /// `reopen-logs`: the log could not be opened; nothing changed.
+    ReopenFailed(ReloadError),
 }
 
 impl Answer {
@@ -49,6 +56,8 @@ impl Answer {
             Answer::Stopping(Exit::HandedOver) => Ok("handed over".into()),
             Answer::Upgrade(reply) => reply,
             Answer::Interrupted => Err("the server is stopping".into()),
+            Answer::Reopened(text) => Ok(text),
+            Answer::ReopenFailed(error) => Err(error.to_string()),
         }
     }
 }
@@ -120,6 +129,18 @@ impl Supervisor {
                         },
                         Request::Status => Handled { answer: Answer::Status(self.status_line()), exit: None },
                         Request::AwaitReload => self.await_reload(inbox.signals()).await,
+                        Request::ReopenLogs { wait } => match self.reopen_logs() {
+                            Ok((_, closed)) if wait => {
+                                // Answered from a task: the loop keeps handling signals meanwhile.
+                                tokio::spawn(async move { asked.answer(Ok(closed.await)) });
+                                continue;
+                            }
+                            Ok((now, _)) => Handled { answer: Answer::Reopened(now), exit: None },
+                            Err(error) => {
+                                tracing::error!("reopening the logs failed; the old ones stay open: {error}");
+                                Handled { answer: Answer::ReopenFailed(error), exit: None }
+                            }
+                        },
                         Request::Command(command) => self.command(command, files),
                     };
                     asked.answer(handled.answer.into_reply());
@@ -162,6 +183,21 @@ impl Supervisor {
             "graced stopped after {} requests",
             status.requests
         );
+        // The lines of requests that ended with the stop wait in the log writers' queues:
+        // once the server (and with it the last generation) is gone, they are written and
+        // the files closed; wait for that, briefly.
+        let closing: Vec<_> = self.server.live_generations().iter().map(|g| g.access_log.closed()).collect();
+        drop(self);
+        let flushed = async {
+            for closed in closing {
+                closed.await;
+            }
+        };
+        if tokio::time::timeout(LOG_FLUSH_WAIT, flushed).await.is_err() {
+            tracing::warn!(
+                "the access log was not closed within {LOG_FLUSH_WAIT:?} of the stop; its last lines may be lost"
+            );
+        }
         Ok(())
     }
 

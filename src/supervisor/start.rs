@@ -122,7 +122,8 @@ fn prepare(
         fd_store::sync(&notifier, FdStore::from_config(config.server.fd_store), &listeners, &stale_names);
     }
     let access_log = AccessLogSink::open(&config.server.access_log, crate::logging::journal_connected())
-        .map_err(LifecycleError::AccessLog)?;
+        .map_err(LifecycleError::AccessLog)?
+        .with_format(config.server.access_log_format);
     Ok(Prepared {
         config,
         listeners,
@@ -178,7 +179,9 @@ impl Prepared {
                 args,
                 stale_names,
                 sentinel: None,
+                last_reload_error: None,
             };
+            supervisor.publish_report();
             supervisor.run(predecessor).await
         })
     }

@@ -41,6 +41,8 @@ pub(super) struct Supervisor {
     /// A binary upgrade's successor under systemd: the process that makes a stop wait for
     /// our drain (`graced_lifecycle::upgrade::spawn_sentinel`); it dies with us.
     pub(super) sentinel: Option<std::process::Child>,
+    /// The latest rejected reload: when, and its error (for the status endpoint).
+    pub(super) last_reload_error: Option<(std::time::SystemTime, String)>,
 }
 
 /// How the serving loop ends.
@@ -75,6 +77,14 @@ impl Supervisor {
             "graced: pid {pid} ({}); Ctrl-C stops, `kill -USR1 {pid}` reloads, `kill -WINCH {pid}` stops gracefully",
             self.pid_path.display()
         );
+    }
+
+    /// Tells the status endpoint what only the supervisor knows (after a start or reload).
+    pub(super) fn publish_report(&self) {
+        self.server.set_report(graced_http::Report {
+            last_reload_error: self.last_reload_error.clone(),
+            certificates: self.certificates.expiries(),
+        });
     }
 
     /// STATUS=: the server's summary and the nearest certificate expiry.

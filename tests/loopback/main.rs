@@ -22,6 +22,7 @@ mod lifecycle;
 mod pidfile;
 mod rules;
 mod smoke;
+mod status;
 mod tls;
 mod toolkit_example;
 mod unit_golden;

@@ -17,7 +17,9 @@
 //! credential names; a leaf), `compression` (the `[site.compression]` table, raw and
 //! checked; a leaf), `glob` (path globs; a leaf), `rules` (the site rules' types; a
 //! leaf), `raw_rules` (their raw form; a leaf), `htpasswd` (user:hash files; a leaf),
-//! `credentials` (htpasswd credentials read after loading). This file loads and
+//! `credentials` (htpasswd credentials read after loading), `log_format` (`[server]
+//! access_log_format`; a leaf), `status_rules` (a `[[listen]] status = true`: the status
+//! endpoint's listener; a leaf but for `model` and `raw`). This file loads and
 //! re-exports; no module imports
 //! from it.
 
@@ -28,10 +30,12 @@ mod credentials;
 mod diagnostic;
 mod glob;
 mod htpasswd;
+mod log_format;
 mod model;
 mod raw;
 mod raw_rules;
 mod rules;
+mod status_rules;
 mod tls_rules;
 
 use std::path::Path;
@@ -40,6 +44,7 @@ pub use address::{AddressError, parse_address};
 pub use compression::Compression;
 pub use diagnostic::{ConfigError, Diagnostic};
 pub use glob::Glob;
+pub use log_format::AccessLogFormat;
 pub use model::{
     AccessLog, BUILTIN_DEMO_ROOT, CREDENTIAL_PREFIX, Checks, Config, EMBEDDED_NAME, HSTS_DEFAULT, Http2,
     Limits, ListenAddress, Listener, LogLevel, MAX_WORKERS, Root, Secret, Server, Site, SiteTls, Source, Tls,

@@ -60,6 +60,7 @@ pub struct Server {
     /// The pid file; `None` means the runtime default (see `lifecycle::pidfile`).
     pub pid_file: Option<PathBuf>,
     pub access_log: AccessLog,
+    pub access_log_format: crate::log_format::AccessLogFormat,
     pub log_level: LogLevel,
     /// Account to run as (used by the unit generator; the server itself never changes user).
     pub user: Option<String>,
@@ -182,6 +183,8 @@ pub struct Listener {
     pub tls: bool,
     /// Cleartext HTTP/2 with prior knowledge (h2c) besides HTTP/1.1, on a plain listener.
     pub h2c: bool,
+    /// Serves only the status endpoint (page, JSON, `/metrics`); see `status_rules`.
+    pub status: bool,
 }
 
 /// What a listener listens on.

@@ -35,6 +35,7 @@ pub(super) struct RawServer {
     pub upgrade_timeout: Option<Spanned<String>>,
     pub pid_file: Option<Spanned<String>>,
     pub access_log: Option<Spanned<String>>,
+    pub access_log_format: Option<Spanned<String>>,
     pub log_level: Option<Spanned<String>>,
     pub user: Option<Spanned<String>>,
     pub group: Option<Spanned<String>>,
@@ -97,6 +98,7 @@ pub(super) struct RawListen {
     pub socket_mode: Option<Spanned<String>>,
     pub tls: Option<Spanned<bool>>,
     pub h2c: Option<Spanned<bool>>,
+    pub status: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

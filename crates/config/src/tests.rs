@@ -356,3 +356,35 @@ fn http2_settings_have_defaults_ranges_and_h2c_is_for_plain_listeners() {
     let tls = errors(&format!("{MINIMAL}{TLS_LISTEN}h2c = true\n"));
     assert!(tls.iter().any(|e| e.contains("h2c is cleartext HTTP/2, but this listener is TLS")), "{tls:?}");
 }
+
+#[test]
+fn a_status_listener_is_off_by_default_plain_and_never_public() {
+    assert!(parse(MINIMAL).unwrap().listeners.iter().all(|l| !l.status));
+    let unix = format!(
+        "{MINIMAL}[[listen]]\nname = \"status\"\naddress = \"/run/graced/status.sock\"\nstatus = true\n"
+    );
+    assert!(parse(&unix).unwrap().listeners[1].status);
+    let local = format!("{MINIMAL}[[listen]]\nname = \"status\"\naddress = \"[::1]:8081\"\nstatus = true\n");
+    assert!(parse(&local).unwrap().listeners[1].status);
+    let public = errors(&format!(
+        "{MINIMAL}[[listen]]\nname = \"status\"\naddress = \"0.0.0.0:8081\"\nstatus = true\n"
+    ));
+    assert!(
+        public.iter().any(|e| e.contains("reachable from the network") && e.contains("t.toml:10:")),
+        "{public:?}"
+    );
+    let tls = errors(&format!("{MINIMAL}{TLS_LISTEN}status = true\n"));
+    assert!(tls.iter().any(|e| e.contains("a status listener cannot be a TLS listener")), "{tls:?}");
+}
+
+#[test]
+fn the_access_log_format_is_combined_or_json() {
+    assert_eq!(parse(MINIMAL).unwrap().server.access_log_format, AccessLogFormat::Combined);
+    let json = format!("[server]\naccess_log_format = \"json\"\n{MINIMAL}");
+    assert_eq!(parse(&json).unwrap().server.access_log_format, AccessLogFormat::Json);
+    let bad = errors(&format!("[server]\naccess_log_format = \"clf\"\n{MINIMAL}"));
+    assert!(
+        bad.iter().any(|e| e.contains("t.toml:2:21") && e.contains("unknown access_log_format \"clf\"")),
+        "{bad:?}"
+    );
+}

@@ -1,17 +1,24 @@
 //! The access log in Apache's combined format: to the journal (structured), stderr, a file, or nowhere.
 //!
-//! Plain-text destinations are written by one background thread fed through a
-//! channel, so a slow terminal or disk never stalls a request; it flushes whenever
-//! the channel runs dry. Each generation opens its own sink, which is how a reload
-//! reopens the log file (logrotate's `postrotate` can simply reload).
+//! Plain-text destinations are written by one background thread fed through a bounded
+//! channel, so a slow terminal or disk never stalls a request and never grows memory: a
+//! line that finds the queue full is dropped and counted ([`dropped_lines`], logged and
+//! exported as a metric). The thread flushes whenever the channel runs dry. Each
+//! generation opens its own sink, which is how a reload or `reopen-logs` reopens the
+//! file; the old sink's thread flushes and closes the old file once the last request
+//! holding its generation has ended, and then [`AccessLogSink::closed`] resolves.
 
 use std::fs::OpenOptions;
+use std::future::Future;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use graced_config::AccessLog;
+use tokio::sync::watch;
+
+use graced_config::{AccessLog, AccessLogFormat};
 
 /// One served request, as the log needs it.
 pub(crate) struct Entry<'a> {
@@ -26,16 +33,57 @@ pub(crate) struct Entry<'a> {
     pub(crate) user_agent: Option<&'a str>,
     pub(crate) host: Option<&'a str>,
     pub(crate) generation: u64,
+    /// It came over HTTPS.
+    pub(crate) tls: bool,
 }
 
-/// Where this generation's access-log lines go.
-pub struct AccessLogSink(Sink);
+/// A request's access-log line, begun when its response is built and written when the
+/// request ends (its last body byte sent, or the connection gone), with its duration.
+/// Travels in the response's extensions from the handler to the request's guard.
+#[derive(Clone)]
+pub(crate) struct Pending(PendingLine);
+
+impl Pending {
+    /// The line with the connection's TLS version (JSON lines carry it; `null` when plain).
+    pub(crate) fn with_tls_version(mut self, version: Option<&'static str>) -> Pending {
+        if let PendingLine::Json(fields) = &mut self.0 {
+            fields.insert("tls_version".into(), version.into());
+        }
+        self
+    }
+}
+
+#[derive(Clone)]
+enum PendingLine {
+    /// A combined-format line, complete (Apache's `%t` is the request's start).
+    Combined(String),
+    /// The JSON fields but the duration.
+    Json(serde_json::Map<String, serde_json::Value>),
+}
+
+/// Where this generation's access-log lines go, and in which format.
+pub struct AccessLogSink(Sink, AccessLogFormat);
 
 enum Sink {
     Off,
     Journal,
-    /// To the writer thread, which writes to stderr or a file.
-    Writer(mpsc::Sender<String>),
+    /// To the writer thread, which writes to stderr or a file, and says when it closed it.
+    Writer {
+        tx: mpsc::SyncSender<String>,
+        closed: watch::Receiver<bool>,
+    },
+}
+
+/// Lines waiting for a writer thread at most (about a MiB); beyond, lines are dropped.
+const QUEUE_LINES: usize = 4096;
+
+/// Lines dropped because a destination did not keep up, since the process started.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Access-log lines dropped so far (a full queue: the destination is stuck or too slow).
+/// Process-wide; a hard restart does not reset it.
+pub fn dropped_lines() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
 }
 
 impl AccessLogSink {
@@ -44,8 +92,10 @@ impl AccessLogSink {
     /// log is not connected to the journal (`journal_connected`: decided by the logging setup).
     pub fn open(destination: &AccessLog, journal_connected: bool) -> io::Result<AccessLogSink> {
         Ok(match destination {
-            AccessLog::Off => AccessLogSink(Sink::Off),
-            AccessLog::Journal if journal_connected => AccessLogSink(Sink::Journal),
+            AccessLog::Off => AccessLogSink(Sink::Off, AccessLogFormat::Combined),
+            AccessLog::Journal if journal_connected => {
+                AccessLogSink(Sink::Journal, AccessLogFormat::Combined)
+            }
             AccessLog::Journal => AccessLogSink::spawn_writer(Box::new(io::stderr()), "stderr"),
             AccessLog::Stderr => AccessLogSink::spawn_writer(Box::new(io::stderr()), "stderr"),
             AccessLog::File(path) => AccessLogSink::spawn_writer(Box::new(open_append(path)?), "file"),
@@ -53,7 +103,8 @@ impl AccessLogSink {
     }
 
     fn spawn_writer(out: Box<dyn Write + Send>, what: &str) -> AccessLogSink {
-        let (tx, rx) = mpsc::channel::<String>();
+        let (tx, rx) = mpsc::sync_channel::<String>(QUEUE_LINES);
+        let (closed_tx, closed) = watch::channel(false);
         let spawned = std::thread::Builder::new().name(format!("access-log-{what}")).spawn(move || {
             let mut out = BufWriter::with_capacity(64 * 1024, out);
             while let Ok(line) = rx.recv() {
@@ -63,12 +114,16 @@ impl AccessLogSink {
                 }
                 let _ = out.flush();
             }
+            // Every sender is gone: the generation has no request left. Flush, close, tell.
+            let _ = out.flush();
+            drop(out);
+            let _ = closed_tx.send(true);
         });
         match spawned {
-            Ok(_) => AccessLogSink(Sink::Writer(tx)),
+            Ok(_) => AccessLogSink(Sink::Writer { tx, closed }, AccessLogFormat::Combined),
             Err(err) => {
                 tracing::error!(error = %err, "cannot start the access-log writer; access logging is off");
-                AccessLogSink(Sink::Off)
+                AccessLogSink(Sink::Off, AccessLogFormat::Combined)
             }
         }
     }
@@ -76,7 +131,19 @@ impl AccessLogSink {
     /// No access log.
     #[cfg(test)]
     pub(crate) fn off() -> AccessLogSink {
-        AccessLogSink(Sink::Off)
+        AccessLogSink(Sink::Off, AccessLogFormat::Combined)
+    }
+
+    /// The same sink writing `format` lines (files and stderr; the journal keeps its fields).
+    pub fn with_format(mut self, format: AccessLogFormat) -> AccessLogSink {
+        self.1 = format;
+        self
+    }
+
+    /// Whether a request's line needs its duration (the request is timed for it).
+    #[inline]
+    pub(crate) fn timed(&self) -> bool {
+        matches!(self.0, Sink::Writer { .. }) && self.1 == AccessLogFormat::Json
     }
 
     /// Whether nothing is logged (the handler then builds no entry).
@@ -85,14 +152,35 @@ impl AccessLogSink {
         matches!(self.0, Sink::Off)
     }
 
-    pub(crate) fn log(&self, entry: &Entry<'_>) {
-        match &self.0 {
-            Sink::Off => {}
-            Sink::Writer(tx) => {
-                let mut line = combined(entry);
-                line.push('\n');
-                let _ = tx.send(line);
+    /// Resolves once this sink's destination is flushed and closed: at once for `off` and
+    /// the journal; for a file or stderr when the sink was dropped (with the last request of
+    /// its generation) and its thread wrote every line. Take it before dropping the sink.
+    pub fn closed(&self) -> impl Future<Output = ()> + Send + use<> {
+        let closed = match &self.0 {
+            Sink::Writer { closed, .. } => Some(closed.clone()),
+            Sink::Off | Sink::Journal => None,
+        };
+        async move {
+            if let Some(mut closed) = closed {
+                // An error means the thread is gone, which also means the file is closed.
+                let _ = closed.wait_for(|closed| *closed).await;
             }
+        }
+    }
+
+    /// Begins `entry`'s line: the journal gets it now, with structured fields; a file or
+    /// stderr gets the returned line when the request ends ([`finish`](Self::finish)).
+    pub(crate) fn begin(&self, entry: &Entry<'_>) -> Option<Pending> {
+        match &self.0 {
+            Sink::Off => None,
+            Sink::Writer { .. } => Some(Pending(match self.1 {
+                AccessLogFormat::Combined => {
+                    let mut line = combined(entry);
+                    line.push('\n');
+                    PendingLine::Combined(line)
+                }
+                AccessLogFormat::Json => PendingLine::Json(json_fields(entry)),
+            })),
             Sink::Journal => {
                 tracing::info!(
                     target: "graced::access",
@@ -106,15 +194,79 @@ impl AccessLogSink {
                     "{}",
                     combined(entry)
                 );
+                None
+            }
+        }
+    }
+
+    /// Writes a request's line now that it ended, `elapsed` after it began (when timed).
+    /// Never blocks: a full queue drops the line and counts it.
+    pub(crate) fn finish(&self, pending: Pending, elapsed: Option<std::time::Duration>) {
+        let Sink::Writer { tx, .. } = &self.0 else { return };
+        let line = match pending.0 {
+            PendingLine::Combined(line) => line,
+            PendingLine::Json(mut fields) => {
+                let duration = elapsed.map_or(serde_json::Value::Null, |d| d.as_secs_f64().into());
+                fields.insert("duration".into(), duration);
+                let mut line = serde_json::Value::Object(fields).to_string();
+                line.push('\n');
+                line
+            }
+        };
+        if let Err(mpsc::TrySendError::Full(_)) = tx.try_send(line) {
+            let before = DROPPED.fetch_add(1, Ordering::Relaxed);
+            // The first drop, then one line per 10,000: the journal is not flooded.
+            if before.is_multiple_of(10_000) {
+                tracing::warn!(
+                    dropped = before + 1,
+                    "the access log does not keep up (its destination is stuck or slow): {} lines dropped so far",
+                    before + 1
+                );
             }
         }
     }
 }
 
+/// A JSON line's fields but the duration (added at the end).
+fn json_fields(e: &Entry<'_>) -> serde_json::Map<String, serde_json::Value> {
+    let mut fields = serde_json::Map::new();
+    let mut put = |k: &str, v: serde_json::Value| {
+        fields.insert(k.to_owned(), v);
+    };
+    put("time", humantime::format_rfc3339_millis(SystemTime::now()).to_string().into());
+    put("remote", e.remote.into());
+    put("method", e.method.into());
+    put("target", e.target.into());
+    put("version", e.version.into());
+    put("tls", e.tls.into());
+    put("status", e.status.into());
+    put("bytes", e.bytes.into());
+    put("generation", e.generation.into());
+    put("host", e.host.into());
+    put("referer", e.referer.into());
+    put("user_agent", e.user_agent.into());
+    fields
+}
+
+/// Opens `path` for appending. `O_NONBLOCK` for the open only: a FIFO with no reader fails
+/// at once (ENXIO) instead of hanging a start or a reload; writes then block as usual (in
+/// the writer thread, never in a request).
 fn open_append(path: &Path) -> io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    OpenOptions::new().create(true).append(true).mode(0o640).open(path).map_err(|err| {
-        io::Error::new(err.kind(), format!("cannot open access log {}: {err}", path.display()))
+    let opened = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .and_then(|file| {
+            let flags = rustix::fs::fcntl_getfl(&file)?;
+            rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::NONBLOCK)?;
+            Ok(file)
+        });
+    opened.map_err(|err| {
+        let hint = if err.raw_os_error() == Some(libc::ENXIO) { " (a FIFO nobody reads)" } else { "" };
+        io::Error::new(err.kind(), format!("cannot open access log {}: {err}{hint}", path.display()))
     })
 }
 
@@ -206,6 +358,7 @@ mod tests {
             user_agent: Some("evil\n127.0.0.1 - - fake"),
             host: None,
             generation: 1,
+            tls: false,
         };
         let line = combined(&entry);
         assert!(line.starts_with("127.0.0.1 - - ["), "{line}");

@@ -33,7 +33,7 @@ use std::future::Future;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Request, header};
 use hyper::body::Incoming;
@@ -41,6 +41,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
+use crate::access_log::Pending;
 use crate::body::Guards;
 use crate::generation::GenerationGuard;
 use crate::handler;
@@ -193,6 +194,7 @@ pub(crate) async fn serve<S: Transport>(
     mut orders: Subscription,
 ) {
     let fd = stream.socket().as_raw_fd();
+    let tls_version = stream.tls_version();
     let meter = Arc::new(Meter::new());
     let sendfile = Arc::new(SendfileQueue::default());
     let config_limits = shared.current().config.limits.clone();
@@ -202,6 +204,7 @@ pub(crate) async fn serve<S: Transport>(
         let shared = shared.clone();
         service_fn(move |req: Request<Incoming>| {
             let generation = shared.current();
+            let timed_from = GenerationGuard::times(&generation).then(Instant::now);
             let mut response = handler::handle(&req, &generation, &shared.counters, &remote, S::TLS, S::TLS);
             if shared.is_draining() {
                 response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -209,7 +212,12 @@ pub(crate) async fn serve<S: Transport>(
             if let Some(job) = response.body_mut().take_sendfile_job() {
                 sendfile.push(job);
             }
-            let guards = Guards::new(RequestGuard::new(meter.clone()), GenerationGuard::new(generation));
+            let pending =
+                response.extensions_mut().remove::<Pending>().map(|p| p.with_tls_version(tls_version));
+            let guards = Guards::new(
+                RequestGuard::new(meter.clone()),
+                GenerationGuard::new(generation, timed_from, pending),
+            );
             std::future::ready(Ok::<_, Infallible>(response.map(|body| body.with_guards(guards))))
         })
     };

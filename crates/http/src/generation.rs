@@ -7,10 +7,11 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
-use crate::access_log::AccessLogSink;
+use crate::access_log::{AccessLogSink, Pending};
 use crate::files::RootDir;
+use crate::status::tally::Tally;
 use graced_config::Config;
 
 /// One configuration being served, with its own access-log sink.
@@ -25,7 +26,11 @@ pub struct Generation {
     /// caller). `None` when no listener is TLS.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub created: SystemTime,
+    /// How it began, for the status endpoint: "start", "reload", "restart", "reopen-logs".
+    pub origin: &'static str,
     in_flight: AtomicUsize,
+    /// The server's counters, where its requests' durations go (set when the server takes it).
+    pub(crate) tally: Option<Arc<Tally>>,
 }
 
 impl Generation {
@@ -39,8 +44,16 @@ impl Generation {
             access_log,
             tls: None,
             created: SystemTime::now(),
+            origin: "start",
             in_flight: AtomicUsize::new(0),
+            tally: None,
         }
+    }
+
+    /// The same generation, begun by `origin` ("reload", "restart", "reopen-logs").
+    pub fn with_origin(mut self, origin: &'static str) -> Generation {
+        self.origin = origin;
+        self
     }
 
     /// The same generation with `tls` for its TLS listeners' handshakes.
@@ -55,27 +68,54 @@ impl Generation {
     }
 }
 
-/// Counts a request against its generation for as long as it lives.
-pub(crate) struct GenerationGuard(Arc<Generation>);
+/// Counts a request against its generation for as long as it lives; when it ends, its
+/// duration goes into the histogram (while requests are timed: `started`) and its
+/// access-log line (`pending`) to the generation's log.
+pub(crate) struct GenerationGuard {
+    generation: Arc<Generation>,
+    started: Option<Instant>,
+    pending: Option<Pending>,
+}
 
 impl GenerationGuard {
-    pub(crate) fn new(generation: Arc<Generation>) -> GenerationGuard {
+    pub(crate) fn new(
+        generation: Arc<Generation>,
+        started: Option<Instant>,
+        pending: Option<Pending>,
+    ) -> GenerationGuard {
         generation.in_flight.fetch_add(1, Ordering::Relaxed);
-        GenerationGuard(generation)
+        GenerationGuard { generation, started, pending }
+    }
+
+    /// Whether a request served with `generation` is timed: for the histogram (a status
+    /// listener is configured) or for its log line (JSON lines carry the duration).
+    #[inline]
+    pub(crate) fn times(generation: &Generation) -> bool {
+        generation.tally.as_ref().is_some_and(|t| t.timing()) || generation.access_log.timed()
     }
 }
 
 impl Drop for GenerationGuard {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let generation = &self.generation;
+        let elapsed = self.started.map(|started| started.elapsed());
+        if let (Some(elapsed), Some(tally)) = (elapsed, &generation.tally)
+            && tally.timing()
+        {
+            tally.observe(elapsed);
+        }
+        if let Some(pending) = self.pending.take() {
+            generation.access_log.finish(pending, elapsed);
+        }
+        generation.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 /// Counters that survive a graceful reload and are reset by a hard restart, as in Apache.
 #[derive(Default)]
 pub struct Counters {
-    pub requests: AtomicU64,
-    pub bytes: AtomicU64,
+    /// Responses by status class, body bytes, and the duration histogram (per thread).
+    pub(crate) tally: Arc<Tally>,
     pub reloads: AtomicU64,
     pub failed_reloads: AtomicU64,
     /// TLS connections that ended before their handshake did: garbage, a broken or
@@ -89,9 +129,8 @@ pub struct Counters {
 
 impl Counters {
     pub fn reset(&self) {
+        self.tally.reset();
         for counter in [
-            &self.requests,
-            &self.bytes,
             &self.reloads,
             &self.failed_reloads,
             &self.tls_failed_handshakes,
@@ -124,5 +163,13 @@ impl Registry {
             .filter(|g| g.id != current && g.in_flight() > 0)
             .map(|g| (g.id, g.in_flight()))
             .collect()
+    }
+
+    /// Every live generation, oldest first.
+    pub(crate) fn live(&self) -> Vec<Arc<Generation>> {
+        let all = self.all.lock().unwrap_or_else(|e| e.into_inner());
+        let mut live: Vec<_> = all.iter().filter_map(Weak::upgrade).collect();
+        live.sort_by_key(|g| g.id);
+        live
     }
 }

@@ -59,8 +59,7 @@ pub(crate) fn handle<B>(
     }
     // A HEAD response's body is empty; a GET body's length is what hyper sends as Content-Length.
     let body_len = response.body().size_hint().exact().unwrap_or(0);
-    counters.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    counters.bytes.fetch_add(body_len, std::sync::atomic::Ordering::Relaxed);
+    counters.tally.count(response.status().as_u16(), body_len);
     if generation.access_log.is_off() {
         return response;
     }
@@ -74,7 +73,7 @@ pub(crate) fn handle<B>(
     };
     let headers = req.headers();
     let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-    generation.access_log.log(&Entry {
+    let pending = generation.access_log.begin(&Entry {
         remote,
         method: req.method().as_str(),
         target: req.uri().path_and_query().map_or("/", |p| p.as_str()),
@@ -85,7 +84,12 @@ pub(crate) fn handle<B>(
         user_agent: text(header::USER_AGENT),
         host: host.as_deref(),
         generation: generation.id,
+        tls,
     });
+    // Written when the request ends (its guard takes it from here), with its duration.
+    if let Some(pending) = pending {
+        response.extensions_mut().insert(pending);
+    }
     response
 }
 

@@ -23,7 +23,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::Request;
 use hyper::body::Incoming;
@@ -31,6 +31,7 @@ use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 
+use crate::access_log::Pending;
 use crate::batch::{Batched, FlushOrder, poll_batched};
 use crate::body::Guards;
 use crate::connection;
@@ -72,6 +73,7 @@ pub(crate) async fn serve<S: Transport>(
 ) {
     shared.h2_connections.fetch_add(1, Ordering::Relaxed);
     let _open = OpenConnection(shared.clone());
+    let tls_version = stream.tls_version();
     let generation = shared.current();
     let (limits, settings) = (generation.config.limits.clone(), generation.config.http2.clone());
     drop(generation);
@@ -84,10 +86,13 @@ pub(crate) async fn serve<S: Transport>(
         service_fn(move |req: Request<Incoming>| {
             started.store(true, Ordering::Relaxed);
             let generation = shared.current();
-            let response = handler::handle(&req, &generation, &shared.counters, &remote, tls, true);
+            let timed_from = GenerationGuard::times(&generation).then(Instant::now);
+            let mut response = handler::handle(&req, &generation, &shared.counters, &remote, tls, true);
+            let pending =
+                response.extensions_mut().remove::<Pending>().map(|p| p.with_tls_version(tls_version));
             let guards = Guards::for_stream(
                 RequestGuard::new(meter.clone()),
-                GenerationGuard::new(generation),
+                GenerationGuard::new(generation, timed_from, pending),
                 StreamGuard::new(shared.clone(), restarts.clone()),
             );
             std::future::ready(Ok::<_, Infallible>(response.map(|body| body.with_guards(guards))))

@@ -15,13 +15,16 @@
 //! Each line names a module and what it imports from the crate; imports go one way (the
 //! graph is a DAG), and nothing imports the re-exports of this file or of `files/mod.rs`.
 //!
-//! * `server` → `connection`, `generation`, `listener`, `shared`, `tls`: the public
-//!   [`Server`], accept loops, connection limit, [`Status`].
+//! * `server` → `connection`, `generation`, `listener`, `shared`, `status`, `status/report`, `tls`:
+//!   the public [`Server`], accept loops, connection limit, [`Status`].
+//! * `status/` → `access_log`, `body`, `listener`, `shared`: the status endpoint on `status = true`
+//!   listeners — page, JSON, Prometheus `/metrics` — and the per-thread request counters
+//!   (`status/tally`) the rest of the crate counts into (see `status/mod.rs`).
 //! * `tls` → `connection`, `listener`, `shared`: a connection on a TLS listener — its first
 //!   byte (plaintext HTTP gets a 400 page), the handshake under its timeout, then `connection`.
-//! * `connection` → `body`, `generation`, `handler`, `meter`, `sendfile`, `shared`: one
+//! * `connection` → `access_log`, `body`, `generation`, `handler`, `meter`, `sendfile`, `shared`: one
 //!   connection (plain or TLS) under hyper, and when graced may close it.
-//! * `shared` → `generation`: what the server and every connection share — the current
+//! * `shared` → `generation`, `status/report`: what the server and every connection share — the current
 //!   generation, the counters, the open connections, and the orders (stop, hard restart,
 //!   drain) on a watch channel.
 //! * `handler` → `access_log`, `body`, `conditional`, `files`, `generation`, `multipart`,
@@ -47,13 +50,15 @@
 //!   wrapper that feeds them, and the `Transport` (plain socket or TLS stream) it wraps.
 //! * `sendfile` → `listener`: placeholder frames, the per-connection queue of files, and the
 //!   write that sends them.
-//! * `generation` → `access_log`, `files`, `rules`: per-request configuration generations and counters.
+//! * `generation` → `access_log`, `files`, `rules`, `status/tally`: per-request configuration
+//!   generations and counters; its guard ends a request (histogram, access-log line).
 //! * `files` → `path`, `size`: open below the root (traversal wall two) or the built-in demo;
 //!   per-thread caches of file versions (its own map is in `files/mod.rs`).
 //! * `path`: request path → a safe relative path (traversal wall one).
 //! * `conditional`: If-Match / If-None-Match / If-Modified-Since / Range (RFC 9110 order).
 //! * `size`: the size classes that decide how a file is kept and sent.
-//! * `access_log`: Apache combined format to the journal, stderr or a file.
+//! * `access_log`: combined or JSON lines to stderr or a file through a bounded queue, written
+//!   when the request ends; structured fields to the journal.
 //! * `listener`: accepting on a listening socket (TCP or Unix) the caller owns.
 
 pub mod access_log;
@@ -79,6 +84,7 @@ mod sendfile;
 mod server;
 mod shared;
 mod size;
+mod status;
 mod stream;
 mod tls;
 mod variant;
@@ -86,3 +92,4 @@ mod variant;
 pub use connection::DRAIN_IDLE_GRACE;
 pub use generation::{Counters, Generation};
 pub use server::{Server, Status};
+pub use status::report::{CertificateExpiry, Report};

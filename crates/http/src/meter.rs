@@ -132,6 +132,11 @@ pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// The connection's socket (for `MSG_PEEK`).
     fn socket(&self) -> BorrowedFd<'_>;
 
+    /// The TLS version negotiated, for the access log (`None`: plain).
+    fn tls_version(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Writes `bufs`, whose slice `at` is a placeholder (see `sendfile`).
     fn poll_write_placeholder(
         &self,
@@ -167,6 +172,14 @@ impl Transport for tokio_rustls::server::TlsStream<Stream> {
 
     fn socket(&self) -> BorrowedFd<'_> {
         self.get_ref().0.fd()
+    }
+
+    fn tls_version(&self) -> Option<&'static str> {
+        Some(match self.get_ref().1.protocol_version()? {
+            rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
+            rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
+            _ => "TLS",
+        })
     }
 
     fn poll_write_placeholder(

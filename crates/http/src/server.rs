@@ -22,6 +22,8 @@ use crate::generation::{Counters, Generation};
 use crate::http2;
 use crate::listener::AnyListener;
 use crate::shared::Shared;
+use crate::status;
+use crate::status::report::Report;
 use crate::tls;
 
 /// A running accept loop: how to stop it, and its task.
@@ -100,7 +102,7 @@ impl Server {
     pub fn new(generation: Generation) -> Server {
         let limit = generation.config.limits.max_connections;
         Server {
-            shared: Arc::new(Shared::new(Arc::new(generation))),
+            shared: Arc::new(Shared::new(generation)),
             accept_loops: HashMap::new(),
             stopping: Vec::new(),
             connection_limit: Arc::new(Semaphore::new(limit)),
@@ -110,6 +112,11 @@ impl Server {
 
     pub fn current(&self) -> Arc<Generation> {
         self.shared.current()
+    }
+
+    /// Every generation still alive (the current one, and older ones finishing requests), oldest first.
+    pub fn live_generations(&self) -> Vec<Arc<Generation>> {
+        self.shared.registry.live()
     }
 
     pub fn counters(&self) -> &Counters {
@@ -125,7 +132,7 @@ impl Server {
             self.connection_limit.forget_permits(self.limit - limit);
         }
         self.limit = limit;
-        self.shared.install(Arc::new(generation));
+        self.shared.install(generation);
     }
 
     /// Starts accepting on the listening socket `socket`, called `name` (a duplicate of its
@@ -225,14 +232,21 @@ impl Server {
         self.shared.counters.reset();
     }
 
+    /// What the status endpoint shows besides the server's own numbers (the last failed
+    /// reload, the certificates): the caller sets it after each reload.
+    pub fn set_report(&self, report: Report) {
+        *self.shared.report.lock().unwrap_or_else(|e| e.into_inner()) = report;
+    }
+
     pub fn status(&self) -> Status {
         let counters = &self.shared.counters;
         let generation = self.current().id;
+        let totals = counters.tally.totals();
         Status {
             generation,
             connections: self.shared.connections.len(),
-            requests: counters.requests.load(Ordering::Relaxed),
-            bytes: counters.bytes.load(Ordering::Relaxed),
+            requests: totals.requests(),
+            bytes: totals.bytes,
             reloads: counters.reloads.load(Ordering::Relaxed),
             failed_reloads: counters.failed_reloads.load(Ordering::Relaxed),
             finishing: self.shared.registry.finishing(generation),
@@ -253,8 +267,8 @@ async fn accept_loop(
     stop: CancellationToken,
 ) {
     let mut last_warning: Option<tokio::time::Instant> = None;
-    // Whether the listener is TLS, and h2c, as the generation with this id says.
-    let mut kind_in: (u64, bool, bool) = (u64::MAX, false, false);
+    // Whether the listener is TLS, h2c, the status endpoint's, as the generation with this id says.
+    let mut kind_in: (u64, bool, bool, bool) = (u64::MAX, false, false, false);
     loop {
         // At the connection limit new connections wait in the kernel's backlog.
         // `biased`: once told to stop, never accept again, even with connections queued.
@@ -270,19 +284,28 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, remote)) => {
-                let (tls, h2c) = {
+                let (tls, h2c, status) = {
                     let generation = shared.current();
                     if generation.id != kind_in.0 {
                         let listener = generation.config.listeners.iter().find(|l| l.name == name);
-                        kind_in =
-                            (generation.id, listener.is_some_and(|l| l.tls), listener.is_some_and(|l| l.h2c));
+                        kind_in = (
+                            generation.id,
+                            listener.is_some_and(|l| l.tls),
+                            listener.is_some_and(|l| l.h2c),
+                            listener.is_some_and(|l| l.status),
+                        );
                     }
-                    (kind_in.1, kind_in.2)
+                    (kind_in.1, kind_in.2, kind_in.3)
                 };
                 // Subscribed before the task first runs, so an abort right now reaches it.
                 let orders = shared.subscribe();
                 let conn_shared = shared.clone();
-                if tls {
+                if status {
+                    shared.connections.spawn(async move {
+                        status::serve(stream, conn_shared, orders).await;
+                        drop(permit);
+                    });
+                } else if tls {
                     shared.connections.spawn(async move {
                         tls::serve(stream, remote, conn_shared, orders).await;
                         drop(permit);

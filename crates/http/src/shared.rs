@@ -18,14 +18,17 @@
 //! * a graceful stop makes responses say `Connection: close` and closes idle connections
 //!   once no request bytes wait; connections registered afterwards start draining too.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
 use crate::generation::{Counters, Generation, Registry};
+use crate::status::report::Report;
 
 /// State shared by the accept loops and every connection.
 pub(crate) struct Shared {
@@ -39,21 +42,32 @@ pub(crate) struct Shared {
     /// HTTP/2 connections and streams open now (gauges: a hard restart leaves them).
     pub(crate) h2_connections: AtomicU64,
     pub(crate) h2_streams: AtomicU64,
+    /// Connections to the status endpoint open now.
+    pub(crate) status_connections: AtomicU64,
+    /// What the caller reports for the status endpoint (set after each reload).
+    pub(crate) report: Mutex<Report>,
+    /// When the server started.
+    pub(crate) started: SystemTime,
 }
 
 impl Shared {
-    pub(crate) fn new(generation: Arc<Generation>) -> Shared {
+    pub(crate) fn new(generation: Generation) -> Shared {
+        let counters = Counters::default();
+        let generation = Arc::new(adopt(generation, &counters));
         let registry = Registry::default();
         registry.add(&generation);
         Shared {
             current: ArcSwap::new(generation),
-            counters: Counters::default(),
+            counters,
             registry,
             draining: AtomicBool::new(false),
             orders: watch::Sender::new(Orders::default()),
             connections: TaskTracker::new(),
             h2_connections: AtomicU64::new(0),
             h2_streams: AtomicU64::new(0),
+            status_connections: AtomicU64::new(0),
+            report: Mutex::new(Report::default()),
+            started: SystemTime::now(),
         }
     }
 
@@ -63,7 +77,8 @@ impl Shared {
     }
 
     /// Makes `generation` the one every new request takes.
-    pub(crate) fn install(&self, generation: Arc<Generation>) {
+    pub(crate) fn install(&self, generation: Generation) {
+        let generation = Arc::new(adopt(generation, &self.counters));
         self.registry.add(&generation);
         self.current.store(generation);
     }
@@ -108,6 +123,13 @@ impl Shared {
         self.draining.store(true, Ordering::Release);
         self.orders.send_modify(|orders| orders.draining = true);
     }
+}
+
+/// `generation`, counting into `counters`; requests are timed while a status listener is configured.
+fn adopt(mut generation: Generation, counters: &Counters) -> Generation {
+    counters.tally.set_timing(generation.config.listeners.iter().any(|l| l.status));
+    generation.tally = Some(counters.tally.clone());
+    generation
 }
 
 /// Every order given so far; a connection compares it with the last value it acted on.
@@ -209,7 +231,7 @@ mod tests {
     fn shared() -> Shared {
         let config = graced_config::Config::embedded_default();
         let generation = Generation::new(1, Arc::new(config), crate::access_log::AccessLogSink::off());
-        Shared::new(Arc::new(generation))
+        Shared::new(generation)
     }
 
     #[test]

@@ -67,6 +67,7 @@ async fn serve(listener: Listener, mut pid_file: PidFile) -> Result<ExitCode, Bo
         let reply = match asked.request() {
             Request::Status => Ok(format!("generation {} serving", generations.current())),
             Request::AwaitReload => generations.last_reply(),
+            Request::ReopenLogs { .. } => Err("this server keeps no log files".into()),
             Request::Command(command) => match ReloadKind::of(command) {
                 Some(kind) => {
                     generations.begin(&notifier, kind, "rereading the greeting"); // RELOADING=1

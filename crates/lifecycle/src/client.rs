@@ -34,6 +34,9 @@ pub enum Outcome {
     Failed(String),
     /// No server holds the pid file's lock.
     NotRunning(String),
+    /// The server did not answer within the wait (`reopen-logs --wait`: requests on the
+    /// old files are still running; they stay open).
+    TimedOut(String),
 }
 
 /// Why the command could not be carried out at all.
@@ -59,19 +62,24 @@ pub enum ClientError {
 }
 
 impl Outcome {
-    /// The exit status for it, as LSB init scripts have them: 0 done, 1 failed, 3 not running.
+    /// The exit status for it, as LSB init scripts have them: 0 done, 1 failed, 3 not
+    /// running; 75 timed out (sysexits' EX_TEMPFAIL: try again later).
     pub fn exit_code(&self) -> u8 {
         match self {
             Outcome::Done(_) => 0,
             Outcome::Failed(_) => 1,
             Outcome::NotRunning(_) => 3,
+            Outcome::TimedOut(_) => 75,
         }
     }
 
     /// The text: what happened, or why not.
     pub fn text(&self) -> &str {
         match self {
-            Outcome::Done(text) | Outcome::Failed(text) | Outcome::NotRunning(text) => text,
+            Outcome::Done(text)
+            | Outcome::Failed(text)
+            | Outcome::NotRunning(text)
+            | Outcome::TimedOut(text) => text,
         }
     }
 }
@@ -210,6 +218,32 @@ fn probe_settled(pid_path: &Path) -> Result<Probe, ClientError> {
             }
             _ => return Ok(probe),
         }
+    }
+}
+
+/// How long `reopen-logs` without `--wait` waits for the server to say it reopened.
+const REOPEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Asks the running server to reopen its log files; with [`Wait::UpTo`], the answer comes
+/// once every request writing to the old files has finished and they are flushed and closed.
+pub fn reopen_logs(pid_path: &Path, wait: Wait) -> Result<Outcome, ClientError> {
+    let holder = match probe_settled(pid_path)? {
+        Probe::Running { holder, .. } => holder,
+        Probe::Absent | Probe::Stale { .. } => return Ok(Outcome::NotRunning("not running".into())),
+    };
+    let (request, timeout) = match wait {
+        Wait::UpTo(timeout) => (Request::ReopenLogs { wait: true }, timeout),
+        Wait::No => (Request::ReopenLogs { wait: false }, REOPEN_TIMEOUT),
+    };
+    match ask(pid_path, holder, request, &[], timeout) {
+        Err(ClientError::Control { source, .. }) if source.kind() == std::io::ErrorKind::TimedOut => {
+            Ok(Outcome::TimedOut(format!(
+                "pid {holder}: the old log files are not closed yet after {}: requests that write to \
+                 them are still running (they stay open until those finish)",
+                humantime::format_duration(timeout)
+            )))
+        }
+        other => other,
     }
 }
 

@@ -71,6 +71,9 @@ pub enum Request {
     /// The result of the reload a signal already asked for (systemd ≥ 253 sends
     /// `ReloadSignal=` first, then runs `ExecReload=`, which asks this).
     AwaitReload,
+    /// Reopen the log files (no signal does only this). `wait`: answer once every request
+    /// that was writing to the old files has finished and the old files are closed.
+    ReopenLogs { wait: bool },
 }
 
 impl Request {
@@ -80,6 +83,8 @@ impl Request {
             Request::Command(command) => command.as_str(),
             Request::Status => "status",
             Request::AwaitReload => "await-reload",
+            Request::ReopenLogs { wait: false } => "reopen-logs",
+            Request::ReopenLogs { wait: true } => "reopen-logs --wait",
         }
     }
 }
@@ -92,6 +97,8 @@ impl FromStr for Request {
         match line {
             "status" => Ok(Request::Status),
             "await-reload" => Ok(Request::AwaitReload),
+            "reopen-logs" => Ok(Request::ReopenLogs { wait: false }),
+            "reopen-logs --wait" => Ok(Request::ReopenLogs { wait: true }),
             _ => line.parse().map(Request::Command),
         }
     }
@@ -131,8 +138,12 @@ mod tests {
 
     #[test]
     fn every_request_reads_back_from_its_line() {
-        let all =
-            Command::ALL.into_iter().map(Request::Command).chain([Request::Status, Request::AwaitReload]);
+        let all = Command::ALL.into_iter().map(Request::Command).chain([
+            Request::Status,
+            Request::AwaitReload,
+            Request::ReopenLogs { wait: false },
+            Request::ReopenLogs { wait: true },
+        ]);
         for request in all {
             assert_eq!(format!("{}\n", request.as_str()).parse::<Request>(), Ok(request));
         }

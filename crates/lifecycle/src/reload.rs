@@ -52,6 +52,12 @@ impl<E: Display> Generations<E> {
         id
     }
 
+    /// `generation` serves new requests without a reload (the server switched for another
+    /// reason, such as reopening its logs): nothing is told to systemd.
+    pub fn switched(&mut self, generation: u64) {
+        self.current = generation;
+    }
+
     /// `generation` serves: READY=1 with `status` (and ERRNO=0 when the previous reload
     /// had failed, which clears systemd's StatusErrno).
     pub fn succeeded(&mut self, notifier: &Notifier, generation: u64, status: &str) -> ReloadOutcome<E> {

@@ -328,7 +328,9 @@ fn deb_installs_serves_upgrades_and_purges() {
     extra.push(("-rw-r--r--", "/usr/share/zsh/vendor-completions/_graced".into()));
     let files = check_listing("dpkg-deb -c", &deb_listing(&old.path), &extra);
     let conffiles = host("dpkg-deb", &["-I", old.path.to_str().unwrap(), "conffiles"], &[]);
-    assert_eq!(conffiles.trim(), "/etc/graced/graced.toml");
+    let mut conffiles: Vec<&str> = conffiles.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    conffiles.sort_unstable();
+    assert_eq!(conffiles, ["/etc/graced/graced.toml", "/etc/logrotate.d/graced"]);
     let (warnings, overridden) = lintian(&old.path);
 
     let Some(c) = Container::boot_or_skip("pkg-deb", Duration::from_secs(300)) else { return };
@@ -460,7 +462,7 @@ fn rpm_installs_serves_upgrades_and_erases() {
             new.version
         ),
         format!(
-            "rpm -qplv: {files} files as expected (modes, root/root), %config /etc/graced/graced.toml; scriptlets present"
+            "rpm -qplv: {files} files as expected (modes, root/root), %config /etc/graced/graced.toml and /etc/logrotate.d/graced; scriptlets present"
         ),
         format!(
             "boot {}; rpm -i {}: graced.socket enabled by preset; first request (activation) {}; \

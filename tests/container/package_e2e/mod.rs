@@ -192,6 +192,7 @@ const PAYLOAD: &[(&str, &str)] = &[
     ("-rw-r--r--", "/usr/share/dbus-1/system.d/org.graced.Control1.conf"),
     ("-rw-r--r--", "/usr/share/dbus-1/system-services/org.graced.Control1.service"),
     ("-rw-r--r--", "/etc/graced/graced.toml"),
+    ("-rw-r--r--", "/etc/logrotate.d/graced"),
     ("-rw-r--r--", "/usr/lib/sysusers.d/graced.conf"),
     ("-rw-r--r--", "/usr/lib/systemd/catalog/graced.catalog"),
     ("-rw-r--r--", "/usr/share/graced/www/index.html"),

@@ -22,6 +22,8 @@
 //!     cargo test --test container systemd_e2e::trixie:: -- --test-threads=1     # only systemd 257
 //!
 //! Scenario l (`upgrade.rs`) measures a binary upgrade under load against `systemctl restart`.
+//! Scenario m (`logrotate.rs`) needs `logrotate` in the tree: on the host's systemd it must
+//! be installed (`.ci/run` does); the trixie tree has none, and there it prints `SKIP:`.
 //!
 //! Scenario j (`https.rs`) makes the container's mounts shared first, as on a booted
 //! machine: systemd's `LoadCredential=` needs shared propagation (see `https::share_mounts`).
@@ -34,6 +36,7 @@ mod generator_hardening;
 mod http2;
 mod https;
 mod load;
+mod logrotate;
 mod pid_files_journal;
 mod restarts;
 mod stop;
@@ -64,6 +67,7 @@ use generator_hardening::{
 use http2::k_http2_streams_survive_reloads_and_stops;
 use https::j_https_with_a_root_only_key;
 use load::{StopFlag, describe, restart_storm, storm};
+use logrotate::m_logrotate_under_load_loses_no_line;
 use pid_files_journal::{e_stale_pid_files_never_block_a_start, f_the_journal_tells_the_story};
 use restarts::c_restarts_under_load_lose_no_request;
 use stop::d_stop_drains_in_flight_requests;
@@ -329,5 +333,6 @@ on_both_systemds!(
     j_https_with_a_root_only_key,
     k_http2_streams_survive_reloads_and_stops,
     l_binary_upgrade_under_load,
+    m_logrotate_under_load_loses_no_line,
     harness_watchdog_tears_down_a_hung_test,
 );

@@ -4,6 +4,7 @@
 //! certificate serves it on new connections while an open TLS connection keeps working.
 //! Certificates are made at test time (rcgen), signed by a test CA.
 
+mod expiry;
 mod serving;
 
 use std::path::{Path, PathBuf};

@@ -211,6 +211,16 @@ impl Checker<'_> {
                     "remove h2c: on a TLS listener HTTP/2 is negotiated by ALPN ([http2] enabled)",
                 );
             }
+            let status = crate::status_rules::check(&l, address.as_ref());
+            for problem in status.problems {
+                self.problems.push(Diagnostic::at(
+                    self.file,
+                    self.text,
+                    problem.at,
+                    problem.message,
+                    Some(problem.hint.into()),
+                ));
+            }
             if let Some(address) = address {
                 out.push(Listener {
                     name,
@@ -221,6 +231,7 @@ impl Checker<'_> {
                     socket_mode,
                     tls,
                     h2c,
+                    status: status.on,
                 });
             }
         }

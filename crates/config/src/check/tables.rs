@@ -40,6 +40,17 @@ impl Checker<'_> {
                 AccessLog::Journal
             }
         };
+        let access_log_format =
+            crate::log_format::parse(raw.access_log_format.as_ref()).unwrap_or_else(|unknown| {
+                self.problems.push(crate::diagnostic::Diagnostic::at(
+                    self.file,
+                    self.text,
+                    unknown.at,
+                    unknown.message,
+                    Some(crate::log_format::HINT.into()),
+                ));
+                Default::default()
+            });
         let log_level = match raw.log_level.as_ref().map(|v| (v, v.get_ref().to_ascii_lowercase())) {
             None => LogLevel::Info,
             Some((v, level)) => match level.as_str() {
@@ -103,6 +114,7 @@ impl Checker<'_> {
             upgrade_timeout,
             pid_file,
             access_log,
+            access_log_format,
             log_level,
             user,
             group,
