@@ -410,7 +410,7 @@ fn rpm_installs_serves_upgrades_and_erases() {
     extra.push(("-rw-r--r--", format!("/usr/share/licenses/graced-{upstream}/copyright")));
     extra.push(("-rw-r--r--", "/usr/share/zsh/site-functions/_graced".into()));
     let files = check_listing("rpm -qplv", &rpm_listing(&old.path), &extra);
-    assert_eq!(query(&old.path, "-c").trim(), "/etc/graced/graced.toml");
+    assert_eq!(query(&old.path, "-c").trim(), "/etc/graced/graced.toml\n/etc/logrotate.d/graced");
     let scripts = query(&old.path, "--scripts");
     for part in [
         "preinstall scriptlet",
