@@ -14,7 +14,7 @@ mod large;
 mod limits;
 mod paths;
 mod ranges;
-mod redbot;
+pub(crate) mod redbot;
 mod requests;
 
 use std::io::Read;

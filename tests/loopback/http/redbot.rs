@@ -33,22 +33,31 @@ fn redbot_finds_nothing_wrong_with_compressed_ranged_redirect_and_error_response
     site.put("www/dir/index.html", b"<p>index</p>");
     let server = site.start(&[]);
     let base = format!("http://127.0.0.1:{}", server.port);
+    lint(
+        &base,
+        &[
+            ("/page.html", &["Accept-Encoding: gzip"][..]),
+            ("/page.html", &["Accept-Encoding: br, zstd"][..]),
+            ("/page.html", &[][..]),
+            ("/side.css", &["Accept-Encoding: gzip"][..]),
+            ("/data.bin", &[][..]),
+            ("/dir", &[][..]),
+            ("/missing.html", &["Accept-Encoding: gzip"][..]),
+            // The on-the-fly variants again, now from the cache: with Content-Length, and REDbot's
+            // range check over the compressed bytes (the first responses had neither).
+            ("/page.html", &["Accept-Encoding: gzip"][..]),
+            ("/page.html", &["Accept-Encoding: br, zstd"][..]),
+        ],
+    );
+}
+
+/// Runs REDbot on `base` + each path with its request headers, prints each summary, and fails
+/// with every response that has a note at REDbot's "warning" or "bad" level.
+pub(crate) fn lint(base: &str, cases: &[(&str, &[&str])]) {
     let mut failures = Vec::new();
-    for (path, headers) in [
-        ("/page.html", &["Accept-Encoding: gzip"][..]),
-        ("/page.html", &["Accept-Encoding: br, zstd"][..]),
-        ("/page.html", &[][..]),
-        ("/side.css", &["Accept-Encoding: gzip"][..]),
-        ("/data.bin", &[][..]),
-        ("/dir", &[][..]),
-        ("/missing.html", &["Accept-Encoding: gzip"][..]),
-        // The on-the-fly variants again, now from the cache: with Content-Length, and REDbot's
-        // range check over the compressed bytes (the first responses had neither).
-        ("/page.html", &["Accept-Encoding: gzip"][..]),
-        ("/page.html", &["Accept-Encoding: br, zstd"][..]),
-    ] {
+    for (path, headers) in cases {
         let out =
-            Command::new("python3").arg(SCRIPT).arg(format!("{base}{path}")).args(headers).output().unwrap();
+            Command::new("python3").arg(SCRIPT).arg(format!("{base}{path}")).args(*headers).output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         let _ = writeln!(std::io::stdout().lock(), "{text}{}", String::from_utf8_lossy(&out.stderr));
         if !out.status.success() {
@@ -59,7 +68,7 @@ fn redbot_finds_nothing_wrong_with_compressed_ranged_redirect_and_error_response
 }
 
 /// Whether `python3` has REDbot; else a SKIP line, or a failure where every test must run.
-fn redbot_installed() -> bool {
+pub(crate) fn redbot_installed() -> bool {
     let found = Command::new("python3")
         .args(["-c", "import redbot.resource, thor, httplint"])
         .output()
