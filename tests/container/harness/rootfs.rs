@@ -4,7 +4,7 @@
 //! uses as the overlay's lower layer (read-only; every write of a container lands in its
 //! tmpfs upper layer, so one tree serves every test and every run). The tree is built with
 //!
-//!     debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,curl,python3,iproute2,kmod trixie DIR
+//!     debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,curl,python3,iproute2,kmod,logrotate trixie DIR
 //!
 //! (`kmod`: without it 257 boots *degraded*, systemd-modules-load fails to dlopen libkmod),
 //! in `target/e2e-rootfs/trixie-<hash of suite, variant and include list>/root`, and is
@@ -39,7 +39,7 @@ pub(crate) const SUITE: &str = "trixie";
 pub(crate) const VARIANT: &str = "minbase";
 /// The packages of the tree (research: systemd-trixie.md §1).
 pub(crate) const INCLUDE: &[&str] =
-    &["systemd", "systemd-sysv", "dbus", "curl", "python3", "iproute2", "kmod"];
+    &["systemd", "systemd-sysv", "dbus", "curl", "python3", "iproute2", "kmod", "logrotate"];
 /// Bumped when what is done to a tree after debootstrap changes (part of the cache key).
 const LAYOUT: u32 = 1;
 /// debootstrap is network-bound (~50 s measured); a hung mirror must not hang the suite.

@@ -23,7 +23,7 @@
 //!
 //! Scenario l (`upgrade.rs`) measures a binary upgrade under load against `systemctl restart`.
 //! Scenario m (`logrotate.rs`) needs `logrotate` in the tree: on the host's systemd it must
-//! be installed (`.ci/run` does); the trixie tree has none, and there it prints `SKIP:`.
+//! be installed (`.ci/run` does); the trixie tree is built with it.
 //!
 //! Scenario j (`https.rs`) makes the container's mounts shared first, as on a booted
 //! machine: systemd's `LoadCredential=` needs shared propagation (see `https::share_mounts`).
