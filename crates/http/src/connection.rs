@@ -195,7 +195,7 @@ pub(crate) async fn serve<S: Transport>(
 ) {
     let fd = stream.socket().as_raw_fd();
     let tls_version = stream.tls_version();
-    let meter = Arc::new(Meter::new());
+    let meter = Arc::new(Meter::with_reading_gauge(shared.reading.clone()));
     let sendfile = Arc::new(SendfileQueue::default());
     let config_limits = shared.current().config.limits.clone();
     let service = {

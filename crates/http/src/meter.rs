@@ -12,7 +12,7 @@ use std::io;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use rustix::time::{ClockId, clock_gettime};
@@ -42,6 +42,10 @@ pub(crate) struct Meter {
     read_at_idle: AtomicU64,
     /// When the first byte of the request head now arriving was read.
     head_started: AtomicU64,
+    /// A request head is being read (bytes of it arrived, the request is not dispatched).
+    reading: AtomicBool,
+    /// The server's count of connections reading a head, kept by HTTP/1.1 connections.
+    reading_gauge: Option<Arc<AtomicU64>>,
 }
 
 impl Meter {
@@ -54,6 +58,35 @@ impl Meter {
             read_total: AtomicU64::new(0),
             read_at_idle: AtomicU64::new(0),
             head_started: AtomicU64::new(now),
+            reading: AtomicBool::new(false),
+            reading_gauge: None,
+        }
+    }
+
+    /// A meter that counts its connection in `gauge` while it reads a request head.
+    pub(crate) fn with_reading_gauge(gauge: Arc<AtomicU64>) -> Meter {
+        let mut meter = Meter::new();
+        meter.reading_gauge = Some(gauge);
+        meter
+    }
+
+    /// The first bytes of a request head arrived.
+    #[inline]
+    fn begin_reading(&self) {
+        if let Some(gauge) = &self.reading_gauge
+            && !self.reading.swap(true, Ordering::AcqRel)
+        {
+            gauge.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The head was read (the request is dispatched), or the connection ended.
+    #[inline]
+    fn end_reading(&self) {
+        if let Some(gauge) = &self.reading_gauge
+            && self.reading.swap(false, Ordering::AcqRel)
+        {
+            gauge.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -102,6 +135,12 @@ impl Meter {
     }
 }
 
+impl Drop for Meter {
+    fn drop(&mut self) {
+        self.end_reading();
+    }
+}
+
 /// Marks a request in flight on its connection until its body is done.
 pub(crate) struct RequestGuard {
     meter: Arc<Meter>,
@@ -109,6 +148,7 @@ pub(crate) struct RequestGuard {
 
 impl RequestGuard {
     pub(crate) fn new(meter: Arc<Meter>) -> RequestGuard {
+        meter.end_reading();
         meter.in_flight.fetch_add(1, Ordering::AcqRel);
         RequestGuard { meter }
     }
@@ -230,6 +270,7 @@ impl<S: Transport> AsyncRead for MeteredIo<S> {
                 && meter.in_flight.load(Ordering::Acquire) == 0
             {
                 meter.head_started.store(now, Ordering::Release);
+                meter.begin_reading();
             }
             meter.last_progress.store(now, Ordering::Relaxed);
         }

@@ -44,6 +44,9 @@ pub(crate) struct Shared {
     pub(crate) h2_streams: AtomicU64,
     /// Connections to the status endpoint open now.
     pub(crate) status_connections: AtomicU64,
+    /// HTTP/1.1 connections reading a request head (Apache's "R"): bytes of a head read,
+    /// the request not dispatched yet (see `Meter::with_reading_gauge`).
+    pub(crate) reading: Arc<AtomicU64>,
     /// What the caller reports for the status endpoint (set after each reload).
     pub(crate) report: Mutex<Report>,
     /// When the server started.
@@ -66,6 +69,7 @@ impl Shared {
             h2_connections: AtomicU64::new(0),
             h2_streams: AtomicU64::new(0),
             status_connections: AtomicU64::new(0),
+            reading: Arc::new(AtomicU64::new(0)),
             report: Mutex::new(Report::default()),
             started: SystemTime::now(),
         }

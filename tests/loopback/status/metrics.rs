@@ -192,3 +192,46 @@ fn a_status_listener_on_a_unix_socket_serves_metrics_to_curl() {
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777, 0o600);
 }
+
+#[test]
+fn a_connection_sending_its_request_head_slowly_is_reading_until_the_head_is_complete() {
+    if !parser_available() {
+        return;
+    }
+    use std::io::{Read, Write};
+    let (site, status_port) = status_site();
+    let _server = site.start(&[]);
+    get(site.port, "/");
+    // Half a request head, then nothing (as slowloris does), and an idle keep-alive beside it.
+    let mut slow = std::net::TcpStream::connect(("127.0.0.1", site.port)).unwrap();
+    slow.write_all(b"GET /index.html HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let idle = std::net::TcpStream::connect(("127.0.0.1", site.port)).unwrap();
+    let states = |want_reading: f64| {
+        let deadline = Instant::now() + T;
+        loop {
+            let parsed = parse(&[scrape(status_port)]).pop().unwrap();
+            let (reading, idle) = (
+                parsed.value("graced_connections{state=reading}"),
+                parsed.value("graced_connections{state=idle}"),
+            );
+            if reading == want_reading {
+                return (reading, idle);
+            }
+            assert!(Instant::now() < deadline, "reading {reading}, idle {idle}: want reading {want_reading}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let (_, idle_count) = states(1.0);
+    assert!(idle_count >= 1.0, "the connection that sent nothing is idle, not reading ({idle_count})");
+    let json = get(status_port, "/status.json");
+    let json: serde_json::Value = serde_json::from_str(&json.text()).unwrap();
+    assert_eq!(json["connections"]["reading"], 1);
+    // The rest of the head: the request is served, and the connection no longer reads.
+    slow.write_all(b"\r\n").unwrap();
+    slow.set_read_timeout(Some(T)).unwrap();
+    let mut first = [0u8; 12];
+    slow.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    states(0.0);
+    drop(idle);
+}

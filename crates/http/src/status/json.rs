@@ -43,7 +43,7 @@ pub(crate) fn render(s: &Snapshot) -> String {
         "generation": s.current().map_or(0, |g| g.id),
         "generations": generations,
         "connections": {
-            "open": c.open(), "writing": c.writing, "idle": c.idle, "http2": c.http2, "status": c.status,
+            "open": c.open(), "writing": c.writing, "reading": c.reading, "idle": c.idle, "http2": c.http2, "status": c.status,
             "draining": s.draining,
         },
         "http2_streams": s.h2_streams,

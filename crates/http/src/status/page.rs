@@ -45,11 +45,12 @@ pub(crate) fn render(s: &Snapshot) -> String {
     let c = &s.connections;
     let _ = writeln!(
         p,
-        "<h2>Connections</h2>\n<table><tr><th>open</th><th>writing</th><th>idle / reading</th>\
+        "<h2>Connections</h2>\n<table><tr><th>open</th><th>writing</th><th>reading</th><th>idle</th>\
          <th>HTTP/2</th><th>HTTP/2 streams</th><th>status</th></tr>\n<tr><td>{}</td><td>{}</td>\
-         <td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr></table>{}",
+         <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr></table>{}",
         c.open(),
         c.writing,
+        c.reading,
         c.idle,
         c.http2,
         s.h2_streams,

@@ -52,11 +52,19 @@ pub(crate) fn render(s: &Snapshot) -> String {
     let mut f = family(
         "graced_connections",
         "gauge",
-        "Open connections by state: writing (HTTP/1.1, a response in flight), idle (HTTP/1.1 \
-         keep-alive, a request head arriving, a TLS handshake), http2, status.",
+        "Open connections by state: writing (HTTP/1.1, a response in flight), reading \
+         (HTTP/1.1, a request head arriving), idle (HTTP/1.1 keep-alive between requests, a TLS \
+         handshake), http2, status.",
     );
     let c = &s.connections;
-    for (state, n) in [("writing", c.writing), ("idle", c.idle), ("http2", c.http2), ("status", c.status)] {
+    let states = [
+        ("writing", c.writing),
+        ("reading", c.reading),
+        ("idle", c.idle),
+        ("http2", c.http2),
+        ("status", c.status),
+    ];
+    for (state, n) in states {
         f.sample("", &[("state", state)], n as f64);
     }
     add(f);

@@ -23,8 +23,9 @@ pub(crate) struct GenerationView {
 pub(crate) struct ConnectionStates {
     /// HTTP/1.1 connections with a response in flight.
     pub(crate) writing: u64,
-    /// HTTP/1.1 (or TLS) connections between responses: idle keep-alive, a request head
-    /// arriving, or a TLS handshake.
+    /// HTTP/1.1 connections reading a request head (Apache's "R").
+    pub(crate) reading: u64,
+    /// HTTP/1.1 (or TLS) connections between requests: idle keep-alive, or a TLS handshake.
     pub(crate) idle: u64,
     /// HTTP/2 connections (their streams are counted apart).
     pub(crate) http2: u64,
@@ -34,7 +35,7 @@ pub(crate) struct ConnectionStates {
 
 impl ConnectionStates {
     pub(crate) fn open(&self) -> u64 {
-        self.writing + self.idle + self.http2 + self.status
+        self.writing + self.reading + self.idle + self.http2 + self.status
     }
 }
 
@@ -85,13 +86,14 @@ impl Snapshot {
         let in_flight: u64 = generations.iter().map(|g| g.in_flight).sum();
         let writing = in_flight.saturating_sub(h2_streams);
         let open = shared.connections.len() as u64;
-        let idle = open.saturating_sub(writing + h2_connections + status);
+        let reading = shared.reading.load(Ordering::Relaxed);
+        let idle = open.saturating_sub(writing + reading + h2_connections + status);
         Snapshot {
             version: env!("CARGO_PKG_VERSION"),
             now: SystemTime::now(),
             started: shared.started,
             generations,
-            connections: ConnectionStates { writing, idle, http2: h2_connections, status },
+            connections: ConnectionStates { writing, reading, idle, http2: h2_connections, status },
             draining: shared.is_draining(),
             h2_streams,
             totals: counters.tally.totals(),
