@@ -280,6 +280,7 @@ fn a_graceful_reload_turns_compression_on_and_off_with_no_failed_request() {
     // A client requests the page all along (bounded in count and time) while the config
     // changes under it; every response must be a 200 with the page, in one coding or none.
     let stop = std::sync::atomic::AtomicBool::new(false);
+    let requests = std::sync::atomic::AtomicUsize::new(0);
     let (encodings, failures) = std::thread::scope(|s| {
         let client = s.spawn(|| {
             let (mut seen, mut failures) = (std::collections::BTreeSet::new(), Vec::new());
@@ -300,6 +301,7 @@ fn a_graceful_reload_turns_compression_on_and_off_with_no_failed_request() {
                     failures.push(format!("{} {:?}", r.status, r.headers));
                 }
                 seen.insert(enc);
+                requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             (seen, failures)
         });
@@ -314,6 +316,12 @@ fn a_graceful_reload_turns_compression_on_and_off_with_no_failed_request() {
                 std::thread::sleep(Duration::from_millis(20));
             }
         };
+        // The client's first request is answered before compression is turned on.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while requests.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            assert!(std::time::Instant::now() < deadline, "the client made no request");
+            std::thread::sleep(Duration::from_millis(5));
+        }
         site.write_config(ON_THE_FLY);
         server.signal(libc::SIGUSR1);
         wait_for(Some("gzip"));
