@@ -147,20 +147,38 @@ pub(crate) fn choose(headers: &HeaderMap, offered: &[Encoding]) -> Option<Encodi
     best.filter(|(_, q)| *q >= w.identity).map(|(e, _)| e)
 }
 
-/// The acceptable codings of `offered`, best first (for trying sidecars in turn).
-pub(crate) fn acceptable(headers: &HeaderMap, offered: &[Encoding]) -> Vec<Encoding> {
-    if offered.is_empty() || !headers.contains_key(header::ACCEPT_ENCODING) {
-        return Vec::new();
+/// The acceptable codings of `offered`, best first (for trying sidecars in turn); on the
+/// stack, as this runs for every request of a negotiable file.
+pub(crate) fn acceptable(headers: &HeaderMap, offered: &[Encoding]) -> impl Iterator<Item = Encoding> {
+    let mut list = [(usize::MAX, Encoding::Gzip, 0u16); 3];
+    let mut n = 0;
+    if !offered.is_empty() && headers.contains_key(header::ACCEPT_ENCODING) {
+        let w = weights(headers);
+        for (i, &e) in offered.iter().enumerate() {
+            let q = w.codings[slot(e)];
+            if q > 0 && q >= w.identity && n < list.len() {
+                list[n] = (i, e, q);
+                n += 1;
+            }
+        }
+        // The keys are distinct (by position), so an unstable sort is exact, and needs no buffer.
+        list[..n].sort_unstable_by_key(|(i, _, q)| (std::cmp::Reverse(*q), *i));
     }
-    let w = weights(headers);
-    let mut list: Vec<(usize, Encoding, u16)> = offered
-        .iter()
-        .enumerate()
-        .map(|(i, &e)| (i, e, w.codings[slot(e)]))
-        .filter(|(_, _, q)| *q > 0 && *q >= w.identity)
-        .collect();
-    list.sort_by_key(|(i, _, q)| (std::cmp::Reverse(*q), *i));
-    list.into_iter().map(|(_, e, _)| e).collect()
+    list.into_iter().take(n).map(|(_, e, _)| e)
+}
+
+/// The codings `names` (the configuration's `encodings`, checked at load: known, each once)
+/// name, in their order, without allocating.
+pub(crate) fn offered(names: &[String]) -> ([Encoding; 3], usize) {
+    let mut list = [Encoding::Gzip; 3];
+    let mut n = 0;
+    for e in names.iter().filter_map(|name| Encoding::from_name(name)) {
+        if n < list.len() {
+            list[n] = e;
+            n += 1;
+        }
+    }
+    (list, n)
 }
 
 #[cfg(test)]
@@ -207,6 +225,6 @@ mod tests {
     fn acceptable_lists_best_first() {
         let mut headers = HeaderMap::new();
         headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip, br;q=0.9, zstd;q=0"));
-        assert_eq!(acceptable(&headers, &ALL), vec![Encoding::Gzip, Encoding::Br]);
+        assert_eq!(acceptable(&headers, &ALL).collect::<Vec<_>>(), vec![Encoding::Gzip, Encoding::Br]);
     }
 }

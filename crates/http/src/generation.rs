@@ -5,13 +5,13 @@
 //! the same keep-alive connection simply takes the new one. Old generations stay
 //! alive (Apache's mod_status "G") exactly as long as a request still holds them.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Instant, SystemTime};
 
 use crate::access_log::{AccessLogSink, Pending};
 use crate::files::RootDir;
-use crate::status::tally::Tally;
+use crate::status::tally::{Gauge, Tally};
 use graced_config::Config;
 
 /// One configuration being served, with its own access-log sink.
@@ -28,7 +28,9 @@ pub struct Generation {
     pub created: SystemTime,
     /// How it began, for the status endpoint: "start", "reload", "restart", "reopen-logs".
     pub origin: &'static str,
-    in_flight: AtomicUsize,
+    /// Requests in flight, by thread (one shared counter would bounce between the workers
+    /// twice a request).
+    in_flight: Gauge,
     /// The server's counters, where its requests' durations go (set when the server takes it).
     pub(crate) tally: Option<Arc<Tally>>,
 }
@@ -45,7 +47,7 @@ impl Generation {
             tls: None,
             created: SystemTime::now(),
             origin: "start",
-            in_flight: AtomicUsize::new(0),
+            in_flight: Gauge::default(),
             tally: None,
         }
     }
@@ -64,7 +66,7 @@ impl Generation {
 
     /// Requests currently being served with this generation.
     pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
+        self.in_flight.get() as usize
     }
 }
 
@@ -83,7 +85,7 @@ impl GenerationGuard {
         started: Option<Instant>,
         pending: Option<Pending>,
     ) -> GenerationGuard {
-        generation.in_flight.fetch_add(1, Ordering::Relaxed);
+        generation.in_flight.increment();
         GenerationGuard { generation, started, pending }
     }
 
@@ -107,7 +109,7 @@ impl Drop for GenerationGuard {
         if let Some(pending) = self.pending.take() {
             generation.access_log.finish(pending, elapsed);
         }
-        generation.in_flight.fetch_sub(1, Ordering::Relaxed);
+        generation.in_flight.decrement();
     }
 }
 

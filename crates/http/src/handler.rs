@@ -97,7 +97,7 @@ pub(crate) fn handle<B>(
 struct Answer {
     response: Response<Body>,
     /// The resolved file's path (or the request's), for the header rules; `None`: the raw
-    /// request path.
+    /// request path (also when the site has no header rules, which need none).
     path: Option<String>,
     /// The SPA fallback answered (`Cache-Control: no-cache`, whatever the rules say).
     fallback: bool,
@@ -181,27 +181,30 @@ fn respond<B>(
         Err(PathError::BadRequest) => return error(StatusCode::BAD_REQUEST).into(),
         Err(PathError::EncodedSlash | PathError::Hidden) => return error(StatusCode::NOT_FOUND).into(),
     };
-    let request_path = tryfiles::display(&safe);
-    let refuse = |path: &str| refusal(access::check(&site.rules.access, path, remote, req.headers()));
-    if let Some(response) = refuse(&request_path) {
-        return Answer { response, path: Some(request_path), fallback: false };
+    // The paths the rules match are built only for a site that has such rules.
+    let guarded = !site.rules.access.is_empty();
+    let refuse = |path: &SafePath| {
+        let verdict = access::check(&site.rules.access, &tryfiles::display(path), remote, req.headers());
+        refusal(verdict)
+    };
+    let rule_path = |path: &SafePath| (!site.rules.headers.is_empty()).then(|| tryfiles::display(path));
+    if guarded && let Some(response) = refuse(&safe) {
+        return Answer { response, path: rule_path(&safe), fallback: false };
     }
     let root = &generation.roots[site_index];
     let found = tryfiles::lookup(site, root, &safe, req.method(), req.headers());
-    if found.path != request_path
-        && let Some(response) = refuse(&found.path)
+    if guarded
+        && let Some(resolved) = &found.resolved
+        && let Some(response) = refuse(resolved)
     {
-        return Answer { response, path: Some(request_path), fallback: false };
+        return Answer { response, path: rule_path(&safe), fallback: false };
     }
+    // The file that answers (an index file, a clean URL's `.html`, the fallback): its
+    // sidecars sit beside it.
+    let served = found.resolved.as_ref().unwrap_or(&safe);
     let mut response = match found.target {
-        Target::Listing(dir) => list(req, site, &dir, &request_path),
-        Target::Lookup(Lookup::Found(resource)) => {
-            // The file that answers (an index file, a clean URL's `.html`, the fallback):
-            // its sidecars sit beside it.
-            let served =
-                SafePath { relative: found.path.trim_start_matches('/').into(), trailing_slash: false };
-            serve(req, site, root, &served, resource, copy)
-        }
+        Target::Listing(dir) => list(req, site, &dir, &tryfiles::display(&safe)),
+        Target::Lookup(Lookup::Found(resource)) => serve(req, site, root, served, resource, copy),
         Target::Lookup(Lookup::AddSlash) => redirect_with_slash(req),
         Target::Lookup(Lookup::NotFound) => error(StatusCode::NOT_FOUND),
         Target::Lookup(Lookup::Forbidden) => error(StatusCode::FORBIDDEN),
@@ -215,7 +218,7 @@ fn respond<B>(
     if found.vary_accept {
         response.headers_mut().append(header::VARY, HeaderValue::from_static("Accept"));
     }
-    Answer { response, path: Some(found.path), fallback: found.fallback }
+    Answer { response, path: rule_path(served), fallback: found.fallback }
 }
 
 /// The response of an access verdict other than [`Verdict::Pass`].

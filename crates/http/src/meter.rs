@@ -20,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::listener::Stream;
 use crate::sendfile::{self, SendfileQueue, is_placeholder};
+use crate::status::tally::Gauge;
 
 /// Microseconds on the coarse monotonic clock: a few ms of resolution is plenty for
 /// timeouts of 250 ms and more, and reading it is cheaper than the precise clock, which
@@ -45,7 +46,7 @@ pub(crate) struct Meter {
     /// A request head is being read (bytes of it arrived, the request is not dispatched).
     reading: AtomicBool,
     /// The server's count of connections reading a head, kept by HTTP/1.1 connections.
-    reading_gauge: Option<Arc<AtomicU64>>,
+    reading_gauge: Option<Arc<Gauge>>,
 }
 
 impl Meter {
@@ -64,7 +65,7 @@ impl Meter {
     }
 
     /// A meter that counts its connection in `gauge` while it reads a request head.
-    pub(crate) fn with_reading_gauge(gauge: Arc<AtomicU64>) -> Meter {
+    pub(crate) fn with_reading_gauge(gauge: Arc<Gauge>) -> Meter {
         let mut meter = Meter::new();
         meter.reading_gauge = Some(gauge);
         meter
@@ -76,7 +77,7 @@ impl Meter {
         if let Some(gauge) = &self.reading_gauge
             && !self.reading.swap(true, Ordering::AcqRel)
         {
-            gauge.fetch_add(1, Ordering::Relaxed);
+            gauge.increment();
         }
     }
 
@@ -86,7 +87,7 @@ impl Meter {
         if let Some(gauge) = &self.reading_gauge
             && self.reading.swap(false, Ordering::AcqRel)
         {
-            gauge.fetch_sub(1, Ordering::Relaxed);
+            gauge.decrement();
         }
     }
 

@@ -29,6 +29,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::generation::{Counters, Generation, Registry};
 use crate::status::report::Report;
+use crate::status::tally::Gauge;
 
 /// State shared by the accept loops and every connection.
 pub(crate) struct Shared {
@@ -46,7 +47,7 @@ pub(crate) struct Shared {
     pub(crate) status_connections: AtomicU64,
     /// HTTP/1.1 connections reading a request head (Apache's "R"): bytes of a head read,
     /// the request not dispatched yet (see `Meter::with_reading_gauge`).
-    pub(crate) reading: Arc<AtomicU64>,
+    pub(crate) reading: Arc<Gauge>,
     /// What the caller reports for the status endpoint (set after each reload).
     pub(crate) report: Mutex<Report>,
     /// When the server started.
@@ -69,7 +70,7 @@ impl Shared {
             h2_connections: AtomicU64::new(0),
             h2_streams: AtomicU64::new(0),
             status_connections: AtomicU64::new(0),
-            reading: Arc::new(AtomicU64::new(0)),
+            reading: Arc::new(Gauge::default()),
             report: Mutex::new(Report::default()),
             started: SystemTime::now(),
         }

@@ -61,9 +61,10 @@ pub(crate) fn choose(
     if !c.precompressed && !fly {
         return identity(resource, false);
     }
-    let offered: Vec<Encoding> = c.encodings.iter().filter_map(|e| Encoding::from_name(e)).collect();
+    let (offered, n) = encoding::offered(&c.encodings);
+    let offered = &offered[..n];
     if c.precompressed {
-        for encoding in encoding::acceptable(headers, &offered) {
+        for encoding in encoding::acceptable(headers, offered) {
             if let Some(side) = files::sidecar(site, root, path, &resource, encoding.extension()) {
                 return Chosen { encoding: Some(encoding), ..identity(side, true) };
             }
@@ -72,7 +73,7 @@ pub(crate) fn choose(
     if !fly {
         return identity(resource, true);
     }
-    let Some(encoding) = encoding::choose(headers, &offered) else { return identity(resource, true) };
+    let Some(encoding) = encoding::choose(headers, offered) else { return identity(resource, true) };
     let key = Key { etag: resource.etag.clone(), encoding };
     let etag = variant_etag(&resource.etag, encoding);
     // A revalidation that will be answered 304 needs no body: no compression for it.

@@ -27,8 +27,11 @@ pub(crate) enum Target {
 #[derive(Debug)]
 pub(crate) struct Found {
     pub(crate) target: Target,
-    /// The resolved file's path (`/docs/index.html` for `/docs/`), else the request's.
-    pub(crate) path: String,
+    /// The file that answers when it is not the request's own path: `docs/index.html` for
+    /// `/docs/`, `about.html` for `/about`, the fallback. Its sidecars sit beside it, and the
+    /// header and access rules match its path ([`display`]). `None`: the request's path
+    /// (nothing is built for the common case).
+    pub(crate) resolved: Option<SafePath>,
     /// The SPA fallback answered: `Cache-Control: no-cache`.
     pub(crate) fallback: bool,
     /// The answer depends on `Accept` (a listing, or a path the fallback could answer).
@@ -53,16 +56,15 @@ pub(crate) fn lookup(
     method: &Method,
     headers: &HeaderMap,
 ) -> Found {
-    let request_path = display(safe);
-    let found = |target, path| Found { target, path, fallback: false, vary_accept: false };
+    let found = |target, resolved| Found { target, resolved, fallback: false, vary_accept: false };
     if safe.trailing_slash {
         if let Some((lookup, path)) = index(site, root, &safe.relative) {
-            return found(Target::Lookup(lookup), path);
+            return found(Target::Lookup(lookup), Some(path));
         }
         if site.rules.listing.is_some()
             && let Some(dir) = files::open_dir(root, safe)
         {
-            return Found { vary_accept: true, ..found(Target::Listing(dir), request_path) };
+            return Found { vary_accept: true, ..found(Target::Listing(dir), None) };
         }
     }
     let lookup = files::lookup(site, root, safe);
@@ -70,42 +72,37 @@ pub(crate) fn lookup(
         Lookup::NotFound | Lookup::AddSlash if site.rules.clean_urls && !safe.trailing_slash => {
             let mut html = safe.relative.clone().into_os_string();
             html.push(".html");
-            let html = PathBuf::from(html);
-            match files::lookup(site, root, &candidate(html.clone())) {
-                Lookup::Found(resource) => {
-                    return found(
-                        Target::Lookup(Lookup::Found(resource)),
-                        format!("/{}", html.to_string_lossy()),
-                    );
-                }
+            let html = candidate(PathBuf::from(html));
+            match files::lookup(site, root, &html) {
+                Lookup::Found(resource) => return found(Target::Lookup(Lookup::Found(resource)), Some(html)),
                 Lookup::NotFound | Lookup::AddSlash | Lookup::Forbidden => {}
-                other => return found(Target::Lookup(other), request_path),
+                other => return found(Target::Lookup(other), None),
             }
             if let Some((lookup, path)) = index(site, root, &safe.relative) {
-                return found(Target::Lookup(lookup), path);
+                return found(Target::Lookup(lookup), Some(path));
             }
             lookup
         }
         other => other,
     };
     if !matches!(lookup, Lookup::NotFound) || !matches!(*method, Method::GET | Method::HEAD) {
-        return found(Target::Lookup(lookup), request_path);
+        return found(Target::Lookup(lookup), None);
     }
     let Some(fallback) = site.rules.spa_fallback.as_deref() else {
-        return found(Target::Lookup(lookup), request_path);
+        return found(Target::Lookup(lookup), None);
     };
     if !may_be_a_page(&safe.relative) {
-        return found(Target::Lookup(lookup), request_path);
+        return found(Target::Lookup(lookup), None);
     }
-    let not_found = Found { vary_accept: true, ..found(Target::Lookup(lookup), request_path) };
+    let not_found = Found { vary_accept: true, ..found(Target::Lookup(lookup), None) };
     if !accepts_html(headers) {
         return not_found;
     }
-    let relative = PathBuf::from(fallback.trim_start_matches('/'));
-    match files::lookup(site, root, &candidate(relative)) {
+    let page = candidate(PathBuf::from(fallback.trim_start_matches('/')));
+    match files::lookup(site, root, &page) {
         Lookup::Found(resource) => Found {
             target: Target::Lookup(Lookup::Found(resource)),
-            path: fallback.to_owned(),
+            resolved: Some(page),
             fallback: true,
             vary_accept: true,
         },
@@ -118,14 +115,11 @@ fn candidate(relative: PathBuf) -> SafePath {
 }
 
 /// The first of the site's index files in directory `dir`: the lookup and its path.
-fn index(site: &Site, root: &RootDir, dir: &std::path::Path) -> Option<(Lookup, String)> {
+fn index(site: &Site, root: &RootDir, dir: &std::path::Path) -> Option<(Lookup, SafePath)> {
     for name in &site.index {
-        let relative = dir.join(name);
-        match files::lookup(site, root, &candidate(relative.clone())) {
-            found @ Lookup::Found(_) => return Some((found, format!("/{}", relative.to_string_lossy()))),
-            failed @ (Lookup::Unavailable | Lookup::Failed) => {
-                return Some((failed, format!("/{}", relative.to_string_lossy())));
-            }
+        let path = candidate(dir.join(name));
+        match files::lookup(site, root, &path) {
+            found @ (Lookup::Found(_) | Lookup::Unavailable | Lookup::Failed) => return Some((found, path)),
             _ => {}
         }
     }

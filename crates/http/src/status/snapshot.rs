@@ -86,7 +86,7 @@ impl Snapshot {
         let in_flight: u64 = generations.iter().map(|g| g.in_flight).sum();
         let writing = in_flight.saturating_sub(h2_streams);
         let open = shared.connections.len() as u64;
-        let reading = shared.reading.load(Ordering::Relaxed);
+        let reading = shared.reading.get();
         let idle = open.saturating_sub(writing + reading + h2_connections + status);
         Snapshot {
             version: env!("CARGO_PKG_VERSION"),

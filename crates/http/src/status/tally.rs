@@ -12,7 +12,7 @@
 //! which is the cache-line traffic this avoids.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// The histogram's upper bounds in seconds (`le`); `+Inf` follows. Static files are served
@@ -156,6 +156,45 @@ impl Tally {
     }
 }
 
+/// A count that rises and falls on any thread (a connection's task may start reading a head
+/// on one worker and be dispatched on another): per-thread shards of signed relaxed atomics,
+/// like [`Tally`]'s, summed when read; so the hot path never writes a line another worker
+/// writes too. The sum is not of one instant (shards are read one after another), so it is
+/// for reports (the status page, `-k status`), never for a decision such as "drained".
+pub(crate) struct Gauge {
+    shards: Box<[GaugeShard]>,
+}
+
+/// One thread's share of a [`Gauge`], on a cache line of its own.
+#[repr(align(128))]
+#[derive(Default)]
+struct GaugeShard(AtomicI64);
+
+impl Default for Gauge {
+    fn default() -> Self {
+        Gauge { shards: (0..SHARDS).map(|_| GaugeShard::default()).collect() }
+    }
+}
+
+impl Gauge {
+    #[inline]
+    pub(crate) fn increment(&self) {
+        self.shards[shard_index()].0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn decrement(&self) {
+        self.shards[shard_index()].0.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The sum over every shard (a shard alone may be negative; the sum is not, unless read
+    /// between a fall on one thread and its rise being seen from another: then 0).
+    pub(crate) fn get(&self) -> u64 {
+        let sum: i64 = self.shards.iter().map(|s| s.0.load(Ordering::Relaxed)).sum();
+        u64::try_from(sum).unwrap_or(0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,5 +253,23 @@ mod tests {
         assert!((totals.duration_seconds - (2000.0 * 50e-6 + 2000.0 * 2050e-6)).abs() < 1e-6);
         tally.reset();
         assert_eq!(tally.totals(), Totals::default());
+    }
+
+    #[test]
+    fn a_gauge_raised_on_one_thread_and_lowered_on_another_sums_right() {
+        let gauge = std::sync::Arc::new(Gauge::default());
+        for _ in 0..3 {
+            gauge.increment();
+        }
+        let other = gauge.clone();
+        std::thread::spawn(move || {
+            other.decrement();
+            other.decrement();
+        })
+        .join()
+        .unwrap();
+        assert_eq!(gauge.get(), 1);
+        gauge.decrement();
+        assert_eq!(gauge.get(), 0);
     }
 }
