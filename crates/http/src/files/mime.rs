@@ -26,6 +26,13 @@ pub(crate) fn content_type(name: &str) -> &'static str {
         "md" => "text/markdown; charset=utf-8",
         "csv" => "text/csv; charset=utf-8",
         "wasm" => "application/wasm",
+        // Precompressed sidecars (`.gz` is looked up on every request that accepts gzip)
+        // and the common binary web types: the same answers as mime_guess, without its search.
+        "gz" => "application/gzip",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "webp" => "image/webp",
+        "woff2" => "font/woff2",
         _ => mime_guess::from_ext(ext).first_raw().unwrap_or("application/octet-stream"),
     }
 }
@@ -42,5 +49,13 @@ mod tests {
         assert_eq!(content_type("a.PNG"), "image/png");
         assert_eq!(content_type("noextension"), "application/octet-stream");
         assert_eq!(content_type("a.averyveryverylongextension"), "application/octet-stream");
+    }
+
+    #[test]
+    fn the_fast_answers_are_mime_guess_answers() {
+        for ext in ["gz", "png", "jpg", "jpeg", "webp", "woff2"] {
+            let guessed = mime_guess::from_ext(ext).first_raw().unwrap();
+            assert_eq!(content_type(&format!("a.{ext}")), guessed, "{ext}");
+        }
     }
 }
