@@ -6,6 +6,7 @@
 //! `--wait` uses the control socket for reloads (the answer is the result) and the
 //! pidfd for stops (readable when the process has exited).
 
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -86,6 +87,14 @@ impl Outcome {
 
 /// How long a reload that hands over files waits for its answer without `--wait`.
 const HANDOVER_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// How long a client waits for a running server's control socket to appear.
+const CONTROL_SOCKET_WAIT: Duration = Duration::from_secs(10);
+
+/// Whether `holder` still holds the pid file's lock (the server did not exit meanwhile).
+fn holds_lock(pid_path: &Path, holder: u32) -> bool {
+    matches!(pidfile::probe(pid_path), Ok(Probe::Running { holder: now, .. }) if now == holder)
+}
 
 /// Sends `command` to the server whose pid file is `pid_path`.
 pub fn send(pid_path: &Path, command: Command, wait: Wait) -> Result<Outcome, ClientError> {
@@ -176,8 +185,24 @@ fn ask(
     timeout: Duration,
 ) -> Result<Outcome, ClientError> {
     let path = control::socket_path(pid_path);
-    let control::Response { server_pid: peer, reply } = control::request(&path, request, files, timeout)
-        .map_err(|source| ClientError::Control { path: path.clone(), source })?;
+    let started = Instant::now();
+    let response = loop {
+        match control::request(&path, request, files, timeout) {
+            // The server holds the lock but has not bound its control socket yet (it is
+            // starting: the lock comes first, and a socket-activated listener accepts even
+            // before that), or a successor is taking it over in a binary upgrade: wait.
+            Err(err)
+                if matches!(err.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused)
+                    && started.elapsed() < timeout.min(CONTROL_SOCKET_WAIT)
+                    && holds_lock(pid_path, holder) =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => break other,
+        }
+    };
+    let control::Response { server_pid: peer, reply } =
+        response.map_err(|source| ClientError::Control { path: path.clone(), source })?;
     if peer != holder {
         return Err(ClientError::Control {
             path,

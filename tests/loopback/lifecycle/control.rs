@@ -136,3 +136,52 @@ fn k_stop_wait_and_k_graceful_stop_wait_return_after_the_process_exited() {
         assert_eq!(code_, 3, "-k {command} with nothing running: {out}");
     }
 }
+
+/// `-k graceful --wait` against a server that holds the pid file's lock but has not bound
+/// its control socket yet (it is starting: the lock comes first, and a socket-activated
+/// listener accepts before either) waits for the socket instead of failing with "No such
+/// file or directory". The server is a stand-in here, so the window is certain: a Python
+/// process that takes the lock as graced does (a POSIX record lock), binds the socket
+/// 600 ms later and answers one request as graced would.
+#[test]
+fn k_graceful_wait_waits_for_a_starting_servers_control_socket() {
+    let site = Site::new(GRACED);
+    let pid_path = site.pid_path();
+    let ctl_path = pid_path.with_extension("ctl");
+    let script = r#"
+import fcntl, os, socket, sys, time
+pid_path, ctl_path = sys.argv[1], sys.argv[2]
+os.makedirs(os.path.dirname(pid_path), exist_ok=True)
+f = open(pid_path, "w")
+fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+f.write(f"{os.getpid()}\n"); f.flush()
+print("locked", flush=True)
+time.sleep(0.6)
+s = socket.socket(socket.AF_UNIX); s.bind(ctl_path); s.listen(1); s.settimeout(10)
+c, _ = s.accept()
+line = b""
+while not line.endswith(b"\n"):
+    line += c.recv(1)
+c.sendall(b"ok reloaded: generation 2 (" + line.strip() + b")\n"); c.close()
+time.sleep(0.5)
+"#;
+    let mut stand_in = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&pid_path)
+        .arg(&ctl_path)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut locked = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stand_in.stdout.take().unwrap()), &mut locked)
+        .unwrap();
+    assert_eq!(locked.trim(), "locked");
+    let started = std::time::Instant::now();
+    let (code_, out) = site.run(&["-k", "graceful", "--wait"]);
+    let waited = started.elapsed();
+    let _ = stand_in.kill();
+    let _ = stand_in.wait();
+    assert_eq!(code_, 0, "-k graceful --wait before the control socket existed: {out}");
+    assert!(out.contains("reloaded: generation 2 (graceful)"), "{out}");
+    assert!(waited >= Duration::from_millis(400), "answered after {waited:?}: the socket was not there yet");
+}
