@@ -46,7 +46,7 @@ pub use diagnostic::{ConfigError, Diagnostic};
 pub use glob::Glob;
 pub use log_format::AccessLogFormat;
 pub use model::{
-    AccessLog, BUILTIN_DEMO_ROOT, CREDENTIAL_PREFIX, Checks, Config, EMBEDDED_NAME, HSTS_DEFAULT, Http2,
+    ACME_CHALLENGE_DIRECTORY, ACME_STATE_DIRECTORY, Acme, SiteAcme, AccessLog, BUILTIN_DEMO_ROOT, CREDENTIAL_PREFIX, Checks, Config, EMBEDDED_NAME, HSTS_DEFAULT, Http2,
     Limits, ListenAddress, Listener, LogLevel, MAX_WORKERS, Root, Secret, Server, Site, SiteTls, Source, Tls,
 };
 pub use rules::{

@@ -10,6 +10,7 @@ use http_body::Body as _;
 
 use crate::access_log::Entry;
 use crate::body::Body;
+use crate::challenge;
 use crate::conditional::{self, Outcome};
 use crate::files::{Content, Lookup, Resource, RootDir};
 use crate::generation::{Counters, Generation};
@@ -140,6 +141,18 @@ fn respond<B>(
         return error(StatusCode::BAD_REQUEST).into();
     }
     let site = &config.sites[site_index];
+    if site.acme.is_some()
+        && matches!(*req.method(), Method::GET | Method::HEAD)
+        && let Some(answer) = challenge::answer(&config.acme.challenge_directory, req.uri().path())
+    {
+        return match answer {
+            Ok(mut response) => {
+                response.headers_mut().insert(header::SERVER, SERVER);
+                response.into()
+            }
+            Err(status) => error(status).into(),
+        };
+    }
     if !tls
         && let Some(host) = host
         && scheme::redirects(site, req.uri().path())

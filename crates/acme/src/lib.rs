@@ -1,0 +1,1 @@
+//! graced-acme
