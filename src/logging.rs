@@ -28,6 +28,9 @@ pub mod message_id {
     pub const CERTIFICATE_EXPIRING: &str = "6c3b9f2a1e7d4c0f8a52d9e4b7a1c308";
     pub const UPGRADED: &str = "6c3b9f2a1e7d4c0f8a52d9e4b7a1c309";
     pub const UPGRADE_FAILED: &str = "6c3b9f2a1e7d4c0f8a52d9e4b7a1c30a";
+    pub const ACME_INSTALLED: &str = "6c3b9f2a1e7d4c0f8a52d9e4b7a1c30b";
+    pub const ACME_FAILED: &str = "6c3b9f2a1e7d4c0f8a52d9e4b7a1c30c";
+    pub const ACME_RELOAD_FAILED: &str = "6c3b9f2a1e7d4c0f8a52d9e4b7a1c30d";
 }
 
 /// Changes the log level after start-up.

@@ -418,9 +418,18 @@ fn acme_problems_name_line_and_column() {
     );
     let errors = errors(&text);
     let starts = |prefix: &str| errors.iter().any(|e| e.starts_with(prefix));
-    assert!(starts("/etc/graced/t.toml:15:15: this site has acme = {…} and its own certificate"), "{errors:?}");
-    assert!(starts("/etc/graced/t.toml:17:8: acme = {…} cannot get a certificate for \"*.a.example\""), "{errors:?}");
-    assert!(starts("/etc/graced/t.toml:17:22: ACME directory \"http://ca.test/dir\" is not an https:// URL"), "{errors:?}");
+    assert!(
+        starts("/etc/graced/t.toml:15:15: this site has acme = {…} and its own certificate"),
+        "{errors:?}"
+    );
+    assert!(
+        starts("/etc/graced/t.toml:17:8: acme = {…} cannot get a certificate for \"*.a.example\""),
+        "{errors:?}"
+    );
+    assert!(
+        starts("/etc/graced/t.toml:17:22: ACME directory \"http://ca.test/dir\" is not an https:// URL"),
+        "{errors:?}"
+    );
     assert!(starts("/etc/graced/t.toml:17:54: contact is not a mailto: address"), "{errors:?}");
     assert!(starts("/etc/graced/t.toml:17:79: profile is empty"), "{errors:?}");
 }

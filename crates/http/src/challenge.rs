@@ -7,31 +7,43 @@
 
 use std::path::Path;
 
-use http::{HeaderValue, Response, StatusCode, header};
+use graced_config::{Config, Site};
+use http::{HeaderValue, Method, Response, StatusCode, header};
 
 use crate::body::Body;
 
 /// The path prefix the CA fetches.
 const PREFIX: &str = "/.well-known/acme-challenge/";
+const SERVER: HeaderValue = HeaderValue::from_static(concat!("graced/", env!("CARGO_PKG_VERSION")));
 
-/// The answer for `path` when it is a challenge of an ACME site (`dir`: its challenge
-/// directory); `None` when `path` is not a challenge (the request goes on as usual).
-pub(crate) fn answer(dir: &Path, path: &str) -> Option<Result<Response<Body>, StatusCode>> {
+/// The answer when `path` is a challenge of an ACME site: the key authorization, or a 404
+/// (the site's error pages still apply); `None` otherwise (the request goes on as usual).
+pub(crate) fn answer(config: &Config, site: &Site, method: &Method, path: &str) -> Option<Response<Body>> {
+    if site.acme.is_none() || !matches!(*method, Method::GET | Method::HEAD) {
+        return None;
+    }
+    let (status, body, kind) = match read(&config.acme.challenge_directory, path)? {
+        Some(bytes) => (StatusCode::OK, bytes, "application/octet-stream"),
+        None => (StatusCode::NOT_FOUND, b"404 Not Found\n".to_vec(), "text/plain; charset=utf-8"),
+    };
+    let mut response = Response::new(Body::bytes(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::SERVER, SERVER);
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Some(response)
+}
+
+/// The file for `path` in `dir`: `None` when `path` is not a challenge, `Some(None)` when
+/// there is no such answer.
+fn read(dir: &Path, path: &str) -> Option<Option<Vec<u8>>> {
     let token = path.strip_prefix(PREFIX)?;
     // RFC 8555 §8.3: a token is base64url; anything else is never a file graced-acme wrote.
     if token.is_empty() || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-        return Some(Err(StatusCode::NOT_FOUND));
+        return Some(None);
     }
-    Some(match std::fs::read(dir.join(token)) {
-        Ok(bytes) => {
-            let mut response = Response::new(Body::bytes(bytes));
-            let headers = response.headers_mut();
-            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            Ok(response)
-        }
-        Err(_) => Err(StatusCode::NOT_FOUND),
-    })
+    Some(std::fs::read(dir.join(token)).ok())
 }
 
 #[cfg(test)]
@@ -42,11 +54,13 @@ mod tests {
     fn only_base64url_tokens_are_looked_up() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("tok-en_1"), "tok-en_1.thumb").unwrap();
-        assert!(answer(dir.path(), "/index.html").is_none());
-        assert!(matches!(answer(dir.path(), "/.well-known/acme-challenge/tok-en_1"), Some(Ok(_))));
+        assert_eq!(read(dir.path(), "/index.html"), None);
+        assert_eq!(
+            read(dir.path(), "/.well-known/acme-challenge/tok-en_1"),
+            Some(Some(b"tok-en_1.thumb".to_vec()))
+        );
         for bad in ["", "..", "a/b", "a%2fb", "missing"] {
-            let path = format!("{PREFIX}{bad}");
-            assert_eq!(answer(dir.path(), &path).unwrap().err(), Some(StatusCode::NOT_FOUND), "{bad}");
+            assert_eq!(read(dir.path(), &format!("{PREFIX}{bad}")), Some(None), "{bad}");
         }
     }
 }

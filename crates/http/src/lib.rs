@@ -40,7 +40,7 @@
 //!   blocking pool, in a bounded process-wide cache with one compression per variant.
 //! * `encoding`: content codings and `Accept-Encoding` q-values.
 //! * `multipart` → `body`, `files`: `multipart/byteranges` bodies for several ranges.
-//! * `challenge` → `body`: ACME HTTP-01 answers from `[acme] challenge_directory`.
+//! * `challenge` → `body`: ACME HTTP-01 answers (before redirects and rules) from `[acme] challenge_directory`.
 //! * `scheme`: the plaintext → HTTPS redirect (sparing ACME challenges) and HSTS.
 //! * `body` → `chunks`, `compress`, `generation`, `meter`, `sendfile`, `size`: in-memory,
 //!   `sendfile`, chunked-copy (TLS), deferred (compressing) or multipart bodies that carry the request's guards; large files made resident a

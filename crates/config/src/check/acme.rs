@@ -27,7 +27,12 @@ impl Checker<'_> {
 
     /// A site's `acme = {…}` and the certificate and key it stands for; `None` when the site
     /// has none or it is invalid (every problem recorded).
-    pub(super) fn site_acme(&mut self, s: &RawSite, hosts: &[String], acme: &Acme) -> Option<(SiteAcme, SiteTls)> {
+    pub(super) fn site_acme(
+        &mut self,
+        s: &RawSite,
+        hosts: &[String],
+        acme: &Acme,
+    ) -> Option<(SiteAcme, SiteTls)> {
         let raw = s.acme.as_ref()?;
         let at = raw;
         let raw = raw.get_ref();
@@ -70,13 +75,21 @@ impl Checker<'_> {
         if let Some(contact) = &raw.contact
             && (!contact.get_ref().starts_with("mailto:") || !contact.get_ref().contains('@'))
         {
-            self.problem(contact, "contact is not a mailto: address", "write contact = \"mailto:admin@example.org\"");
+            self.problem(
+                contact,
+                "contact is not a mailto: address",
+                "write contact = \"mailto:admin@example.org\"",
+            );
             ok = false;
         }
         if let Some(profile) = &raw.profile
             && (profile.get_ref().is_empty() || !profile.get_ref().bytes().all(|b| b.is_ascii_graphic()))
         {
-            self.problem(profile, "profile is empty or has spaces", "use a profile name the CA lists, e.g. \"tlsserver\"");
+            self.problem(
+                profile,
+                "profile is empty or has spaces",
+                "use a profile name the CA lists, e.g. \"tlsserver\"",
+            );
             ok = false;
         }
         let directory_ca = raw.directory_ca.as_ref().map(|p| self.absolute(p.get_ref()));
@@ -90,8 +103,10 @@ impl Checker<'_> {
             directory_ca,
             name: hosts[0].clone(),
         };
-        let tls =
-            SiteTls { certificate: Secret::File(site.certificate_path(acme)), key: Secret::File(site.key_path(acme)) };
+        let tls = SiteTls {
+            certificate: Secret::File(site.certificate_path(acme)),
+            key: Secret::File(site.key_path(acme)),
+        };
         Some((site, tls))
     }
 }
