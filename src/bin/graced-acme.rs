@@ -25,9 +25,13 @@ struct Cli {
     /// Do not order: reload graced if a certificate was installed since the last reload
     #[arg(long)]
     reload: bool,
-    /// With --reload: the command that reloads graced and fails when the reload fails
-    #[arg(long, value_name = "COMMAND", default_value = "systemctl reload graced.service")]
-    reload_command: String,
+    /// With --reload: graced's unit, reloaded with `systemctl reload UNIT` (its ExecReload=
+    /// hands the new files over and fails when the reload fails)
+    #[arg(long, value_name = "UNIT", default_value = "graced.service")]
+    unit: String,
+    /// With --reload: run COMMAND (split at spaces) instead of `systemctl reload UNIT`
+    #[arg(long, value_name = "COMMAND")]
+    reload_command: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -46,7 +50,8 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
     let config = Config::locate(cli.config.as_deref()).context("graced's configuration")?;
     let _log = logging::init(config.server.log_level);
     if cli.reload {
-        return reload(&config, &cli.reload_command);
+        let command = cli.reload_command.clone().unwrap_or_else(|| format!("systemctl reload {}", cli.unit));
+        return reload(&config, &command);
     }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let outcomes =

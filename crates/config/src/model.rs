@@ -279,6 +279,10 @@ pub struct Acme {
     pub challenge_directory: PathBuf,
 }
 
+/// What the credential copy of an ACME site's file holds before graced-acme's first
+/// certificate: the unit's `SetCredential=ID:` fallback (systemd 252 refuses an empty one).
+pub const ACME_NOT_ISSUED: &str = "graced-acme-not-issued-yet";
+
 /// Default `[acme] state_directory`.
 pub const ACME_STATE_DIRECTORY: &str = "/var/lib/graced-acme";
 /// Default `[acme] challenge_directory`.

@@ -20,7 +20,7 @@ use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use graced_config::{Config, Secret};
+use graced_config::{ACME_NOT_ISSUED, Config, Secret};
 
 use crate::error::{TlsError, TlsErrors};
 use crate::handed::Handed;
@@ -250,11 +250,12 @@ impl Material {
     }
 }
 
-/// Whether an ACME site's file is not there yet: missing, or the empty fallback the
-/// generated unit's `SetCredential=NAME:` gives when `LoadCredential=` found no file.
+/// Whether an ACME site's file is not there yet: missing, empty, or the fallback the
+/// generated unit's `SetCredential=NAME:`[`ACME_NOT_ISSUED`] gives when `LoadCredential=`
+/// found no file.
 fn not_issued(read: &Result<Pem, TlsError>) -> bool {
     match read {
-        Ok(pem) => pem.bytes.is_empty(),
+        Ok(pem) => pem.bytes.is_empty() || pem.bytes.trim_ascii() == ACME_NOT_ISSUED.as_bytes(),
         Err(TlsError::Read { source, .. }) => source.kind() == ErrorKind::NotFound,
         Err(TlsError::NoCredentialCopy { .. }) => true,
         Err(_) => false,
