@@ -13,6 +13,7 @@ use super::{Pebble, graced_acme};
 const VALIDITY: Duration = Duration::from_secs(15);
 const INSTALLED: &str = "message_id=\"6c3b9f2a1e7d4c0f8a52d9e4b7a1c30b\"";
 const FAILED: &str = "message_id=\"6c3b9f2a1e7d4c0f8a52d9e4b7a1c30c\"";
+const RELOAD_FAILED: &str = "message_id=\"6c3b9f2a1e7d4c0f8a52d9e4b7a1c30d\"";
 
 #[test]
 fn issues_serves_renews_and_keeps_the_certificate_when_the_ca_is_down() {
@@ -44,6 +45,11 @@ fn issues_serves_renews_and_keeps_the_certificate_when_the_ca_is_down() {
     let key = std::fs::metadata(dir.join("state/a.test/key.pem")).unwrap();
     assert_eq!(std::os::unix::fs::PermissionsExt::mode(&key.permissions()) & 0o777, 0o600);
     assert!(std::fs::read_dir(dir.join("challenges")).unwrap().next().is_none(), "answers are removed");
+    // A reload that fails is a failure, and stays owed.
+    let (code, log) = graced_acme(&config, &["--reload", "--reload-command", "false"]);
+    assert_eq!(code, 1, "{log}");
+    assert!(log.contains(RELOAD_FAILED) && log.contains("the reload stays pending"), "{log}");
+    assert!(dir.join("state/reload-pending").exists());
     let reload = format!("{} -k graceful --wait -f {}", crate::GRACED, config.display());
     assert_eq!(graced_acme(&config, &["--reload", "--reload-command", &reload]).0, 0);
     assert!(!dir.join("state/reload-pending").exists());
