@@ -22,11 +22,13 @@ const RANDOMIZED_DELAY: Duration = Duration::from_secs(3600);
 const ON_BOOT: Duration = Duration::from_secs(300);
 
 impl Plan<'_> {
-    /// The two units, when a site asks for ACME and the units are plain (not a template
-    /// or an instance: one graced-acme serves one graced).
-    pub(super) fn acme(&self) -> Result<Option<[File; 2]>, Error> {
+    /// The two units, when a site asks for ACME (or `always`: the packaged, disabled
+    /// pair) and the units are plain (not a template or an instance: one graced-acme
+    /// serves one graced).
+    pub(super) fn acme(&self, always: bool) -> Result<Option<[File; 2]>, Error> {
         let config = self.config;
-        if self.options.kind != Kind::Plain || !config.sites.iter().any(|s| s.acme.is_some()) {
+        let asked = always || config.sites.iter().any(|s| s.acme.is_some());
+        if self.options.kind != Kind::Plain || !asked {
             return Ok(None);
         }
         let state = below(&config.acme.state_directory, "/var/lib")

@@ -45,8 +45,16 @@ pub fn build(config: &Config, systemd: u32, options: &Options) -> Result<Bundle,
             artifact: Artifact::Unit(plan.socket(listener, index)?),
         });
     }
-    files.extend(plan.acme()?.into_iter().flatten());
+    files.extend(plan.acme(false)?.into_iter().flatten());
     Ok(Bundle { files })
+}
+
+/// graced-acme.service and graced-acme.timer for `config` whether or not a site asks for
+/// ACME: what the packages ship, disabled (with no ACME site a run does nothing). Empty for
+/// templates and instances.
+pub fn acme_units(config: &Config, systemd: u32, options: &Options) -> Result<Vec<File>, Error> {
+    let plan = Plan::new(config, systemd, options)?;
+    Ok(plan.acme(true)?.into_iter().flatten().collect())
 }
 
 #[cfg(test)]
