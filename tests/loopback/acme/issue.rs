@@ -19,7 +19,7 @@ const RELOAD_FAILED: &str = "message_id=\"6c3b9f2a1e7d4c0f8a52d9e4b7a1c30d\"";
 fn issues_serves_renews_and_keeps_the_certificate_when_the_ca_is_down() {
     let site = Site::new(crate::GRACED);
     let dir = site.dir.path().to_owned();
-    let Some(mut pebble) = Pebble::start(&dir, site.port, VALIDITY) else { return };
+    let Some(mut pebble) = Pebble::start(&dir, site.port, VALIDITY, &[]) else { return };
     let tls_port = free_port();
     site.write_config(&format!(
         "hosts = [\"a.test\"]\n\

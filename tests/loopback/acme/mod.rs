@@ -9,6 +9,7 @@
 //! `GRACED_E2E_REQUIRE=1` (`.ci/run` installs it).
 
 mod issue;
+mod refused;
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -32,8 +33,9 @@ pub(crate) struct Pebble {
 
 impl Pebble {
     /// Starts pebble in `dir` validating HTTP-01 on `http_port`, issuing certificates valid
-    /// `validity`; `None` (after a SKIP line) when pebble is not installed.
-    pub(crate) fn start(dir: &Path, http_port: u16, validity: Duration) -> Option<Pebble> {
+    /// `validity`, refusing names under `blocked`; `None` (after a SKIP line) when pebble is
+    /// not installed.
+    pub(crate) fn start(dir: &Path, http_port: u16, validity: Duration, blocked: &[&str]) -> Option<Pebble> {
         if Command::new("pebble").arg("-h").stderr(Stdio::null()).status().is_err() {
             let reason = "pebble is not installed (apt-get install pebble)";
             assert!(!required(), "the ACME test must run here (CI / GRACED_E2E_REQUIRE), but: {reason}");
@@ -63,6 +65,7 @@ impl Pebble {
             "ocspResponderURL": "",
             "externalAccountBindingRequired": false,
             "certificateValidityPeriod": validity.as_secs(),
+            "domainBlocklist": blocked,
         }});
         std::fs::write(&config, json.to_string()).unwrap();
         let mut command = Command::new("pebble");
