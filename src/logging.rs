@@ -28,6 +28,9 @@ pub mod message_id {
     pub const CERTIFICATE_EXPIRING: &str = "6c3b9f2a1e7d4c0f8a52d9e4b7a1c308";
     pub const UPGRADED: &str = "6c3b9f2a1e7d4c0f8a52d9e4b7a1c309";
     pub const UPGRADE_FAILED: &str = "6c3b9f2a1e7d4c0f8a52d9e4b7a1c30a";
+    pub const ACME_INSTALLED: &str = "6c3b9f2a1e7d4c0f8a52d9e4b7a1c30b";
+    pub const ACME_FAILED: &str = "6c3b9f2a1e7d4c0f8a52d9e4b7a1c30c";
+    pub const ACME_RELOAD_FAILED: &str = "6c3b9f2a1e7d4c0f8a52d9e4b7a1c30d";
 }
 
 /// Changes the log level after start-up.
@@ -138,12 +141,15 @@ mod tests {
             message_id::CERTIFICATE_EXPIRING,
             message_id::UPGRADED,
             message_id::UPGRADE_FAILED,
+            message_id::ACME_INSTALLED,
+            message_id::ACME_FAILED,
+            message_id::ACME_RELOAD_FAILED,
         ] {
             assert_eq!(id.len(), 32, "{id}");
             assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
             assert!(ids.contains(&id), "MESSAGE_ID {id} has no catalog entry");
         }
-        assert_eq!(ids.len(), 10, "the catalog explains an ID the code does not send");
+        assert_eq!(ids.len(), 13, "the catalog explains an ID the code does not send");
     }
 
     #[derive(Debug, thiserror::Error)]

@@ -194,7 +194,7 @@ fn runtime_directory(bundle: &Bundle) -> String {
         .find_map(|file| match &file.artifact {
             Artifact::Unit(unit) => match &unit.body {
                 Body::Service(service) => Some(service.runtime_directory.clone()),
-                Body::Socket(_) => None,
+                Body::Socket(_) | Body::Oneshot(_) | Body::Timer(_) => None,
             },
             _ => None,
         })

@@ -20,6 +20,8 @@ pub(super) struct Certificates {
     current: Expiries,
     /// The serving generation's PEM bytes: what a reload keeps for a file it cannot read.
     serving: Serving,
+    /// ACME sites serving plain HTTP until graced-acme writes their first certificate.
+    waiting: Vec<String>,
     warning: Duration,
 }
 
@@ -49,6 +51,7 @@ impl Certificates {
             credentials: Credentials::new(credentials),
             current: Expiries::default(),
             serving: Serving::default(),
+            waiting: Vec::new(),
             warning: Duration::ZERO,
         })
     }
@@ -63,6 +66,7 @@ impl Certificates {
     /// `prepared` now serves; warns about certificates that expire soon.
     pub(super) fn install(&mut self, prepared: Prepared, config: &Config) {
         self.serving = prepared.0.as_ref().map(|p| p.material.serving(config)).unwrap_or_default();
+        self.waiting = prepared.0.as_ref().map(|p| p.material.waiting.clone()).unwrap_or_default();
         self.current = prepared.0.map(|p| p.certificates).unwrap_or_default();
         self.warning = config.tls.expiry_warning;
         self.warn_expiring();
@@ -71,13 +75,18 @@ impl Certificates {
     /// The nearest expiry for STATUS= and `-k status` (empty without TLS).
     pub(super) fn note(&self) -> String {
         let now = SystemTime::now();
-        match self.current.nearest() {
+        let waiting = match self.waiting.as_slice() {
+            [] => String::new(),
+            sites => format!("; waiting for certificate (graced-acme): {}", sites.join(", ")),
+        };
+        let nearest = match self.current.nearest() {
             None => String::new(),
             Some(c) if c.remaining(now) < self.warning => {
                 format!("; WARNING: certificate {}", c.describe(now))
             }
             Some(c) => format!("; certificate {}", c.describe(now)),
-        }
+        };
+        nearest + &waiting
     }
 
     /// The serving certificates, for the status endpoint.

@@ -29,3 +29,4 @@ const GRACED: &str = env!("CARGO_BIN_EXE_graced");
 const GENERATOR: &str = env!("CARGO_BIN_EXE_graced-generator");
 const HELPER: &str = env!("CARGO_BIN_EXE_graced-dbus");
 const GRACECTL: &str = env!("CARGO_BIN_EXE_gracectl");
+const GRACED_ACME: &str = env!("CARGO_BIN_EXE_graced-acme");

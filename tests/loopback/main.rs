@@ -12,6 +12,7 @@
 //!     cargo test --test loopback lifecycle::          # one module
 //!     UPDATE_GOLDEN=1 cargo test --test loopback -- unit_golden units_in_sync
 
+mod acme;
 mod activation;
 mod config_check;
 mod dbus;
@@ -33,3 +34,4 @@ const GRACED: &str = env!("CARGO_BIN_EXE_graced");
 const GENERATOR: &str = env!("CARGO_BIN_EXE_graced-generator");
 const HELPER: &str = env!("CARGO_BIN_EXE_graced-dbus");
 const GRACECTL: &str = env!("CARGO_BIN_EXE_gracectl");
+const GRACED_ACME: &str = env!("CARGO_BIN_EXE_graced-acme");

@@ -36,7 +36,7 @@ fn check_golden(dir: &Path, bundle: &Bundle) {
     let mut stale: BTreeSet<String> = fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".service") || n.ends_with(".socket"))
+        .filter(|n| n.ends_with(".service") || n.ends_with(".socket") || n.ends_with(".timer"))
         .collect();
     let mut problems = Vec::new();
     for file in &bundle.files {
@@ -87,6 +87,24 @@ fn golden_several_listeners() {
 }
 
 #[test]
+fn golden_acme() {
+    let bundle = case_bundle("acme", 252, false, None);
+    check_golden(&golden_dir("acme"), &bundle);
+    let names: Vec<&str> = bundle.files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "graced.service",
+            "graced.socket",
+            "graced-https.socket",
+            "graced-acme.service",
+            "graced-acme.timer"
+        ]
+    );
+    assert_eq!(bundle.enable_links().iter().filter(|l| l.dir == "timers.target.wants").count(), 1);
+}
+
+#[test]
 fn golden_template() {
     check_golden(&golden_dir("template"), &case_bundle("template", 252, true, None));
 }
@@ -132,6 +150,7 @@ fn verifiable_cases(test: &str) -> Vec<(String, tempfile::TempDir, Bundle)> {
         ("one-listener-254", 254, false),
         ("several-listeners", 252, false),
         ("template", 252, true),
+        ("acme", 252, false),
     ];
     let mut out = Vec::new();
     for (case, systemd, template) in cases {
@@ -201,6 +220,25 @@ fn systemd_analyze_security_exposure_is_at_most_1_0() {
         println!("{case}: {service}: exposure {score}");
         assert!(output.status.success() && score <= 1.0, "{case}: exposure {score} > 1.0:\n{report}");
     }
+}
+
+#[test]
+fn systemd_analyze_security_of_graced_acme_is_at_most_2_0() {
+    let test = "systemd_analyze_security_of_graced_acme_is_at_most_2_0";
+    let Some(analyze) = systemd_analyze(test) else { return };
+    let (_, dir, _) = verifiable_cases(test).into_iter().find(|(case, ..)| case == "acme").unwrap();
+    let output = Command::new(analyze)
+        .args(["security", "--offline=true", "--threshold=20", "--no-pager"])
+        .arg(dir.path().join("graced-acme.service"))
+        .output()
+        .unwrap();
+    let report = text(&output);
+    let score = exposure(&report);
+    println!("acme: graced-acme.service: exposure {score}");
+    assert!(
+        output.status.success() && score <= 2.0,
+        "graced-acme.service: exposure {score} > 2.0:\n{report}"
+    );
 }
 
 // --- graced-generator ------------------------------------------------------------------

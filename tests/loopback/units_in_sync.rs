@@ -1,4 +1,5 @@
-//! units/ holds the packaged units: the generator's output for packaging/graced.toml, committed.
+//! units/ holds the packaged units: the generator's output for packaging/graced.toml (and
+//! graced-acme's pair, shipped disabled), committed.
 //!
 //! Fails when they drift; `UPDATE_GOLDEN=1 cargo test --test loopback units_in_sync` rewrites them.
 
@@ -7,7 +8,7 @@ use std::fs;
 use std::path::Path;
 
 use graced_config::Config;
-use graced_unit::{FALLBACK_SYSTEMD, Options, build};
+use graced_unit::{FALLBACK_SYSTEMD, Options, acme_units, build};
 
 /// The packaged units target Debian 12's systemd; their reload form is right on every newer one.
 const PACKAGED_SYSTEMD: u32 = FALLBACK_SYSTEMD;
@@ -16,8 +17,10 @@ const PACKAGED_SYSTEMD: u32 = FALLBACK_SYSTEMD;
 fn packaged_units_match_the_generator() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let config = Config::load(&root.join("packaging/graced.toml")).expect("packaging/graced.toml is valid");
-    let bundle = build(&config, PACKAGED_SYSTEMD, &Options::new(graced_config::DEFAULT_PATH))
-        .expect("the packaged configuration builds");
+    let options = Options::new(graced_config::DEFAULT_PATH);
+    let mut bundle = build(&config, PACKAGED_SYSTEMD, &options).expect("the packaged configuration builds");
+    // graced-acme's units ship too, disabled: a run without ACME sites does nothing.
+    bundle.files.extend(acme_units(&config, PACKAGED_SYSTEMD, &options).expect("the ACME units build"));
     let units = root.join("units");
     let update = std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1");
     let mut stale: BTreeSet<String> =

@@ -46,8 +46,9 @@ pub use diagnostic::{ConfigError, Diagnostic};
 pub use glob::Glob;
 pub use log_format::AccessLogFormat;
 pub use model::{
-    AccessLog, BUILTIN_DEMO_ROOT, CREDENTIAL_PREFIX, Checks, Config, EMBEDDED_NAME, HSTS_DEFAULT, Http2,
-    Limits, ListenAddress, Listener, LogLevel, MAX_WORKERS, Root, Secret, Server, Site, SiteTls, Source, Tls,
+    ACME_CHALLENGE_DIRECTORY, ACME_NOT_ISSUED, ACME_STATE_DIRECTORY, AccessLog, Acme, BUILTIN_DEMO_ROOT,
+    CREDENTIAL_PREFIX, Checks, Config, EMBEDDED_NAME, HSTS_DEFAULT, Http2, Limits, ListenAddress, Listener,
+    LogLevel, MAX_WORKERS, Root, Secret, Server, Site, SiteAcme, SiteTls, Source, Tls,
 };
 pub use rules::{
     AccessRule, BasicAuth, CACHE_CONTROL_DEFAULT, ErrorPages, HeaderRule, Htpasswd, LISTING_MAX_ENTRIES,

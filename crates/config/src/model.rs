@@ -30,6 +30,8 @@ pub struct Config {
     pub sites: Vec<Site>,
     pub tls: Tls,
     pub http2: Http2,
+    /// `[acme]`: where graced-acme writes certificates and HTTP-01 answers.
+    pub acme: Acme,
 }
 
 /// Where a configuration came from.
@@ -217,6 +219,9 @@ pub struct Site {
     pub is_default: bool,
     /// The site's certificate chain and private key, for TLS listeners (chosen by SNI).
     pub tls: Option<SiteTls>,
+    /// `acme = {…}`: `tls` names the files graced-acme writes (in `[acme] state_directory`),
+    /// and plain HTTP answers its HTTP-01 challenges.
+    pub acme: Option<SiteAcme>,
     /// Plain-HTTP requests get a 308 to https:// (except `/.well-known/acme-challenge/`).
     pub https_redirect: bool,
     /// `Strict-Transport-Security` value sent on HTTPS responses.
@@ -261,6 +266,52 @@ impl Secret {
             .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
             .collect();
         (!name.is_empty() && name != "." && name != ".." && name.len() <= 255).then_some(name)
+    }
+}
+
+/// The `[acme]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acme {
+    /// graced-acme's StateDirectory: `<state_directory>/<site>/{fullchain.pem,key.pem}`.
+    pub state_directory: PathBuf,
+    /// Where graced-acme writes HTTP-01 key authorizations (one file per token) and graced
+    /// reads them for `/.well-known/acme-challenge/<token>`.
+    pub challenge_directory: PathBuf,
+}
+
+/// What the credential copy of an ACME site's file holds before graced-acme's first
+/// certificate: the unit's `SetCredential=ID:` fallback (systemd 252 refuses an empty one).
+pub const ACME_NOT_ISSUED: &str = "graced-acme-not-issued-yet";
+
+/// Default `[acme] state_directory`.
+pub const ACME_STATE_DIRECTORY: &str = "/var/lib/graced-acme";
+/// Default `[acme] challenge_directory`.
+pub const ACME_CHALLENGE_DIRECTORY: &str = "/run/graced-acme/challenges";
+
+/// A site whose certificate comes from an ACME CA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteAcme {
+    /// The CA's directory URL (https://).
+    pub directory: String,
+    /// `mailto:` contact for the account, if any.
+    pub contact: Option<String>,
+    /// The CA's certificate profile, if one is asked for.
+    pub profile: Option<String>,
+    /// PEM roots that sign the directory's HTTPS certificate (test CAs); `None`: the system's.
+    pub directory_ca: Option<PathBuf>,
+    /// The site's directory under `state_directory`: its first host.
+    pub name: String,
+}
+
+impl SiteAcme {
+    /// The certificate chain graced-acme writes for this site.
+    pub fn certificate_path(&self, acme: &Acme) -> PathBuf {
+        acme.state_directory.join(&self.name).join("fullchain.pem")
+    }
+
+    /// The private key graced-acme writes for this site.
+    pub fn key_path(&self, acme: &Acme) -> PathBuf {
+        acme.state_directory.join(&self.name).join("key.pem")
     }
 }
 

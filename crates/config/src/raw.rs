@@ -26,6 +26,8 @@ pub(super) struct RawConfig {
     pub tls: RawTls,
     #[serde(default)]
     pub http2: RawHttp2,
+    #[serde(default)]
+    pub acme: RawAcme,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -110,6 +112,7 @@ pub(super) struct RawSite {
     pub hidden_files: Option<bool>,
     pub certificate: Option<Spanned<String>>,
     pub key: Option<Spanned<String>>,
+    pub acme: Option<Spanned<RawSiteAcme>>,
     pub https_redirect: Option<Spanned<bool>>,
     pub hsts: Option<Spanned<RawHsts>>,
     pub compression: Option<crate::compression::RawCompression>,
@@ -146,4 +149,22 @@ pub(super) struct RawHttp2 {
     pub max_concurrent_streams: Option<Spanned<i64>>,
     pub max_pending_resets: Option<Spanned<i64>>,
     pub max_error_resets: Option<Spanned<i64>>,
+}
+
+/// The `[acme]` table: where graced-acme keeps its state and its HTTP-01 answers.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAcme {
+    pub state_directory: Option<Spanned<String>>,
+    pub challenge_directory: Option<Spanned<String>>,
+}
+
+/// A site's `acme = { directory = "...", contact = "mailto:...", profile = "..." }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSiteAcme {
+    pub directory: Spanned<String>,
+    pub contact: Option<Spanned<String>>,
+    pub profile: Option<Spanned<String>>,
+    pub directory_ca: Option<Spanned<String>>,
 }

@@ -388,3 +388,61 @@ fn the_access_log_format_is_combined_or_json() {
         "{bad:?}"
     );
 }
+
+const ACME_SITE: &str = "[[site]]\nhosts = [\"a.example\", \"www.a.example\"]\nroot = \"/\"\n";
+
+#[test]
+fn an_acme_site_names_the_files_graced_acme_writes() {
+    let text = format!(
+        "{MINIMAL}{TLS_LISTEN}[acme]\nstate_directory = \"/tmp/acme-state\"\n\n{ACME_SITE}\
+         acme = {{ directory = \"https://ca.test/dir\", contact = \"mailto:a@a.example\", profile = \"shortlived\" }}\n"
+    );
+    let config = parse(&text).unwrap();
+    let site = &config.sites[1];
+    let acme = site.acme.as_ref().unwrap();
+    assert_eq!(acme.directory, "https://ca.test/dir");
+    assert_eq!(acme.contact.as_deref(), Some("mailto:a@a.example"));
+    assert_eq!(acme.profile.as_deref(), Some("shortlived"));
+    assert_eq!(acme.name, "a.example");
+    assert_eq!(config.acme.challenge_directory, PathBuf::from(ACME_CHALLENGE_DIRECTORY));
+    let tls = site.tls.as_ref().unwrap();
+    assert_eq!(tls.certificate, Secret::File(PathBuf::from("/tmp/acme-state/a.example/fullchain.pem")));
+    assert_eq!(tls.key, Secret::File(PathBuf::from("/tmp/acme-state/a.example/key.pem")));
+}
+
+#[test]
+fn acme_problems_name_line_and_column() {
+    let text = format!(
+        "{MINIMAL}{TLS_LISTEN}[[site]]\nhosts = [\"*.a.example\"]\nroot = \"/\"\ncertificate = \"/c.pem\"\nkey = \"/k.pem\"\n\
+         acme = {{ directory = \"http://ca.test/dir\", contact = \"a@a.example\", profile = \"\" }}\n"
+    );
+    let errors = errors(&text);
+    let starts = |prefix: &str| errors.iter().any(|e| e.starts_with(prefix));
+    assert!(
+        starts("/etc/graced/t.toml:15:15: this site has acme = {…} and its own certificate"),
+        "{errors:?}"
+    );
+    assert!(
+        starts("/etc/graced/t.toml:17:8: acme = {…} cannot get a certificate for \"*.a.example\""),
+        "{errors:?}"
+    );
+    assert!(
+        starts("/etc/graced/t.toml:17:22: ACME directory \"http://ca.test/dir\" is not an https:// URL"),
+        "{errors:?}"
+    );
+    assert!(starts("/etc/graced/t.toml:17:54: contact is not a mailto: address"), "{errors:?}");
+    assert!(starts("/etc/graced/t.toml:17:79: profile is empty"), "{errors:?}");
+}
+
+#[test]
+fn an_acme_site_needs_a_plain_and_a_tls_listener() {
+    let only_tls = format!(
+        "[[listen]]\nname = \"https\"\naddress = \"127.0.0.1:8443\"\ntls = true\n\n{ACME_SITE}\
+         acme = {{ directory = \"https://ca.test/dir\" }}\n"
+    );
+    let errors_tls = errors(&only_tls);
+    assert!(errors_tls[0].contains("no plain-HTTP [[listen]] answers HTTP-01"), "{errors_tls:?}");
+    let only_plain = format!("{MINIMAL}{ACME_SITE}acme = {{ directory = \"https://ca.test/dir\" }}\n");
+    let errors_plain = errors(&only_plain);
+    assert!(errors_plain[0].contains("acme = {…}, but no [[listen]] has tls = true"), "{errors_plain:?}");
+}

@@ -9,6 +9,9 @@ use std::ops::Range;
 pub(crate) struct TlsSpans {
     /// Every `[[listen]] tls = true`.
     pub(crate) tls_listeners: Vec<Range<usize>>,
+    /// How many listeners are plain HTTP (not TLS, not the status endpoint): where HTTP-01
+    /// challenges are answered.
+    pub(crate) plain_listeners: usize,
     pub(crate) sites: Vec<SiteSpans>,
 }
 
@@ -17,6 +20,8 @@ pub(crate) struct TlsSpans {
 pub(crate) struct SiteSpans {
     /// `certificate = …` (the site has a certificate and key).
     pub(crate) certificate: Option<Range<usize>>,
+    /// `acme = {…}` (the site's certificate comes from graced-acme).
+    pub(crate) acme: Option<Range<usize>>,
     /// `https_redirect = true`.
     pub(crate) https_redirect: Option<Range<usize>>,
     /// `hsts = …` other than `false`.
@@ -34,7 +39,7 @@ pub(crate) struct Problem {
 pub(crate) fn cross_check(spans: &TlsSpans) -> Vec<Problem> {
     let mut problems = Vec::new();
     let any_tls_listener = !spans.tls_listeners.is_empty();
-    let any_certificate = spans.sites.iter().any(|s| s.certificate.is_some());
+    let any_certificate = spans.sites.iter().any(|s| s.certificate.is_some() || s.acme.is_some());
     if !any_certificate {
         for at in &spans.tls_listeners {
             problems.push(Problem {
@@ -54,6 +59,22 @@ pub(crate) fn cross_check(spans: &TlsSpans) -> Vec<Problem> {
                 hint: "add a [[listen]] with tls = true (e.g. address = \"[::]:443\"), or remove certificate and key",
             });
         }
+        if let Some(at) = &site.acme {
+            if !any_tls_listener {
+                problems.push(Problem {
+                    at: at.clone(),
+                    message: "this site has acme = {…}, but no [[listen]] has tls = true".into(),
+                    hint: "add a [[listen]] with tls = true (e.g. address = \"[::]:443\"), or remove acme",
+                });
+            }
+            if spans.plain_listeners == 0 {
+                problems.push(Problem {
+                    at: at.clone(),
+                    message: "this site has acme = {…}, but no plain-HTTP [[listen]] answers HTTP-01 challenges".into(),
+                    hint: "add a [[listen]] without tls (e.g. address = \"[::]:80\"): the CA fetches /.well-known/acme-challenge/ over HTTP",
+                });
+            }
+        }
         if let Some(at) = &site.https_redirect
             && !any_tls_listener
         {
@@ -65,6 +86,7 @@ pub(crate) fn cross_check(spans: &TlsSpans) -> Vec<Problem> {
         }
         if let Some(at) = &site.hsts
             && site.certificate.is_none()
+            && site.acme.is_none()
         {
             problems.push(Problem {
                 at: at.clone(),

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use http_body::Body as _;
 
-use crate::access_log::Entry;
+use crate::access_log::{Entry, version_str};
 use crate::body::Body;
 use crate::conditional::{self, Outcome};
 use crate::files::{Content, Lookup, Resource, RootDir};
@@ -140,6 +140,9 @@ fn respond<B>(
         return error(StatusCode::BAD_REQUEST).into();
     }
     let site = &config.sites[site_index];
+    if let Some(answer) = crate::challenge::answer(config, site, req.method(), req.uri().path()) {
+        return answer.into();
+    }
     if !tls
         && let Some(host) = host
         && scheme::redirects(site, req.uri().path())
@@ -467,15 +470,6 @@ fn request_host<B>(req: &Request<B>) -> Option<Cow<'_, str>> {
     } else {
         Cow::Borrowed(host)
     })
-}
-
-fn version_str(version: Version) -> &'static str {
-    match version {
-        Version::HTTP_09 => "HTTP/0.9",
-        Version::HTTP_10 => "HTTP/1.0",
-        Version::HTTP_2 => "HTTP/2.0",
-        _ => "HTTP/1.1",
-    }
 }
 
 #[cfg(test)]

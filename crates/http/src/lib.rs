@@ -27,7 +27,7 @@
 //! * `shared` → `generation`, `status/report`: what the server and every connection share — the current
 //!   generation, the counters, the open connections, and the orders (stop, hard restart,
 //!   drain) on a watch channel.
-//! * `handler` → `access_log`, `body`, `conditional`, `files`, `generation`, `multipart`,
+//! * `handler` → `access_log`, `body`, `challenge`, `conditional`, `files`, `generation`, `multipart`,
 //!   `path`, `rules`, `scheme`, `variant`: request → response (limits, virtual host, HTTPS
 //!   redirect, method, the site's redirects and access rules, path, file, representation,
 //!   preconditions, error pages, header rules, HSTS).
@@ -40,6 +40,7 @@
 //!   blocking pool, in a bounded process-wide cache with one compression per variant.
 //! * `encoding`: content codings and `Accept-Encoding` q-values.
 //! * `multipart` → `body`, `files`: `multipart/byteranges` bodies for several ranges.
+//! * `challenge` → `body`: ACME HTTP-01 answers (before redirects and rules) from `[acme] challenge_directory`.
 //! * `scheme`: the plaintext → HTTPS redirect (sparing ACME challenges) and HSTS.
 //! * `body` → `chunks`, `compress`, `generation`, `meter`, `sendfile`, `size`: in-memory,
 //!   `sendfile`, chunked-copy (TLS), deferred (compressing) or multipart bodies that carry the request's guards; large files made resident a
@@ -64,6 +65,7 @@
 pub mod access_log;
 mod batch;
 mod body;
+mod challenge;
 mod chunks;
 mod compress;
 mod conditional;

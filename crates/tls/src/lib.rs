@@ -27,13 +27,20 @@
 //!   ticketer (keys rotate on its own schedule, never on reload) and the session cache;
 //!   every generation's `ServerConfig` shares them.
 //!
-//! Modules, imports running one way: `state` (TlsState, prepare) → `site`, `resolver`,
+//! * A pair not yet installed ([`check_candidate`]) gets the same checks: graced-acme
+//!   runs them before it renames a new certificate into place.
+//! * An ACME site whose files do not exist yet is not an error: it is
+//!   [`Material::waiting`] and serves plain HTTP until its certificate arrives.
+//!
+//! Modules, imports running one way: `candidate` → `site`, `source`, `policy`, `expiry`,
+//! `error`; `state` (TlsState, prepare) → `site`, `resolver`,
 //! `policy`, `expiry`; `site` (one site's chain and key, checked) → `source`, `error`,
 //! `expiry`; `source` (Sources, Credentials, Material) → `handed`, `serving`, `error`; `handed` →
 //! `error`; `serving` is a leaf; `resolver` (SNI),
 //! `policy` (provider, versions, ALPN), `expiry` and `error` are leaves. This file
 //! only declares and re-exports.
 
+mod candidate;
 mod error;
 mod expiry;
 mod handed;
@@ -44,6 +51,7 @@ mod site;
 mod source;
 mod state;
 
+pub use candidate::check_candidate;
 pub use error::{TlsError, TlsErrors};
 pub use expiry::{CertificateInfo, Expiries};
 pub use handed::Handed;

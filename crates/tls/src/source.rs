@@ -20,7 +20,7 @@ use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use graced_config::{Config, Secret};
+use graced_config::{ACME_NOT_ISSUED, Config, Secret};
 
 use crate::error::{TlsError, TlsErrors};
 use crate::handed::Handed;
@@ -191,6 +191,9 @@ pub struct SitePem {
 #[derive(Debug, Clone, Default)]
 pub struct Material {
     pub sites: Vec<Option<SitePem>>,
+    /// ACME sites whose certificate and key do not exist yet (by first host): they serve
+    /// plain HTTP (and their HTTP-01 challenges) until graced-acme writes them and reloads.
+    pub waiting: Vec<String>,
 }
 
 impl Material {
@@ -221,6 +224,7 @@ impl Material {
         let Sources { credentials, handed, serving } = *sources;
         let mut errors = Vec::new();
         let mut sites = Vec::new();
+        let mut waiting = Vec::new();
         for site in &config.sites {
             let Some(tls) = &site.tls else {
                 sites.push(None);
@@ -228,6 +232,11 @@ impl Material {
             };
             let certificate = credentials.source(&tls.certificate, handed, serving).and_then(PemSource::read);
             let key = credentials.source(&tls.key, handed, serving).and_then(PemSource::read);
+            if site.acme.is_some() && not_issued(&certificate) && not_issued(&key) {
+                waiting.push(site.hosts.first().cloned().unwrap_or_default());
+                sites.push(None);
+                continue;
+            }
             match (certificate, key) {
                 (Ok(certificate), Ok(key)) => sites.push(Some(SitePem { certificate, key })),
                 (certificate, key) => {
@@ -237,6 +246,18 @@ impl Material {
                 }
             }
         }
-        if errors.is_empty() { Ok(Material { sites }) } else { Err(TlsErrors(errors)) }
+        if errors.is_empty() { Ok(Material { sites, waiting }) } else { Err(TlsErrors(errors)) }
+    }
+}
+
+/// Whether an ACME site's file is not there yet: missing, empty, or the fallback the
+/// generated unit's `SetCredential=NAME:`[`ACME_NOT_ISSUED`] gives when `LoadCredential=`
+/// found no file.
+fn not_issued(read: &Result<Pem, TlsError>) -> bool {
+    match read {
+        Ok(pem) => pem.bytes.is_empty() || pem.bytes.trim_ascii() == ACME_NOT_ISSUED.as_bytes(),
+        Err(TlsError::Read { source, .. }) => source.kind() == ErrorKind::NotFound,
+        Err(TlsError::NoCredentialCopy { .. }) => true,
+        Err(_) => false,
     }
 }

@@ -464,3 +464,33 @@ fn handed_over_files_must_be_regular_and_absolute() {
     let errors = Handed::new([("relative/k".to_owned(), file)]).unwrap_err();
     assert!(errors.to_string().contains("relative/k: a file handed over"), "{errors}");
 }
+
+#[test]
+fn an_acme_site_without_its_files_waits_and_a_half_written_pair_is_an_error() {
+    let setup = Setup::new();
+    let text = format!(
+        "[[listen]]\nname = \"http\"\naddress = \"127.0.0.1:1\"\n\n[[listen]]\nname = \"https\"\n\
+         address = \"127.0.0.1:2\"\ntls = true\n\n[acme]\nstate_directory = \"{}\"\n\n[[site]]\nroot = \"/\"\n\
+         hosts = [\"a.test\"]\nacme = {{ directory = \"https://ca.test/dir\" }}\n",
+        setup.path("state").display()
+    );
+    let config =
+        Config::from_toml_with(Source::File(setup.path("g.toml")), &text, Checks::WithoutFilesystem).unwrap();
+    let load = || {
+        TlsState::new().unwrap().load(
+            &config,
+            &sources(&Credentials::default(), &Handed::default()),
+            SystemTime::now(),
+        )
+    };
+    assert_eq!(load().unwrap().unwrap().material.waiting, ["a.test"]);
+    // The unit's SetCredential= fallback, as systemd's copy would hold it.
+    std::fs::create_dir_all(setup.path("state/a.test")).unwrap();
+    for file in ["fullchain.pem", "key.pem"] {
+        std::fs::write(setup.path("state/a.test").join(file), graced_config::ACME_NOT_ISSUED).unwrap();
+    }
+    assert_eq!(load().unwrap().unwrap().material.waiting, ["a.test"]);
+    std::fs::remove_file(setup.path("state/a.test/key.pem")).unwrap();
+    std::fs::write(setup.path("state/a.test/fullchain.pem"), Ca::new().leaf(&["a.test"]).chain).unwrap();
+    assert!(load().is_err(), "a certificate without its key is not 'waiting'");
+}

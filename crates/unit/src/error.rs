@@ -17,6 +17,18 @@ pub enum Error {
          (e.g. /run/graced/graced.pid), or leave pid_file unset for $RUNTIME_DIRECTORY/graced.pid"
     )]
     PidFileOutsideRun { path: PathBuf },
+    /// An `[acme]` directory the generated graced-acme unit cannot own.
+    #[error(
+        "[acme] {what} {path:?} is not a directory of its own under {under}: graced-acme.service \
+         gets it from systemd ({directive}); use e.g. {example}"
+    )]
+    AcmeDirectory {
+        what: &'static str,
+        path: PathBuf,
+        under: &'static str,
+        directive: &'static str,
+        example: &'static str,
+    },
     /// A template's instances each need their own runtime directory.
     #[error(
         "pid_file {path:?} is set, but every instance of a template needs its own; leave pid_file \

@@ -31,7 +31,7 @@ mod versions;
 
 pub use build::{
     DEFAULT_BINARY, DEFAULT_NAME, Kind, Options, Origin, RESTART_SEC, START_LIMIT_BURST,
-    START_LIMIT_INTERVAL, STOP_MARGIN, build,
+    START_LIMIT_INTERVAL, STOP_MARGIN, acme_units, build,
 };
 pub use error::Error;
 pub use model::{Artifact, Bundle, File, WantsLink};

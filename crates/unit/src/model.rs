@@ -67,6 +67,10 @@ pub struct UnitFile {
 pub enum Body {
     Service(Box<ServiceSection>),
     Socket(SocketSection),
+    /// A `Type=oneshot` job (graced-acme.service).
+    Oneshot(Box<OneshotSection>),
+    /// `[Timer]` (graced-acme.timer).
+    Timer(TimerSection),
 }
 
 /// `[Unit]`.
@@ -180,6 +184,36 @@ pub struct Credential {
     pub id: String,
     /// Unit-file text.
     pub path: String,
+    /// Followed by `SetCredential=ID:`[`ACME_NOT_ISSUED`](graced_config::ACME_NOT_ISSUED):
+    /// the start does not fail while the file does not exist yet (an ACME site before its
+    /// first certificate); `LoadCredential=` wins once it does.
+    pub empty_fallback: bool,
+}
+
+/// A `Type=oneshot` service: one job, run to its end (graced-acme by its timer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OneshotSection {
+    pub exec_start: Command,
+    /// Run after `ExecStart=` whether it succeeded or not (its failure fails the unit).
+    pub exec_stop_post: Vec<Command>,
+    pub timeout_start: Duration,
+    pub account: Account,
+    pub state_directory: String,
+    pub runtime_directory: String,
+    /// `RuntimeDirectoryMode=`: others (graced) may read the HTTP-01 answers under it.
+    pub runtime_directory_mode: u32,
+    pub syslog_identifier: String,
+    pub umask: u32,
+    pub sandbox: Sandbox,
+}
+
+/// `[Timer]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimerSection {
+    pub on_calendar: String,
+    pub on_boot: Duration,
+    pub randomized_delay: Duration,
+    pub persistent: bool,
 }
 
 /// systemd's fd store for the service: how many fds it keeps, and until when.

@@ -59,6 +59,8 @@ impl Display for UnitFile {
         match &self.body {
             Body::Service(service) => service.fmt(f)?,
             Body::Socket(socket) => socket.fmt(f)?,
+            Body::Oneshot(oneshot) => oneshot.fmt(f)?,
+            Body::Timer(timer) => timer.fmt(f)?,
         }
         if let Some(install) = &self.install {
             writeln!(f)?;
@@ -169,16 +171,7 @@ impl Display for ServiceSection {
                 },
             )?;
         }
-        match &self.account {
-            Account::Static { user, group } => {
-                key(f, "User", user)?;
-                opt(f, "Group", group)?;
-            }
-            Account::Dynamic { group } => {
-                key(f, "DynamicUser", "yes")?;
-                opt(f, "Group", group)?;
-            }
-        }
+        self.account.fmt(f)?;
         key(f, "RuntimeDirectory", &self.runtime_directory)?;
         opt(f, "LogsDirectory", &self.logs_directory)?;
         key(f, "SyslogIdentifier", &self.syslog_identifier)?;
@@ -190,11 +183,64 @@ impl Display for ServiceSection {
             writeln!(f, "# the privileged ExecReload= hands renewed files over at reload.")?;
             for credential in &self.credentials {
                 key(f, "LoadCredential", format_args!("{}:{}", credential.id, credential.path))?;
+                if credential.empty_fallback {
+                    key(
+                        f,
+                        "SetCredential",
+                        format_args!("{}:{}", credential.id, graced_config::ACME_NOT_ISSUED),
+                    )?;
+                }
             }
         }
         writeln!(f)?;
         writeln!(f, "# Sandboxing: a socket-activated server needs no network, devices or privileges.")?;
         self.sandbox.fmt(f)
+    }
+}
+
+impl Display for Account {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self {
+            Account::Static { user, group } => {
+                key(f, "User", user)?;
+                opt(f, "Group", group)
+            }
+            Account::Dynamic { group } => {
+                key(f, "DynamicUser", "yes")?;
+                opt(f, "Group", group)
+            }
+        }
+    }
+}
+
+impl Display for OneshotSection {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        writeln!(f, "[Service]")?;
+        key(f, "Type", "oneshot")?;
+        key(f, "ExecStart", &self.exec_start)?;
+        for command in &self.exec_stop_post {
+            key(f, "ExecStopPost", command)?;
+        }
+        key(f, "TimeoutStartSec", Span(self.timeout_start))?;
+        self.account.fmt(f)?;
+        key(f, "StateDirectory", &self.state_directory)?;
+        key(f, "RuntimeDirectory", &self.runtime_directory)?;
+        key(f, "RuntimeDirectoryMode", format_args!("{:04o}", self.runtime_directory_mode))?;
+        key(f, "SyslogIdentifier", &self.syslog_identifier)?;
+        key(f, "UMask", format_args!("{:04o}", self.umask))?;
+        writeln!(f)?;
+        writeln!(f, "# Sandboxing: the network to reach the CA, its own directories, nothing else.")?;
+        self.sandbox.fmt(f)
+    }
+}
+
+impl Display for TimerSection {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        writeln!(f, "[Timer]")?;
+        key(f, "OnCalendar", &self.on_calendar)?;
+        key(f, "OnBootSec", Span(self.on_boot))?;
+        key(f, "RandomizedDelaySec", Span(self.randomized_delay))?;
+        opt(f, "Persistent", &self.persistent.then_some("yes"))
     }
 }
 

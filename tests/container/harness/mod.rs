@@ -53,7 +53,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use host::{CLEAN_ENV, PATH};
-pub(crate) use host::{STATE_BASE, Target, unavailable, visible};
+pub(crate) use host::{STATE_BASE, Target, required, unavailable, visible};
 use identity::Handle;
 use state::{cgroup_has_processes, remove_cgroup_tree, tail};
 

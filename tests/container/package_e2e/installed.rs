@@ -341,6 +341,8 @@ fn deb_installs_serves_upgrades_and_purges() {
     // Install: the socket enabled and listening, the accounts made, the demo page served.
     let install = timed(&c, &["dpkg", "-i", "/var/tmp/pkg/graced-old.deb"]);
     assert_eq!(c.exec(&["systemctl", "is-enabled", "graced.socket"]).stdout.trim(), "enabled");
+    // graced-acme ships disabled: no site of the packaged configuration asks for ACME.
+    assert_eq!(c.exec(&["systemctl", "is-enabled", "graced-acme.timer"]).stdout.trim(), "disabled");
     c.must(&["getent", "passwd", "graced"]);
     c.must(&["getent", "group", "graced-admin"]);
     let first = check_serves(&c);
@@ -435,6 +437,7 @@ fn rpm_installs_serves_upgrades_and_erases() {
     // %systemd_post semantics: enabled by preset, not started; the admin starts it.
     let install = timed(&c, &["rpm", "-i", "--nodeps", "--force-debian", "/var/tmp/pkg/graced-old.rpm"]);
     assert_eq!(c.exec(&["systemctl", "is-enabled", "graced.socket"]).stdout.trim(), "enabled");
+    assert_eq!(c.exec(&["systemctl", "is-enabled", "graced-acme.timer"]).stdout.trim(), "disabled");
     assert_eq!(c.prop("graced.socket", "ActiveState"), "inactive", "%systemd_post starts nothing");
     c.must(&["getent", "passwd", "graced"]);
     c.must(&["getent", "group", "graced-admin"]);

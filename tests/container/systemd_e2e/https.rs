@@ -116,7 +116,7 @@ fn tls_serial(c: &Container, tls: &Tls) -> String {
 
 /// Two HTTPS load clients that never retry: one kept-alive connection, and one new
 /// connection (full handshake) per request.
-fn tls_clients(tls: &Tls) -> Vec<LoadClient> {
+pub(super) fn tls_clients(tls: &Tls) -> Vec<LoadClient> {
     let keep_alive = {
         let tls = tls.clone();
         Box::new(move |stop: StopFlag| {
@@ -147,7 +147,7 @@ fn tls_clients(tls: &Tls) -> Vec<LoadClient> {
 const MODES: [&str; 2] = ["TLS keep-alive", "TLS new connection per request"];
 
 /// Asserts no request failed; returns one line per client.
-fn assert_no_failure(what: &str, tallies: &[Tally]) -> Vec<String> {
+pub(super) fn assert_no_failure(what: &str, tallies: &[Tally]) -> Vec<String> {
     let mut lines = Vec::new();
     for (mode, tally) in MODES.iter().zip(tallies) {
         assert!(tally.ok > 0, "{what}, {mode}: no request succeeded: {tally:?}");

@@ -25,11 +25,14 @@
 //! Scenario m (`logrotate.rs`) needs `logrotate` in the tree: on the host's systemd it must
 //! be installed (`.ci/run` does); the trixie tree is built with it.
 //!
+//! Scenario n (`acme.rs`) pushes the host's pebble into the tree (`.ci/run` installs it).
+//!
 //! Scenario j (`https.rs`) makes the container's mounts shared first, as on a booted
 //! machine: systemd's `LoadCredential=` needs shared propagation (see `https::share_mounts`).
 //!
 //! The scenarios live in one file per topic; the helpers they share are here and in `load.rs`.
 
+mod acme;
 mod activation_reload;
 mod fd_store;
 mod generator_hardening;
@@ -56,6 +59,7 @@ use graced_testsupport::pattern::pattern;
 
 use crate::harness::{self, Container, Target, graced_config as config};
 use crate::{GENERATOR, GRACED};
+use acme::n_acme_certificates_from_pebble;
 use activation_reload::{
     a_socket_activation_starts_the_service_on_the_first_request, b_reload_tells_the_truth,
 };
@@ -334,5 +338,6 @@ on_both_systemds!(
     k_http2_streams_survive_reloads_and_stops,
     l_binary_upgrade_under_load,
     m_logrotate_under_load_loses_no_line,
+    n_acme_certificates_from_pebble,
     harness_watchdog_tears_down_a_hung_test,
 );

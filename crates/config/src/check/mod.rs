@@ -11,12 +11,13 @@ use crate::compression;
 use crate::diagnostic::ConfigError;
 use crate::diagnostic::{self, Diagnostic};
 use crate::model::{
-    BUILTIN_DEMO_ROOT, CREDENTIAL_PREFIX, Checks, Config, HSTS_DEFAULT, ListenAddress, Listener, Root,
+    Acme, BUILTIN_DEMO_ROOT, CREDENTIAL_PREFIX, Checks, Config, HSTS_DEFAULT, ListenAddress, Listener, Root,
     Secret, Site, SiteTls, Source,
 };
 use crate::raw::{RawConfig, RawHsts, RawListen, RawSite};
 use crate::tls_rules::{self, SiteSpans, TlsSpans};
 
+mod acme;
 mod rules;
 mod tables;
 
@@ -38,7 +39,8 @@ pub(crate) fn config(source: Source, text: &str, checks: Checks) -> Result<Confi
     let server = check.server(raw.server);
     let limits = check.limits(raw.limits);
     let listeners = check.listeners(raw.listen);
-    let sites = check.sites(raw.site);
+    let acme = check.acme(&raw.acme);
+    let sites = check.sites(raw.site, &acme);
     let tls = check.tls(raw.tls);
     let http2 = check.http2(raw.http2);
     for problem in tls_rules::cross_check(&check.tls) {
@@ -51,7 +53,7 @@ pub(crate) fn config(source: Source, text: &str, checks: Checks) -> Result<Confi
         ));
     }
     if check.problems.is_empty() {
-        Ok(Config { source, server, limits, listeners, sites, tls, http2 })
+        Ok(Config { source, server, limits, listeners, sites, tls, http2, acme })
     } else {
         Err(ConfigError::Invalid(check.problems))
     }
@@ -212,6 +214,9 @@ impl Checker<'_> {
                 );
             }
             let status = crate::status_rules::check(&l, address.as_ref());
+            if !tls && !status.on {
+                self.tls.plain_listeners += 1;
+            }
             for problem in status.problems {
                 self.problems.push(Diagnostic::at(
                     self.file,
@@ -264,7 +269,7 @@ impl Checker<'_> {
         }
     }
 
-    fn sites(&mut self, raw: Vec<RawSite>) -> Vec<Site> {
+    fn sites(&mut self, raw: Vec<RawSite>, acme_table: &Acme) -> Vec<Site> {
         if raw.is_empty() {
             self.problem_at_top("no [[site]] table", "add one, e.g. [[site]] root = \"/srv/www\"");
         }
@@ -331,7 +336,11 @@ impl Checker<'_> {
                 }
                 Root::Dir(path)
             };
-            let tls = self.site_tls(&s);
+            let mut tls = self.site_tls(&s);
+            let acme = self.site_acme(&s, &hosts, acme_table).map(|(acme, files)| {
+                tls = Some(files);
+                acme
+            });
             let mut index = Vec::new();
             for i in s.index.take().unwrap_or_else(|| vec![Spanned::new(0..0, "index.html".to_owned())]) {
                 let name = i.get_ref();
@@ -348,6 +357,7 @@ impl Checker<'_> {
             let https_redirect = s.https_redirect.as_ref().is_some_and(|r| *r.get_ref());
             self.tls.sites.push(SiteSpans {
                 certificate: s.certificate.as_ref().filter(|_| tls.is_some()).map(Spanned::span),
+                acme: s.acme.as_ref().filter(|_| acme.is_some()).map(Spanned::span),
                 https_redirect: s.https_redirect.as_ref().filter(|_| https_redirect).map(Spanned::span),
                 hsts: s
                     .hsts
@@ -375,6 +385,7 @@ impl Checker<'_> {
                 hidden_files: s.hidden_files.unwrap_or(false),
                 is_default,
                 tls,
+                acme,
                 https_redirect,
                 hsts,
                 compression,

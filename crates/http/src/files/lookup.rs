@@ -184,6 +184,7 @@ mod tests {
             hidden_files: false,
             is_default: true,
             tls: None,
+            acme: None,
             https_redirect: false,
             hsts: None,
             compression: Default::default(),
