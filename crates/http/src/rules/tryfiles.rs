@@ -118,9 +118,10 @@ fn candidate(relative: PathBuf) -> SafePath {
 fn index(site: &Site, root: &RootDir, dir: &std::path::Path) -> Option<(Lookup, SafePath)> {
     for name in &site.index {
         let path = candidate(dir.join(name));
-        match files::lookup(site, root, &path) {
-            found @ (Lookup::Found(_) | Lookup::Unavailable | Lookup::Failed) => return Some((found, path)),
-            _ => {}
+        if let found @ (Lookup::Found(_) | Lookup::Unavailable | Lookup::Failed) =
+            files::lookup(site, root, &path)
+        {
+            return Some((found, path));
         }
     }
     None
