@@ -843,6 +843,8 @@ def phase_compress(results, runs, secs):
     for mode, extra in COMPRESS_MODES.items():
         servers = {name: KINDS[name](f"gz-{mode}", PORTS[name], extra=extra[name])
                    for name in ("graced", "nginx") if name in KINDS}
+        if GracedBefore.binary:
+            servers["graced-before"] = GracedBefore(f"gz-{mode}", BASELINE_PORT, extra=extra["graced"])
         for s in servers.values():
             s.start()
         try:
@@ -893,6 +895,16 @@ def compress_summary_table(results):
         errors = sum(r["failed"] for r in raw if r["mode"] == mode)
         lines.append(f"| {COMPRESS_NAMES[mode]} | {g_rps:.0f} | {n_rps:.0f} | {ratio(g_rps, n_rps)} | "
                      f"{g_cpu} | {n_cpu} | {ratio(g_cpu, n_cpu)} | {errors} |")
+    if any(r["server"] == "graced-before" for r in raw):
+        lines += ["", "| 100 KiB HTML, Accept-Encoding: gzip | graced req/s | graced-before req/s | after ÷ before | "
+                  "graced CPU µs/req | graced-before CPU µs/req | after ÷ before |", "|---|---:|---:|---:|---:|---:|---:|"]
+        for mode in COMPRESS_MODES:
+            def b(name, key):
+                return med([r[key] for r in raw if r["mode"] == mode and r["server"] == name])
+            g_rps, b_rps = b("graced", "rps"), b("graced-before", "rps")
+            g_cpu, b_cpu = b("graced", "server_cpu_us"), b("graced-before", "server_cpu_us")
+            lines.append(f"| {COMPRESS_NAMES[mode]} | {g_rps:.0f} | {b_rps:.0f} | {ratio(g_rps, b_rps)} | "
+                         f"{g_cpu} | {b_cpu} | {ratio(g_cpu, b_cpu)} |")
     return "\n".join(lines)
 
 
