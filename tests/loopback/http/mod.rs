@@ -16,6 +16,7 @@ mod paths;
 mod ranges;
 pub(crate) mod redbot;
 mod requests;
+mod smuggling;
 
 use std::io::Read;
 
