@@ -45,7 +45,9 @@ fn holder_child() {
                 "ok".to_owned()
             }
             "release" => {
-                held.take().map(PidFile::release);
+                if let Some(pidfile) = held.take() {
+                    pidfile.release();
+                }
                 "ok".to_owned()
             }
             "drop" => {
