@@ -146,8 +146,9 @@ def slow_attack(server, name, conns, secs):
         r["connected_at_end"] = rows[-1]["Connected"]
         r["available_secs"] = sum(1 for row in rows if row["Service Available"] > 0)
         r["secs"] = len(rows)
-    m = re.search(r"Exit status:\W*([^\n\x1b]+)", out)
-    r["exit"] = m.group(1).strip() if m else out.strip().splitlines()[-1:]
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", out)
+    m = re.search(r"Exit status:\s*([^\n]+)", plain)
+    r["exit"] = m.group(1).strip() if m else " ".join(plain.strip().splitlines()[-1:])
     r["alive"] = server.proc.poll() is None
     log(f"  {server.name} {name}: {r.get('max_connected')} connected at most, {r.get('closed_by_server')} closed "
         f"by the server, service available {r.get('available_secs')}/{r.get('secs')} s ({r['exit']}); control "
@@ -223,7 +224,7 @@ def render(results):
             return "not measured"
         return (f"{r.get('max_connected')} held at most, {r.get('closed_by_server')} closed by the server, "
                 f"{r.get('connected_at_end')} still open at the end; service available "
-                f"{r.get('available_secs')}/{r.get('secs')} s")
+                f"{r.get('available_secs')}/{r.get('secs')} s; slowhttptest: {r.get('exit')}")
 
     def lost(r):
         return f"{r['control_lost']} of {r['control_ok'] + r['control_lost']}" if r else "–"
