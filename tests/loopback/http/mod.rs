@@ -9,6 +9,7 @@ pub(crate) mod compression;
 
 mod conditional;
 mod demo;
+mod faults;
 mod files;
 mod large;
 mod limits;
