@@ -5,7 +5,9 @@
 //!   note of how many lines were lost) when space returns;
 //! * the document root is deleted, recreated and replaced (renamed over) while a large
 //!   download is in flight: the download completes with the bytes it started with, other
-//!   clients get 200 or 404 (never an error or a reset), and the new root is served.
+//!   clients get 200 or 404 (never an error or a reset), and the new root is served;
+//! * the configuration file is deleted between `graced -t` and the reload: the reload fails
+//!   naming the file and the old generation serves on.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -219,4 +221,38 @@ fn the_document_root_deleted_or_replaced_mid_request_finishes_the_download_and_s
     let odd: Vec<u16> = seen.iter().copied().filter(|s| ![200, 404].contains(s)).collect();
     println!("the other client: {} requests, {} not 200 or 404", seen.len(), odd.len());
     assert!(seen.len() > 20 && odd.is_empty(), "the other client saw {odd:?} among {} answers", seen.len());
+}
+
+/// The configuration file deleted between `graced -t` and the reload: the reload fails with a
+/// message naming the file, the old generation keeps serving, and once the file is back the
+/// next reload applies it.
+#[test]
+fn the_configuration_deleted_between_check_and_reload_keeps_the_old_serving() {
+    let site = Site::new(GRACED);
+    let mut server = site.start(&[]);
+    let stderr = StderrLog::capture(&mut server);
+    let (code, out) = site.run(&["-t"]);
+    assert_eq!(code, 0, "graced -t: {out}");
+    let config = site.config_path();
+    let saved = std::fs::read_to_string(&config).unwrap();
+    std::fs::remove_file(&config).unwrap();
+    server.signal(libc::SIGUSR1);
+    let named = format!("{}: cannot read the configuration", config.display());
+    assert!(
+        stderr.wait_for(&named, Duration::from_secs(10)),
+        "the failed reload names the file:\n{}",
+        stderr.text()
+    );
+    let r = get(site.port, "/", &[]);
+    assert_eq!((r.status, r.text().as_str()), (200, "hello\n"), "the old generation serves on");
+
+    std::fs::write(&config, saved.replace("[[site]]", "[[site]]\nindex = [\"other.html\"]")).unwrap();
+    site.put("www/other.html", b"other\n");
+    server.signal(libc::SIGUSR1);
+    assert!(
+        eventually(Duration::from_secs(10), || get(site.port, "/", &[]).text() == "other\n"),
+        "the restored file is applied by the next reload:\n{}",
+        stderr.text()
+    );
+    println!("{}", stderr.text());
 }
