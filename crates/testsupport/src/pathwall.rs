@@ -90,6 +90,12 @@ pub struct Tree {
 }
 
 pub fn build(base: &Path, nodes: &[Node]) -> Tree {
+    // Each tree's files get a length of their own (the tree's number, mod 64, in padding): a
+    // tree built right after another one was deleted may reuse its inode numbers within one
+    // timestamp tick, and graced's per-thread caches key a file version by device, inode,
+    // size and times. Different sizes keep one case's cached bytes from matching the next's.
+    static TREES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let pad = "#".repeat(TREES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 64);
     let base = base.to_owned();
     let root = base.join("www");
     for d in ["www", "outside", "outside/sub", "wwwx"] {
@@ -113,7 +119,7 @@ pub fn build(base: &Path, nodes: &[Node]) -> Tree {
                 let path = join(&root, parts);
                 let made = !path.exists()
                     && path.symlink_metadata().is_err()
-                    && std::fs::write(&path, format!("INSIDE {}", path.display())).is_ok();
+                    && std::fs::write(&path, format!("INSIDE {} {pad}", path.display())).is_ok();
                 (parts, made)
             }
             Node::Link(parts, target) => {
@@ -132,7 +138,7 @@ pub fn build(base: &Path, nodes: &[Node]) -> Tree {
     }
     // Files are written in the order given; a later node may not replace one, so `plain_files`
     // stays true. The directory's index for `/`:
-    std::fs::write(root.join("index.html"), "INSIDE the root's index").ok();
+    std::fs::write(root.join("index.html"), format!("INSIDE the root's index {pad}")).ok();
     let canonical_root = std::fs::canonicalize(&root).unwrap();
     Tree { root, canonical_root, plain_files }
 }
