@@ -1,5 +1,7 @@
 //! Unit tests of loading and validation: every error names its line and column.
 
+mod props;
+
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -6,7 +6,9 @@
 //! exported as a metric). The thread flushes whenever the channel runs dry. Each
 //! generation opens its own sink, which is how a reload or `reopen-logs` reopens the
 //! file; the old sink's thread flushes and closes the old file once the last request
-//! holding its generation has ended, and then [`AccessLogSink::closed`] resolves.
+//! holding its generation has ended, and then [`AccessLogSink::closed`] resolves. A write
+//! that fails (a full disk) drops lines, never a request: the failure is logged once when it
+//! starts and once when writing works again, with the number of lines lost (`WriteHealth`).
 
 use std::fs::OpenOptions;
 use std::future::Future;
@@ -105,14 +107,16 @@ impl AccessLogSink {
     fn spawn_writer(out: Box<dyn Write + Send>, what: &str) -> AccessLogSink {
         let (tx, rx) = mpsc::sync_channel::<String>(QUEUE_LINES);
         let (closed_tx, closed) = watch::channel(false);
+        let what_owned = what.to_owned();
         let spawned = std::thread::Builder::new().name(format!("access-log-{what}")).spawn(move || {
             let mut out = BufWriter::with_capacity(64 * 1024, out);
+            let mut health = WriteHealth::default();
             while let Ok(line) = rx.recv() {
-                let _ = out.write_all(line.as_bytes());
+                let mut batch = health.line(out.write_all(line.as_bytes()));
                 while let Ok(line) = rx.try_recv() {
-                    let _ = out.write_all(line.as_bytes());
+                    batch = batch.and(health.line(out.write_all(line.as_bytes())));
                 }
-                let _ = out.flush();
+                health.batch(batch.and(out.flush()), &what_owned);
             }
             // Every sender is gone: the generation has no request left. Flush, close, tell.
             let _ = out.flush();
@@ -228,6 +232,51 @@ impl AccessLogSink {
 }
 
 /// A JSON line's fields but the duration (added at the end).
+/// Whether the access log's writes succeed, so that a failure (a full disk, a broken pipe) is
+/// reported once when it starts and once when it ends — with the number of lines lost —
+/// instead of on every line, and serving never waits for it.
+#[derive(Default)]
+struct WriteHealth {
+    /// Writing failed and has not worked since.
+    failing: bool,
+    /// Lines that could not even be buffered since writing began to fail.
+    lost: u64,
+}
+
+impl WriteHealth {
+    /// One line's `write_all` into the buffer: counts it as lost if it failed.
+    fn line(&mut self, result: io::Result<()>) -> io::Result<()> {
+        if result.is_err() {
+            self.lost += 1;
+        }
+        result
+    }
+
+    /// The outcome of a batch (its lines and the flush).
+    fn batch(&mut self, result: io::Result<()>, what: &str) {
+        match (result, self.failing) {
+            (Err(err), false) => {
+                tracing::error!(
+                    destination = what,
+                    error = %err,
+                    "cannot write the access log; its lines are dropped (serving goes on) until writing works again"
+                );
+                self.failing = true;
+            }
+            (Ok(()), true) => {
+                tracing::warn!(
+                    destination = what,
+                    lost_lines = self.lost,
+                    "the access log is writable again"
+                );
+                self.failing = false;
+                self.lost = 0;
+            }
+            _ => {}
+        }
+    }
+}
+
 fn json_fields(e: &Entry<'_>) -> serde_json::Map<String, serde_json::Value> {
     let mut fields = serde_json::Map::new();
     let mut put = |k: &str, v: serde_json::Value| {

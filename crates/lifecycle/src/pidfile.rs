@@ -257,6 +257,8 @@ pub fn boot_id() -> Option<String> {
 mod tests {
     use super::*;
 
+    mod props;
+
     #[test]
     fn acquire_writes_our_pid_and_probe_names_us_from_another_descriptor() {
         let dir = tempfile::tempdir().unwrap();

@@ -9,6 +9,8 @@
 //!   server ([`process::Server`]), stderr capture ([`process::StderrLog`]), exit codes, and
 //!   what `/proc` says about a process.
 //! * [`notify`] — the fake `NOTIFY_SOCKET` collector and the datagram matcher.
+//! * [`pathwall`] — the path wall's property-test kit: random trees with symlinks in and out
+//!   of a root, random request paths, and the model of what may be served.
 //! * [`pattern`] — the one byte pattern of large test files, whole or from an offset.
 //! * [`site`] — a temporary document root with its config file, and starting graced on it.
 //!
@@ -17,6 +19,7 @@
 
 pub mod http;
 pub mod notify;
+pub mod pathwall;
 pub mod pattern;
 pub mod process;
 pub mod site;

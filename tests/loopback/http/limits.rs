@@ -167,6 +167,71 @@ fn connections_beyond_max_connections_wait_and_are_served_later() {
     assert_serving(&server);
 }
 
+/// A flood far past `max_connections`: 400 clients behind 16 held connections all wait (none
+/// is refused, none answered), then every one is served once the 16 leave; the server's
+/// descriptors and memory come back to where they were.
+#[test]
+fn a_flood_of_waiting_clients_past_max_connections_is_served_once_others_leave() {
+    const HELD: usize = 16;
+    const FLOOD: usize = 400;
+    let site = Site::new(GRACED);
+    site.write_config(&format!(
+        "[limits]\nmax_connections = {HELD}\nkeepalive_timeout = \"30s\"\nheader_timeout = \"30s\"\n"
+    ));
+    let server = site.start(&[]);
+    let addr: SocketAddr = format!("127.0.0.1:{}", server.port).parse().unwrap();
+    assert_serving(&server);
+    let (fds_before, rss_before) =
+        (fd_count(server.pid()), graced_testsupport::process::rss_kib(server.pid()));
+
+    let mut held: Vec<Client> = (0..HELD).map(|_| server.connect()).collect();
+    for (i, c) in held.iter_mut().enumerate() {
+        assert_eq!(c.get("/").status, 200, "held connection {i}");
+    }
+    let mut flood = Vec::with_capacity(FLOOD);
+    for i in 0..FLOOD {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("flood connection {i} was refused: {e}"));
+        s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+        flood.push(s);
+    }
+    // None is answered while the held connections stay (sampled: the first, middle and last).
+    std::thread::sleep(Duration::from_millis(300));
+    for i in [0, FLOOD / 2, FLOOD - 1] {
+        let s = &mut flood[i];
+        s.set_nonblocking(true).unwrap();
+        let mut byte = [0u8; 1];
+        match s.peek(&mut byte) {
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            other => panic!("flood connection {i} got {other:?} while {HELD} were held"),
+        }
+        s.set_nonblocking(false).unwrap();
+    }
+    assert!(fd_count(server.pid()) < fds_before + HELD + 16, "the server took the waiting connections");
+    let start = Instant::now();
+    drop(held.drain(..));
+    for (i, s) in flood.iter_mut().enumerate() {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let r = parse_raw(&read_to_eof(s));
+        assert_eq!((r.status, r.text().as_str()), (200, "hello\n"), "flood connection {i}");
+    }
+    let served_in = start.elapsed();
+    drop(flood);
+    assert_serving(&server);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while fd_count(server.pid()) > fds_before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (fds_after, rss_after) = (fd_count(server.pid()), graced_testsupport::process::rss_kib(server.pid()));
+    println!(
+        "FIGURES: {FLOOD} waiting clients served in {served_in:?}; fds {fds_before} -> {fds_after}, \
+         VmRSS {rss_before} -> {rss_after} KiB"
+    );
+    assert!(served_in < Duration::from_secs(15), "the flood took {served_in:?}");
+    assert!(fds_after <= fds_before, "descriptors: {fds_before} before, {fds_after} after");
+    assert!(rss_after < rss_before + 20 * 1024, "VmRSS {rss_before} -> {rss_after} KiB");
+}
+
 #[test]
 fn a_flood_of_connect_close_cycles_leaves_the_server_serving_without_leaks() {
     let site = Site::new(GRACED);

@@ -9,6 +9,7 @@ pub(crate) mod compression;
 
 mod conditional;
 mod demo;
+mod faults;
 mod files;
 mod large;
 mod limits;
@@ -16,6 +17,7 @@ mod paths;
 mod ranges;
 pub(crate) mod redbot;
 mod requests;
+mod smuggling;
 
 use std::io::Read;
 

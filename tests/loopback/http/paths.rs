@@ -4,6 +4,7 @@ use std::io::Write;
 use std::net::TcpStream;
 
 use graced_testsupport::http::{exchange, parse_raw, read_to_eof};
+use graced_testsupport::pathwall;
 use graced_testsupport::site::Site;
 
 use super::{PASSWD_MARK, assert_serving, assert_small_error_page, get, request};
@@ -126,4 +127,45 @@ fn hidden_files_are_404_unless_the_site_allows_them_but_well_known_is_served() {
     assert_eq!((r.status, r.text().as_str()), (200, "[core]\n"), "hidden_files = true");
     assert_eq!(dots("/.env").status, 200);
     assert_eq!(dots("/.well-known/x").status, 200);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 6,
+        failure_persistence: None,
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+
+    /// The property tests of graced-http's `files/tests.rs`, through the real binary: a random
+    /// tree with symlinks in and out of `www/`, random request paths sent raw over loopback.
+    /// A 200's body is exactly a file the model (`graced_testsupport::pathwall`) allows, no
+    /// answer carries a byte of a file outside the root, and the server serves on.
+    #[test]
+    fn random_paths_over_random_trees_never_leave_the_root(
+        nodes in proptest::collection::vec(pathwall::node(), 4..24),
+        paths in proptest::collection::vec(pathwall::request_path(), 40),
+    ) {
+        let site = Site::new(GRACED);
+        let tree = pathwall::build(site.dir.path(), &nodes);
+        site.write_config("hidden_files = true\n");
+        let server = site.start(&[]);
+        let mut statuses = std::collections::BTreeMap::<u16, u32>::new();
+        for raw in &paths {
+            let (r, bytes) = request(server.port, "GET", raw, &[]);
+            *statuses.entry(r.status).or_default() += 1;
+            let text = String::from_utf8_lossy(&bytes);
+            proptest::prop_assert!(!text.contains("OUTSIDE"), "GET {raw}: a file outside the root: {text}");
+            if r.status == 200 {
+                pathwall::check_served(&tree, raw, &r.body)?;
+            }
+        }
+        println!("random paths by status: {statuses:?}; plain files: {}", tree.plain_files.len());
+        // Plainly spelled paths to real files are served with their bytes.
+        for parts in &tree.plain_files {
+            let raw = pathwall::plain_request(parts);
+            let r = get(server.port, &raw, &[]);
+            proptest::prop_assert_eq!(r.status, 200, "GET {}", raw);
+            pathwall::check_served(&tree, &raw, &r.body)?;
+        }
+    }
 }

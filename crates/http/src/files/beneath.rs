@@ -102,7 +102,7 @@ const READ_FLAGS: OFlags =
 /// are refused, as `RESOLVE_BENEATH` refuses them. The final open also uses
 /// `O_NOFOLLOW`, so a component swapped for a symlink after it was inspected fails
 /// (ELOOP → 403) instead of being followed.
-fn open_beneath_by_walking(root: BorrowedFd<'_>, relative: &Path) -> io::Result<OwnedFd> {
+pub(super) fn open_beneath_by_walking(root: BorrowedFd<'_>, relative: &Path) -> io::Result<OwnedFd> {
     let exdev = || io::Error::from_raw_os_error(libc::EXDEV);
     let mut chain: Vec<OwnedFd> = Vec::new();
     let mut pending: VecDeque<OsString> =

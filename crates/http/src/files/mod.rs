@@ -36,6 +36,7 @@
 //! * `resource`: what a lookup answers;
 //! * `sidecar` → `beneath`, `lookup`, `resource`: precompressed `.br`/`.zst`/`.gz` files next
 //!   to the one a request resolved to.
+//! * `tests`: property tests for both walls (random paths over random trees with symlinks).
 
 mod beneath;
 mod cache;
@@ -45,6 +46,8 @@ mod lookup;
 mod mime;
 mod resource;
 mod sidecar;
+#[cfg(test)]
+mod tests;
 
 pub(crate) use beneath::RootDir;
 pub(crate) use dir::open_dir;

@@ -18,4 +18,4 @@ pub use response::{Failure, Response, parse_head, parse_raw, read_head, read_res
 pub use slow::{
     FAST, SLOW, STALL, SlowDownload, SlowGet, SlowOutcome, connect_small_rcvbuf, loopback, slow_get,
 };
-pub use tls::{Tls, TlsKeepAlive, serial_hex, serial_of};
+pub use tls::{Tls, TlsEnd, TlsKeepAlive, serial_hex, serial_of};

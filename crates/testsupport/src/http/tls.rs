@@ -9,9 +9,10 @@
 //! ticket). A failed handshake is a [`Failure::Connect`] whose text starts `TLS handshake`.
 //! Everything runs in-process (no openssl or curl needed where the test runs).
 
-use std::io::{self, BufReader, ErrorKind, Write};
+use std::io::{self, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rustls::client::Resumption;
 use rustls::pki_types::pem::PemObject;
@@ -76,6 +77,34 @@ impl Tls {
         Ok((response, serial))
     }
 
+    /// Sends `request` as it is on a new connection, then reads until the server ends the
+    /// connection or `timeout` passes: every byte received and how it ended. A failed write
+    /// (the server answered and closed before taking everything) is not an error: what it
+    /// answered is still read.
+    pub fn exchange(&self, request: &[u8], timeout: Duration) -> Result<(Vec<u8>, TlsEnd), Failure> {
+        let (mut stream, _) = self.handshake()?;
+        let _ = stream.write_all(request).and_then(|()| stream.flush());
+        let deadline = Instant::now() + timeout;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 16384];
+        let end = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || stream.sock.set_read_timeout(Some(left)).is_err() {
+                break TlsEnd::StillOpen;
+            }
+            match stream.read(&mut buf) {
+                Ok(0) => break TlsEnd::CloseNotify,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::UnexpectedEof => break TlsEnd::Eof,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    break TlsEnd::StillOpen;
+                }
+                Err(e) => break TlsEnd::Broken(e.to_string()),
+            }
+        };
+        Ok((got, end))
+    }
+
     /// GET on a new connection; panics unless a complete response arrives.
     #[track_caller]
     pub fn must_get(&self, path: &str) -> (Response, String) {
@@ -94,6 +123,19 @@ impl Tls {
         )
         .into_bytes()
     }
+}
+
+/// How a connection read by [`Tls::exchange`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsEnd {
+    /// The server sent close_notify (then end of file, or nothing more).
+    CloseNotify,
+    /// End of file without close_notify.
+    Eof,
+    /// A reset or another error.
+    Broken(String),
+    /// Still open when the time was up.
+    StillOpen,
 }
 
 /// One kept-alive TLS connection, reopened (with a new handshake) when the server ends it.
