@@ -27,6 +27,7 @@ fn site(root: &Path, hidden_files: bool) -> Site {
         hidden_files,
         is_default: true,
         tls: None,
+        acme: None,
         https_redirect: false,
         hsts: None,
         compression: Default::default(),
