@@ -15,8 +15,9 @@
 //! Each line names a module and what it imports from the crate; imports go one way (the
 //! graph is a DAG), and nothing imports the re-exports of this file or of `files/mod.rs`.
 //!
-//! * `server` → `connection`, `generation`, `listener`, `shared`, `status`, `status/report`, `tls`:
+//! * `server` → `connection`, `generation`, `listener`, `shared`, `status`, `status/report`, `tls`, `trim`:
 //!   the public [`Server`], accept loops, connection limit, [`Status`].
+//! * `trim` → `shared`: memory handed back to the kernel after a burst of connections closed.
 //! * `status/` → `access_log`, `body`, `listener`, `shared`: the status endpoint on `status = true`
 //!   listeners — page, JSON, Prometheus `/metrics` — and the per-thread request counters
 //!   (`status/tally`) the rest of the crate counts into (see `status/mod.rs`).
@@ -24,7 +25,7 @@
 //!   byte (plaintext HTTP gets a 400 page), the handshake under its timeout, then `connection`.
 //! * `connection` → `access_log`, `body`, `generation`, `handler`, `meter`, `sendfile`, `shared`: one
 //!   connection (plain or TLS) under hyper, and when graced may close it.
-//! * `shared` → `generation`, `status/report`: what the server and every connection share — the current
+//! * `shared` → `generation`, `status/report`, `status/tally`: what the server and every connection share — the current
 //!   generation, the counters, the open connections, and the orders (stop, hard restart,
 //!   drain) on a watch channel.
 //! * `handler` → `access_log`, `body`, `challenge`, `conditional`, `files`, `generation`, `multipart`,
@@ -47,7 +48,7 @@
 //!   window at a time.
 //! * `chunks`: file bodies for connections without `sendfile`, read a chunk at a time, the
 //!   disk read on the blocking pool.
-//! * `meter` → `listener`, `sendfile`: the connection's traffic (atomics), the stream
+//! * `meter` → `listener`, `sendfile`, `status/tally`: the connection's traffic (atomics), the stream
 //!   wrapper that feeds them, and the `Transport` (plain socket or TLS stream) it wraps.
 //! * `sendfile` → `listener`: placeholder frames, the per-connection queue of files, and the
 //!   write that sends them.
@@ -89,6 +90,7 @@ mod size;
 mod status;
 mod stream;
 mod tls;
+mod trim;
 mod variant;
 
 pub use connection::DRAIN_IDLE_GRACE;

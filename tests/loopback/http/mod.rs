@@ -13,6 +13,7 @@ mod faults;
 mod files;
 mod large;
 mod limits;
+mod memory;
 mod paths;
 mod ranges;
 pub(crate) mod redbot;
