@@ -5,10 +5,11 @@
 //! get a 400 or a close after exactly one response, and the smuggled request is never answered.
 //! A well-formed pipelined pair, sent the same way, is answered twice: the detector works.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use graced_testsupport::http::read_until_end;
 use graced_testsupport::site::Site;
 
 use super::assert_serving;
@@ -58,23 +59,7 @@ fn probes() -> Vec<(&'static str, String)> {
 fn send(port: u16, bytes: &[u8]) -> (String, bool) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream.write_all(bytes).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let mut got = Vec::new();
-    let mut buf = [0u8; 16384];
-    let closed = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break false;
-        }
-        stream.set_read_timeout(Some(left)).unwrap();
-        match stream.read(&mut buf) {
-            Ok(0) => break true,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            // A reset after the answer is a close too.
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
-            Err(_) => break false,
-        }
-    };
+    let (got, closed) = read_until_end(&mut stream, Duration::from_secs(3));
     (String::from_utf8_lossy(&got).into_owned(), closed)
 }
 

@@ -4,11 +4,11 @@
 //! valid request sent right behind it is answered correctly (no desynchronised framing). The
 //! server answers another client after each.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use graced_testsupport::http::{Tls, TlsEnd};
+use graced_testsupport::http::{Tls, TlsEnd, read_until_end};
 
 use super::Https;
 
@@ -48,24 +48,7 @@ fn plain(port: u16, bytes: &[u8]) -> (String, bool) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     // The server may answer and close before taking everything: a failed write is fine.
     let _ = stream.write_all(bytes);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut got = Vec::new();
-    let mut buf = [0u8; 16384];
-    let ended = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break false;
-        }
-        stream.set_read_timeout(Some(left)).unwrap();
-        match stream.read(&mut buf) {
-            Ok(0) => break true,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                break false;
-            }
-            Err(_) => break true,
-        }
-    };
+    let (got, ended) = read_until_end(&mut stream, Duration::from_secs(10));
     (String::from_utf8_lossy(&got).into_owned(), ended)
 }
 

@@ -86,6 +86,30 @@ pub fn read_to_eof(stream: &mut TcpStream) -> Vec<u8> {
     panic!("the server did not close the connection within 10 s")
 }
 
+/// Reads from `stream` until the server ends the connection (EOF or a reset, which ends it
+/// too) or `within` passes: every byte received, and whether it ended. For probes whose
+/// point is whether the server closes.
+pub fn read_until_end(stream: &mut TcpStream, within: Duration) -> (Vec<u8>, bool) {
+    let deadline = Instant::now() + within;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16384];
+    let ended = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break false;
+        }
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break false,
+            Err(_) => break true,
+        }
+    };
+    (got, ended)
+}
+
 /// Sends raw bytes on a fresh connection to 127.0.0.1:`port` and reads until the server
 /// closes it. Returns the parsed response (every byte after the head as its body) and
 /// every byte received.

@@ -12,7 +12,7 @@ mod response;
 mod slow;
 mod tls;
 
-pub use client::{Client, exchange, read_to_eof, refused, wait_refused};
+pub use client::{Client, exchange, read_to_eof, read_until_end, refused, wait_refused};
 pub use keepalive::{IO_TIMEOUT, KeepAlive, connect, get, must_get};
 pub use response::{Failure, Response, parse_head, parse_raw, read_head, read_response};
 pub use slow::{
