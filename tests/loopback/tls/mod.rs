@@ -6,6 +6,7 @@
 mod check;
 mod handover;
 mod reload;
+mod sslyze;
 mod testssl;
 
 use std::path::PathBuf;

@@ -23,8 +23,8 @@ use std::time::{Duration, Instant, SystemTime};
 use graced_testsupport::process::Reaped;
 use graced_testsupport::site::{Site, free_port};
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, CrlDistributionPoint, DnType, IsCa, KeyPair,
-    PKCS_RSA_SHA256,
+    BasicConstraints, CertificateParams, CertifiedIssuer, CrlDistributionPoint, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, PKCS_RSA_SHA256,
 };
 use serde::Deserialize;
 
@@ -135,13 +135,13 @@ fn testssl() -> Option<PathBuf> {
 }
 
 /// Whether a missing tool must fail the test instead of skipping it (CI runs them all).
-fn required() -> bool {
+pub(super) fn required() -> bool {
     let set = |k: &str| std::env::var(k).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
     set("CI") || set("GRACED_E2E_REQUIRE")
 }
 
 /// Writes a line straight to stderr, past the test harness's output capture.
-fn visible(text: &str) {
+pub(super) fn visible(text: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
@@ -149,10 +149,13 @@ fn visible(text: &str) {
 /// `cert.key`), valid from a day ago for 90 days. Like a public CA's leaf it names a CRL
 /// (never fetched: testssl.sh contacts nothing without `--phone-out`); without one
 /// testssl.sh faults the certificate itself, not the server (`cert_revocation`, HIGH).
-fn write_certificates(dir: &Path, key: &KeyPair) -> PathBuf {
+pub(super) fn write_certificates(dir: &Path, key: &KeyPair) -> PathBuf {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.distinguished_name.push(DnType::CommonName, "graced test CA");
+    // The extensions a public CA's certificates carry, which strict verifiers (sslyze's,
+    // on Python's cryptography) require: key usages, serverAuth, the issuer's key id.
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
 
     let mut params = CertificateParams::new(vec!["a.test".to_owned()]).unwrap();
@@ -162,6 +165,9 @@ fn write_certificates(dir: &Path, key: &KeyPair) -> PathBuf {
     params.not_after = (now + DAY * 90).into();
     params.crl_distribution_points =
         vec![CrlDistributionPoint { uris: vec!["http://crl.a.test/test-ca.crl".to_owned()] }];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.use_authority_key_identifier_extension = true;
     let cert = params.signed_by(key, &ca).unwrap();
 
     std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
