@@ -336,6 +336,8 @@ async fn accept_loop(
                         drop(permit);
                     });
                 }
+                // For `trim`: a burst shorter than its tick is seen too.
+                shared.peak_open.fetch_max(shared.connections.len(), Ordering::Relaxed);
             }
             Err(err) if is_per_connection(&err) => {}
             Err(err) => {

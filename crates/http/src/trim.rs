@@ -3,12 +3,14 @@
 //! live on, so a server that held 10,000 idle connections kept their ~100 MiB after they
 //! closed (measured: 133 MiB a minute later, from 9.5 MiB at start). Once a second the open
 //! connections are counted; when they have fallen by [`TRIM_AFTER_CLOSED`] below the peak
-//! since the last trim, `malloc_trim(0)` hands every free page back to the kernel.
+//! since the last trim (the accept loops keep that peak, so a burst between two counts is
+//! seen too), `malloc_trim(0)` hands every free page back to the kernel.
 //!
 //! By hand because it is one libc call: jemalloc would decay its free pages by itself, but
 //! changing the allocator of every request for what happens after a burst is not worth it.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::shared::Shared;
@@ -27,7 +29,9 @@ pub(crate) async fn watch(shared: Arc<Shared>) {
     loop {
         tick.tick().await;
         let open = shared.connections.len();
-        peak = peak.max(open);
+        // The accept loops raise `peak_open`; taking it (and leaving the count now) sees a
+        // burst that came and went between two ticks.
+        peak = peak.max(open).max(shared.peak_open.swap(open, Ordering::Relaxed));
         if peak - open >= TRIM_AFTER_CLOSED {
             // Off the workers: the walk takes each arena's lock for a few milliseconds.
             let _ = tokio::task::spawn_blocking(trim).await;
