@@ -84,22 +84,37 @@ impl Tls {
     pub fn exchange(&self, request: &[u8], timeout: Duration) -> Result<(Vec<u8>, TlsEnd), Failure> {
         let (mut stream, _) = self.handshake()?;
         let _ = stream.write_all(request).and_then(|()| stream.flush());
+        // Read below rustls's `Stream`, whose `read` first writes what a failed write left
+        // queued (and so fails with EPIPE before reading the answer that already arrived).
+        let StreamOwned { conn, sock } = &mut stream;
         let deadline = Instant::now() + timeout;
         let mut got = Vec::new();
         let mut buf = [0u8; 16384];
         let end = loop {
+            match conn.reader().read(&mut buf) {
+                Ok(0) => break TlsEnd::CloseNotify,
+                Ok(n) => {
+                    got.extend_from_slice(&buf[..n]);
+                    continue;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == ErrorKind::UnexpectedEof => break TlsEnd::Eof,
+                Err(e) => break TlsEnd::Broken(e.to_string()),
+            }
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || stream.sock.set_read_timeout(Some(left)).is_err() {
+            if left.is_zero() || sock.set_read_timeout(Some(left)).is_err() {
                 break TlsEnd::StillOpen;
             }
-            match stream.read(&mut buf) {
-                Ok(0) => break TlsEnd::CloseNotify,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == ErrorKind::UnexpectedEof => break TlsEnd::Eof,
+            match conn.read_tls(sock) {
+                // End of file: the reader says whether close_notify came first.
+                Ok(_) => {}
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                     break TlsEnd::StillOpen;
                 }
                 Err(e) => break TlsEnd::Broken(e.to_string()),
+            }
+            if let Err(e) = conn.process_new_packets() {
+                break TlsEnd::Broken(e.to_string());
             }
         };
         Ok((got, end))
