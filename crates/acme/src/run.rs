@@ -61,7 +61,7 @@ async fn run_site(config: &Config, site: &Site, acme: &SiteAcme, options: Option
     let certificate = acme.certificate_path(&config.acme);
     let current = store::read_optional(&certificate).ok().flatten();
     let lifetime = current.as_deref().and_then(Lifetime::of_chain);
-    match attempt(config, site, acme, current.as_deref(), options).await {
+    match attempt(config, site, acme, current.as_deref(), lifetime, options).await {
         Ok(outcome) => {
             if matches!(outcome, Outcome::Installed { .. }) {
                 let _ = std::fs::remove_file(&retry_path);
@@ -84,6 +84,7 @@ async fn attempt(
     site: &Site,
     acme: &SiteAcme,
     current: Option<&[u8]>,
+    lifetime: Option<Lifetime>,
     options: Options,
 ) -> Result<Outcome, AcmeError> {
     let name = acme.name.clone();
@@ -94,26 +95,25 @@ async fn attempt(
         (Some(chain), Some(key)) => graced_tls::check_candidate(site, &name, chain, key, options.now).is_ok(),
         _ => false,
     };
-    let lifetime = current.and_then(Lifetime::of_chain);
     let leaf_id = current.and_then(certificate_id);
     let account = issue::account(acme, state, &name).await;
+    // Asked once: it decides when the serving certificate is due and whether the order
+    // names it as the one it replaces.
+    let ari = match (&account, &leaf_id) {
+        (Ok(account), Some(id)) => ari_start(account, id).await,
+        _ => None,
+    };
     if serving_ok && !options.force {
-        let (at, by_ari) = match (&account, &leaf_id) {
-            (Ok(account), Some(id)) => match ari_start(account, id).await {
-                Some(at) => (at, true),
-                None => (lifetime.map_or(options.now, |l| l.two_thirds()), false),
-            },
-            _ => (lifetime.map_or(options.now, |l| l.two_thirds()), false),
+        let (at, by_ari) = match ari {
+            Some(at) => (at, true),
+            None => (lifetime.map_or(options.now, |l| l.two_thirds()), false),
         };
         if options.now < at {
             return Ok(Outcome::NotDue { site: name, at, by_ari });
         }
     }
     let account = account?;
-    let replaces = match &leaf_id {
-        Some(id) if ari_offered(&account, id).await => Some(id.clone()),
-        _ => None,
-    };
+    let replaces = leaf_id.filter(|_| ari.is_some());
     let Issued { chain, key } =
         issue::order(&account, acme, &site.hosts, &config.acme.challenge_directory, replaces).await?;
     // Checked at the time it arrived (a CA may set notBefore to the second it signed).
@@ -146,10 +146,6 @@ pub fn install(
 async fn ari_start(account: &Account, id: &CertificateIdentifier<'static>) -> Option<SystemTime> {
     let (info, _) = account.renewal_info(id).await.ok()?;
     Some(SystemTime::from(info.suggested_window.start))
-}
-
-async fn ari_offered(account: &Account, id: &CertificateIdentifier<'static>) -> bool {
-    ari_start(account, id).await.is_some()
 }
 
 /// ARI's identifier of the leaf of a PEM chain.
