@@ -14,10 +14,10 @@ use crate::body::Body;
 
 /// The path prefix the CA fetches.
 const PREFIX: &str = "/.well-known/acme-challenge/";
-const SERVER: HeaderValue = HeaderValue::from_static(concat!("graced/", env!("CARGO_PKG_VERSION")));
 
 /// The answer when `path` is a challenge of an ACME site: the key authorization, or a 404
-/// (the site's error pages still apply); `None` otherwise (the request goes on as usual).
+/// (the site's error pages still apply), without `Server` (the handler adds it); `None`
+/// otherwise (the request goes on as usual).
 pub(crate) fn answer(config: &Config, site: &Site, method: &Method, path: &str) -> Option<Response<Body>> {
     if site.acme.is_none() || !matches!(*method, Method::GET | Method::HEAD) {
         return None;
@@ -29,7 +29,6 @@ pub(crate) fn answer(config: &Config, site: &Site, method: &Method, path: &str) 
     let mut response = Response::new(Body::bytes(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(header::SERVER, SERVER);
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Some(response)

@@ -140,7 +140,8 @@ fn respond<B>(
         return error(StatusCode::BAD_REQUEST).into();
     }
     let site = &config.sites[site_index];
-    if let Some(answer) = crate::challenge::answer(config, site, req.method(), req.uri().path()) {
+    if let Some(mut answer) = crate::challenge::answer(config, site, req.method(), req.uri().path()) {
+        answer.headers_mut().insert(header::SERVER, SERVER);
         return answer.into();
     }
     if !tls
