@@ -231,7 +231,6 @@ impl AccessLogSink {
     }
 }
 
-/// A JSON line's fields but the duration (added at the end).
 /// Whether the access log's writes succeed, so that a failure (a full disk, a broken pipe) is
 /// reported once when it starts and once when it ends — with the number of lines lost —
 /// instead of on every line, and serving never waits for it.
@@ -277,6 +276,7 @@ impl WriteHealth {
     }
 }
 
+/// A JSON line's fields but the duration (added at the end).
 fn json_fields(e: &Entry<'_>) -> serde_json::Map<String, serde_json::Value> {
     let mut fields = serde_json::Map::new();
     let mut put = |k: &str, v: serde_json::Value| {
