@@ -13,11 +13,9 @@
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use graced_testsupport::site::{Site, free_port};
 use rcgen::KeyPair;
 
-use super::testssl::{required, visible, write_certificates};
-use crate::GRACED;
+use super::testssl::{required, serve_a_test, visible};
 
 #[test]
 fn sslyze_finds_graced_compliant_with_mozillas_intermediate_configuration() {
@@ -32,17 +30,7 @@ fn sslyze_finds_graced_compliant_with_mozillas_intermediate_configuration() {
         visible(&format!("SKIP: {reason}"));
         return;
     }
-    let site = Site::new(GRACED);
-    let dir = site.dir.path();
-    let ca = write_certificates(dir, &KeyPair::generate().unwrap());
-    let port = free_port();
-    site.write_config(&format!(
-        "hosts = [\"a.test\"]\ncertificate = \"{}\"\nkey = \"{}\"\n\n\
-         [[listen]]\nname = \"https\"\naddress = \"127.0.0.1:{port}\"\ntls = true\n",
-        dir.join("cert.pem").display(),
-        dir.join("cert.key").display(),
-    ));
-    let _server = site.start(&[]);
+    let (_site, _server, port, ca) = serve_a_test(&KeyPair::generate().unwrap());
     let started = Instant::now();
     // `NAME:PORT{IP}`: SNI and the name checked are a.test, the connection goes to 127.0.0.1.
     let out = Command::new("python3")

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use graced_testsupport::process::Reaped;
+use graced_testsupport::process::{Reaped, Server};
 use graced_testsupport::site::{Site, free_port};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, CrlDistributionPoint, DnType,
@@ -68,9 +68,17 @@ impl Finding {
 /// and checks the findings; `tag` names the reports.
 fn scan(tag: &str, key: KeyPair) {
     let Some(testssl) = testssl() else { return };
+    let (_site, _server, port, ca) = serve_a_test(&key);
+    check(&testssl, tag, port, &ca);
+}
+
+/// graced serving a.test over TLS on a free port of 127.0.0.1 with a leaf for `key` from a
+/// fresh test CA ([`write_certificates`]): the site (its directory holds the files), the
+/// server, the port and the CA's PEM.
+pub(super) fn serve_a_test(key: &KeyPair) -> (Site, Server, u16, PathBuf) {
     let site = Site::new(GRACED);
     let dir = site.dir.path();
-    let ca = write_certificates(dir, &key);
+    let ca = write_certificates(dir, key);
     let port = free_port();
     site.write_config(&format!(
         "hosts = [\"a.test\"]\ncertificate = \"{}\"\nkey = \"{}\"\n\n\
@@ -78,8 +86,8 @@ fn scan(tag: &str, key: KeyPair) {
         dir.join("cert.pem").display(),
         dir.join("cert.key").display(),
     ));
-    let _server = site.start(&[]);
-    check(&testssl, tag, port, &ca);
+    let server = site.start(&[]);
+    (site, server, port, ca)
 }
 
 /// Scans a.test on 127.0.0.1:`port` (a server presenting a leaf of `ca`) and asserts on the
@@ -149,7 +157,7 @@ pub(super) fn visible(text: &str) {
 /// `cert.key`), valid from a day ago for 90 days. Like a public CA's leaf it names a CRL
 /// (never fetched: testssl.sh contacts nothing without `--phone-out`); without one
 /// testssl.sh faults the certificate itself, not the server (`cert_revocation`, HIGH).
-pub(super) fn write_certificates(dir: &Path, key: &KeyPair) -> PathBuf {
+fn write_certificates(dir: &Path, key: &KeyPair) -> PathBuf {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.distinguished_name.push(DnType::CommonName, "graced test CA");
