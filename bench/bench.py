@@ -133,13 +133,14 @@ class Server:
     reload_sig = signal.SIGUSR1
     stop_sig = signal.SIGWINCH
 
-    def __init__(self, tag, port, root=WWW, workers=None, tls=None, h2=False, extra=""):
+    def __init__(self, tag, port, root=WWW, workers=None, tls=None, h2=False, extra="", cpus=None):
         # workers: None = the server's own "one per CPU" default (nginx `auto`, graced "auto").
+        # cpus: None, or a `taskset -c` list the server's processes and threads are pinned to.
         # tls: None (plain HTTP) or a CERT_KINDS key: HTTPS only, TLS 1.3, with that certificate.
         # h2: HTTP/2 offered by ALPN besides HTTP/1.1 (the HTTP/2 phases), stated in the config.
         self.tag, self.port, self.root, self.workers, self.tls, self.h2 = tag, port, root, workers, tls, h2
         # extra: more configuration (graced: after the [[site]] keys; nginx: in the server block).
-        self.extra = extra
+        self.extra, self.cpus = extra, cpus
         self.dir = f"{STATE}/{self.name}"
         os.makedirs(self.dir, exist_ok=True)
         self.conf = f"{self.dir}/{tag}.conf"
@@ -158,7 +159,9 @@ class Server:
         self.write_conf()
         self.before_start()
         out = open(self.out, "ab")
-        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+        # taskset execs the server (same PID) with the affinity its threads and workers inherit.
+        command = (["taskset", "-c", self.cpus] if self.cpus else []) + self.command()
+        self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                                      env=self.env(), preexec_fn=raise_nofile if self.tls else None)
         started[self.proc.pid] = self.proc
         if wait and not wait_200(self.port, self.ready_path(), 10, tls=bool(self.tls), proc=self.proc):
@@ -682,8 +685,8 @@ def parse_wrk(text):
     return r
 
 
-def wrk_cmd(port, path, conns, secs, close=False, latency=False, tls=False, headers=()):
-    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{secs}s", "--timeout", "10s"]
+def wrk_cmd(port, path, conns, secs, close=False, latency=False, tls=False, headers=(), cpus=None):
+    cmd = (["taskset", "-c", cpus] if cpus else []) + ["wrk", "-t1", f"-c{conns}", f"-d{secs}s", "--timeout", "10s"]
     for h in headers:
         cmd += ["-H", h]
     if latency:
@@ -832,19 +835,35 @@ def gzip_check(port):
     return fields.get("content-encoding", "").strip() or "identity", len(body), fields.get("vary", "").strip()
 
 
-def phase_compress(results, runs, secs):
+# The pinned layout of the compress phase: the server (all its processes and threads, one
+# worker) on CPU 0, wrk on CPU 1, so that req/s measures what one core of server does rather
+# than how the scheduler shares two cores between the server's workers and the load client.
+PIN_SERVER_CPU, PIN_CLIENT_CPU = "0", "1"
+
+
+def can_pin():
+    """Whether CPUs 0 and 1 are both ours (the pinned layout needs two)."""
+    return {0, 1} <= os.sched_getaffinity(0)
+
+
+def phase_compress(results, runs, secs, pinned=False):
     """The 100 KiB page with Accept-Encoding: gzip, wrk -t1 -c64: graced and nginx each with
     the gzip sidecar, then each compressing on the fly (graced once per file version and
-    cached; nginx per response, level 6); servers interleaved, the order rotating."""
+    cached; nginx per response, level 6); servers interleaved, the order rotating.
+    pinned: each server with one worker (graced `workers = 1`, nginx `worker_processes 1`),
+    pinned with its every thread to CPU 0, and wrk pinned to CPU 1 (results["compress_pinned"])."""
     size, gz_size = prepare_compress_files()
-    log(f"compress: {COMPRESS_PAGE} {size} bytes (sidecar {gz_size}), wrk -t1 -c64 -d{secs}s "
+    layout = f"pinned: server on CPU {PIN_SERVER_CPU} with one worker, wrk on CPU {PIN_CLIENT_CPU}" if pinned \
+        else "shared: servers' default workers, wrk on the same cores"
+    log(f"compress ({layout}): {COMPRESS_PAGE} {size} bytes (sidecar {gz_size}), wrk -t1 -c64 -d{secs}s "
         f"-H 'Accept-Encoding: gzip', {runs} runs")
-    raw = results.setdefault("compress", [])
+    raw = results.setdefault("compress_pinned" if pinned else "compress", [])
+    how = {"workers": 1, "cpus": PIN_SERVER_CPU} if pinned else {}
     for mode, extra in COMPRESS_MODES.items():
-        servers = {name: KINDS[name](f"gz-{mode}", PORTS[name], extra=extra[name])
+        servers = {name: KINDS[name](f"gz-{mode}", PORTS[name], extra=extra[name], **how)
                    for name in ("graced", "nginx") if name in KINDS}
         if GracedBefore.binary:
-            servers["graced-before"] = GracedBefore(f"gz-{mode}", BASELINE_PORT, extra=extra["graced"])
+            servers["graced-before"] = GracedBefore(f"gz-{mode}", BASELINE_PORT, extra=extra["graced"], **how)
         for s in servers.values():
             s.start()
         try:
@@ -861,7 +880,7 @@ def phase_compress(results, runs, secs):
                     cpu0, client0 = cpu_seconds(s.proc.pid), os.times()
                     out = subprocess.run(
                         wrk_cmd(s.port, f"/{COMPRESS_PAGE}", 64, secs, latency=True,
-                                headers=["Accept-Encoding: gzip"]),
+                                headers=["Accept-Encoding: gzip"], cpus=PIN_CLIENT_CPU if pinned else None),
                         capture_output=True, text=True, timeout=secs + 60,
                     )
                     cpu1, client1 = cpu_seconds(s.proc.pid), os.times()
@@ -881,10 +900,14 @@ def phase_compress(results, runs, secs):
                 s.stop()
 
 
-def compress_summary_table(results):
-    raw = results.get("compress") or []
-    if not raw:
-        return ""
+COMPRESS_LAYOUTS = {
+    "compress": "Shared: each server with its default workers (one per CPU), wrk on the same two cores",
+    "compress_pinned": f"Pinned: each server with one worker, pinned to CPU {PIN_SERVER_CPU}; wrk pinned to "
+                       f"CPU {PIN_CLIENT_CPU}",
+}
+
+
+def compress_layout_table(raw):
     lines = ["| 100 KiB HTML, Accept-Encoding: gzip | graced req/s | nginx req/s | ÷ nginx | "
              "graced CPU µs/req | nginx CPU µs/req | ÷ nginx | errors |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -905,6 +928,18 @@ def compress_summary_table(results):
             g_cpu, b_cpu = b("graced", "server_cpu_us"), b("graced-before", "server_cpu_us")
             lines.append(f"| {COMPRESS_NAMES[mode]} | {g_rps:.0f} | {b_rps:.0f} | {ratio(g_rps, b_rps)} | "
                          f"{g_cpu} | {b_cpu} | {ratio(g_cpu, b_cpu)} |")
+    return lines
+
+
+def compress_summary_table(results):
+    """One table per layout measured (shared, pinned), each under its one-line description
+    when both are there."""
+    present = [key for key in COMPRESS_LAYOUTS if results.get(key)]
+    lines = []
+    for key in present:
+        if len(present) > 1:
+            lines += ([""] if lines else []) + [f"{COMPRESS_LAYOUTS[key]}:", ""]
+        lines += compress_layout_table(results[key])
     return "\n".join(lines)
 
 
@@ -916,11 +951,13 @@ def render_compress(results, add):
     add("")
     add(table)
     add("")
-    add("| mode | run | server | req/s | p99 ms | server CPU µs/req | wrk CPU µs/req | body bytes | errors |")
-    add("|---|---|---|---:|---:|---:|---:|---:|---:|")
-    for r in results["compress"]:
-        add(f"| {r['mode']} | {r['run']} | {r['server']} | {r['rps']:.0f} | {r['p99_ms']} | {r['server_cpu_us']} | "
-            f"{r['wrk_cpu_us']} | {r['gzip_bytes']} | {r['failed']} |")
+    add("| layout | mode | run | server | req/s | p99 ms | server CPU µs/req | wrk CPU µs/req | body bytes | errors |")
+    add("|---|---|---|---|---:|---:|---:|---:|---:|---:|")
+    for key in COMPRESS_LAYOUTS:
+        for r in results.get(key) or []:
+            add(f"| {'pinned' if key == 'compress_pinned' else 'shared'} | {r['mode']} | {r['run']} | {r['server']} | "
+                f"{r['rps']:.0f} | {r['p99_ms']} | {r['server_cpu_us']} | {r['wrk_cpu_us']} | {r['gzip_bytes']} | "
+                f"{r['failed']} |")
     add("")
     add("* Load: `wrk -t1 -c64 --latency -H 'Accept-Encoding: gzip'` on a 100 KiB HTML page (`c/page.html`), "
         "graced and nginx interleaved, the order rotating run by run; server CPU per request from /proc "
@@ -929,7 +966,17 @@ def render_compress(results, add):
         "precompressed = true`, nginx `gzip_static on`. Both send the file (graced with sendfile).")
     add("* on the fly: no sidecar used; graced `on_the_fly = true` (gzip level 6, compressed once per file "
         "version and cached), nginx `gzip on; gzip_comp_level 6` (compressed for every response).")
+    if results.get("compress"):
+        add("* shared: each server with its default workers (graced `workers = \"auto\"`, nginx "
+            "`worker_processes auto`: two), the server and wrk on the same two cores as the scheduler places them. "
+            "req/s then also depends on how much CPU the client gets.")
+    if results.get("compress_pinned"):
+        add(f"* pinned: graced `workers = 1`, nginx `worker_processes 1`, each started under `taskset -c "
+            f"{PIN_SERVER_CPU}` (all its processes and threads on CPU {PIN_SERVER_CPU}), wrk under `taskset -c "
+            f"{PIN_CLIENT_CPU}`: req/s is what one core of server does, with the client never competing for it.")
     add("")
+
+
 def phase_metrics(results, runs, secs):
     """Metrics on vs off, same run: graced without a status listener and graced with one
     (requests timed into the histogram) scraped every second, wrk -t1 -c64 at 1 KiB,
@@ -2531,6 +2578,9 @@ def main():
     ap.add_argument("--baseline", default=os.environ.get("GRACED_BASELINE"),
                     help="another graced binary (e.g. built from the last commit): added to the throughput "
                          "runs and the HUP storm as graced-before")
+    ap.add_argument("--compress-layouts", default="shared,pinned",
+                    help="compress phase: shared (servers' default workers, wrk on the same cores), "
+                         "pinned (one worker, the server on CPU 0 and wrk on CPU 1), or both (the default)")
     ap.add_argument("--out", default=None, help="results file (default bench/results/DATE.md)")
     ap.add_argument("--no-update", action="store_true", help="do not touch BENCHMARKS.md")
     ap.add_argument("--render", metavar="JSON", help="only re-render a saved run (STATE/last-results.json)")
@@ -2579,7 +2629,13 @@ def main():
         if "h2storm" in phases:
             phase_h2storm(results, args.storm_secs, 20)
         if "compress" in phases:
-            phase_compress(results, args.runs, args.secs)
+            layouts = args.compress_layouts.split(",")
+            if "shared" in layouts:
+                phase_compress(results, args.runs, args.secs)
+            if "pinned" in layouts and can_pin():
+                phase_compress(results, args.runs, args.secs, pinned=True)
+            elif "pinned" in layouts:
+                log("compress (pinned): skipped, CPUs 0 and 1 are not both available to this process")
         if "upgrade" in phases:
             phase_upgrade(results)
     finally:
