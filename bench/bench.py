@@ -907,17 +907,24 @@ COMPRESS_LAYOUTS = {
 }
 
 
-def compress_layout_table(raw):
+def compress_layout_table(raw, pinned=False):
+    """pinned: also how busy each server kept its one core (CPU per request × req/s): near
+    100 % the req/s is the server's capacity; well below, the client (or the machine) held it back."""
+    busy_head, busy_rule = (" graced core busy | nginx core busy |", "---:|---:|") if pinned else ("", "")
     lines = ["| 100 KiB HTML, Accept-Encoding: gzip | graced req/s | nginx req/s | ÷ nginx | "
-             "graced CPU µs/req | nginx CPU µs/req | ÷ nginx | errors |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             f"graced CPU µs/req | nginx CPU µs/req | ÷ nginx |{busy_head} errors |",
+             f"|---|---:|---:|---:|---:|---:|---:|{busy_rule}---:|"]
     for mode in COMPRESS_MODES:
         def m(name, key):
             return med([r[key] for r in raw if r["mode"] == mode and r["server"] == name])
+
+        def busy(name):
+            return med([r["server_cpu_us"] * r["rps"] / 1e4 for r in raw if r["mode"] == mode and r["server"] == name])
         g_rps, n_rps, g_cpu, n_cpu = m("graced", "rps"), m("nginx", "rps"), m("graced", "server_cpu_us"), m("nginx", "server_cpu_us")
         errors = sum(r["failed"] for r in raw if r["mode"] == mode)
+        cores = f" {busy('graced'):.0f} % | {busy('nginx'):.0f} % |" if pinned else ""
         lines.append(f"| {COMPRESS_NAMES[mode]} | {g_rps:.0f} | {n_rps:.0f} | {ratio(g_rps, n_rps)} | "
-                     f"{g_cpu} | {n_cpu} | {ratio(g_cpu, n_cpu)} | {errors} |")
+                     f"{g_cpu} | {n_cpu} | {ratio(g_cpu, n_cpu)} |{cores} {errors} |")
     if any(r["server"] == "graced-before" for r in raw):
         lines += ["", "| 100 KiB HTML, Accept-Encoding: gzip | graced req/s | graced-before req/s | after ÷ before | "
                   "graced CPU µs/req | graced-before CPU µs/req | after ÷ before |", "|---|---:|---:|---:|---:|---:|---:|"]
@@ -939,7 +946,7 @@ def compress_summary_table(results):
     for key in present:
         if len(present) > 1:
             lines += ([""] if lines else []) + [f"{COMPRESS_LAYOUTS[key]}:", ""]
-        lines += compress_layout_table(results[key])
+        lines += compress_layout_table(results[key], pinned=key == "compress_pinned")
     return "\n".join(lines)
 
 
