@@ -940,11 +940,11 @@ def compress_layout_table(raw, pinned=False):
 
 def compress_summary_table(results):
     """One table per layout measured (shared, pinned), each under its one-line description
-    when both are there."""
+    when both are there (the pinned one always: its figures are not the shared table's)."""
     present = [key for key in COMPRESS_LAYOUTS if results.get(key)]
     lines = []
     for key in present:
-        if len(present) > 1:
+        if len(present) > 1 or key == "compress_pinned":
             lines += ([""] if lines else []) + [f"{COMPRESS_LAYOUTS[key]}:", ""]
         lines += compress_layout_table(results[key], pinned=key == "compress_pinned")
     return "\n".join(lines)
