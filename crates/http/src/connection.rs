@@ -2,7 +2,7 @@
 //!
 //! A connection is closed by graced only in these cases:
 //! * it has been idle (no request in flight, no request bytes read or waiting) for
-//!   `keepalive_timeout` — or, once a graceful stop began, for [`DRAIN_IDLE_GRACE`];
+//!   `keepalive_timeout` — or, once a graceful stop began, for [`DRAIN_IDLE_GRACE`](crate::limits::DRAIN_IDLE_GRACE);
 //! * a request head has been arriving for `header_timeout` without completing (slowloris);
 //! * a response has made no write progress for `send_timeout` (a reader that stopped);
 //! * a hard restart aborts it while a response is in flight, or a stop aborts it.
@@ -114,7 +114,7 @@ enum Step {
 type Conn<S, Svc> = http1::Connection<TokioIo<MeteredIo<S>>, Svc>;
 
 /// Serves `stream` until the client leaves, a limit closes it, or an order aborts it.
-/// hyper serves it while requests come; when it has been idle for [`PARK_AFTER`], hyper's
+/// hyper serves it while requests come; when it has been idle for [`PARK_AFTER`](crate::limits::PARK_AFTER), hyper's
 /// state is taken down and the connection [parked](park) until its next request.
 ///
 /// Not an `async fn`: the setup runs here and the future keeps only what it needs (an async
@@ -195,7 +195,7 @@ fn take_back<S: Transport, Svc>(parts: http1::Parts<TokioIo<MeteredIo<S>>, Svc>)
 }
 
 /// hyper serves the connection until it is done (`None`: the client left, a limit closed
-/// it, an order ended it) or idle for [`PARK_AFTER`] (its parts, to park).
+/// it, an order ended it) or idle for [`PARK_AFTER`](crate::limits::PARK_AFTER) (its parts, to park).
 async fn drive<S: Transport, Svc>(
     mut boxed: Box<Conn<S, Svc>>,
     watch: &mut Watch,

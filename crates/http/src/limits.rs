@@ -39,7 +39,7 @@ pub(crate) struct Limits {
 pub(crate) enum Check {
     /// A limit expired: close the connection.
     Close(CloseReason),
-    /// Idle for [`PARK_AFTER`] with nothing arriving: park it (see [`park`]).
+    /// Idle for [`PARK_AFTER`] with nothing arriving: park it (see [`park`](crate::park::park)).
     Park,
     /// Nothing expired yet: fire again at this time (µs).
     Again(u64),
