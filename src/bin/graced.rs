@@ -9,10 +9,36 @@ use graced::supervisor;
 use graced_config::{Config, ConfigError};
 use graced_lifecycle::{self as lifecycle, client};
 
+/// jemalloc: it keeps small long-lived allocations (a parked connection's task and socket
+/// registration) in slabs of their own size, apart from the buffers a request uses, and a
+/// background thread hands pages freed for a second back to the kernel. With glibc's
+/// allocator the two interleave: 10,000 parked connections kept 6.5 KiB each of partly used
+/// pages that `malloc_trim` cannot return, against 2.2 KiB live (measured).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read at its start (`malloc_conf`; the crate prefixes the symbol):
+/// freed pages go back to the kernel after about a second instead of ten.
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static MALLOC_CONF: MallocConf = MallocConf(c"dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr());
+
+/// A C string's address, as jemalloc reads `malloc_conf` (`const char *`).
+#[repr(transparent)]
+struct MallocConf(*const std::ffi::c_char);
+// SAFETY: it points to a constant string, read-only, for the life of the process.
+unsafe impl Sync for MallocConf {}
+
 fn main() -> ExitCode {
     // Before anything else can own fds 3..: take the sockets systemd passed us.
     // SAFETY: called once, first thing, while the process has no other threads.
     let inherited = unsafe { lifecycle::upgrade::take_from_env() };
+    // Now that the environment is read: jemalloc's thread that returns freed pages while the
+    // server is idle (without it, pages are returned only when allocations happen).
+    if let Err(err) = tikv_jemalloc_ctl::background_thread::write(true) {
+        eprintln!(
+            "graced: jemalloc's background thread did not start ({err}); freed memory is returned less promptly"
+        );
+    }
     let cli = Cli::parse();
     match run(cli, inherited) {
         Ok(code) => ExitCode::from(code),

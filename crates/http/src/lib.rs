@@ -15,16 +15,20 @@
 //! Each line names a module and what it imports from the crate; imports go one way (the
 //! graph is a DAG), and nothing imports the re-exports of this file or of `files/mod.rs`.
 //!
-//! * `server` → `connection`, `generation`, `listener`, `shared`, `status`, `status/report`, `tls`, `trim`:
+//! * `server` → `connection`, `generation`, `listener`, `shared`, `status`, `status/report`, `tls`:
 //!   the public [`Server`], accept loops, connection limit, [`Status`].
-//! * `trim` → `shared`: memory handed back to the kernel after a burst of connections closed.
 //! * `status/` → `access_log`, `body`, `listener`, `shared`: the status endpoint on `status = true`
 //!   listeners — page, JSON, Prometheus `/metrics` — and the per-thread request counters
 //!   (`status/tally`) the rest of the crate counts into (see `status/mod.rs`).
 //! * `tls` → `connection`, `listener`, `shared`: a connection on a TLS listener — its first
 //!   byte (plaintext HTTP gets a 400 page), the handshake under its timeout, then `connection`.
-//! * `connection` → `access_log`, `body`, `generation`, `handler`, `meter`, `sendfile`, `shared`: one
-//!   connection (plain or TLS) under hyper, and when graced may close it.
+//! * `connection` → `access_log`, `body`, `generation`, `handler`, `limits`, `linger`, `meter`, `park`,
+//!   `sendfile`, `shared`: one HTTP/1.1 connection (plain or TLS) under hyper, taken down to be
+//!   parked when idle and built again.
+//! * `park` → `limits`, `linger`, `meter`, `shared`: an idle connection parked without its HTTP
+//!   state until its next request.
+//! * `limits` → `meter`, `sendfile`, `shared`: when a connection is closed or parked (its limits,
+//!   checked against its meter when its timer fires).
 //! * `shared` → `generation`, `status/report`, `status/tally`: what the server and every connection share — the current
 //!   generation, the counters, the open connections, and the orders (stop, hard restart,
 //!   drain) on a watch channel.
@@ -76,10 +80,12 @@ mod files;
 mod generation;
 mod handler;
 mod http2;
+mod limits;
 mod linger;
 mod listener;
 mod meter;
 mod multipart;
+mod park;
 mod path;
 mod rules;
 mod scheme;
@@ -90,10 +96,9 @@ mod size;
 mod status;
 mod stream;
 mod tls;
-mod trim;
 mod variant;
 
-pub use connection::DRAIN_IDLE_GRACE;
 pub use generation::{Counters, Generation};
+pub use limits::DRAIN_IDLE_GRACE;
 pub use server::{Server, Status};
 pub use status::report::{CertificateExpiry, Report};

@@ -60,6 +60,12 @@ impl Stream {
     /// Waits until bytes can be read (or the peer has closed), and copies the first of them
     /// into `buf` without consuming them; 0: the peer closed.
     pub(crate) async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        std::future::poll_fn(|cx| self.poll_peek(cx, buf)).await
+    }
+
+    /// [`peek`](Self::peek) as a poll: the waker waits in the socket's registration, so a
+    /// task waiting here holds no future of its own (an idle connection's task stays small).
+    pub(crate) fn poll_peek(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let peek = |fd: BorrowedFd<'_>, buf: &mut [u8]| {
             let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
             Ok(rustix::net::recv(fd, buf, flags)?.0)
@@ -67,17 +73,17 @@ impl Stream {
         loop {
             let result = match self {
                 Stream::Tcp(s) => {
-                    s.readable().await?;
+                    std::task::ready!(s.poll_read_ready(cx))?;
                     s.try_io(tokio::io::Interest::READABLE, || peek(s.as_fd(), buf))
                 }
                 Stream::Unix(s) => {
-                    s.readable().await?;
+                    std::task::ready!(s.poll_read_ready(cx))?;
                     s.try_io(tokio::io::Interest::READABLE, || peek(s.as_fd(), buf))
                 }
             };
             match result {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                other => return other,
+                other => return Poll::Ready(other),
             }
         }
     }

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use rustix::time::{ClockId, clock_gettime};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -173,6 +174,9 @@ pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// The connection's socket (for `MSG_PEEK`).
     fn socket(&self) -> BorrowedFd<'_>;
 
+    /// The accepted stream under it (to wait for bytes without reading them).
+    fn stream(&self) -> &Stream;
+
     /// The TLS version negotiated, for the access log (`None`: plain).
     fn tls_version(&self) -> Option<&'static str> {
         None
@@ -196,6 +200,10 @@ impl Transport for Stream {
         self.fd()
     }
 
+    fn stream(&self) -> &Stream {
+        self
+    }
+
     #[inline]
     fn poll_write_placeholder(
         &self,
@@ -213,6 +221,10 @@ impl Transport for tokio_rustls::server::TlsStream<Stream> {
 
     fn socket(&self) -> BorrowedFd<'_> {
         self.get_ref().0.fd()
+    }
+
+    fn stream(&self) -> &Stream {
+        self.get_ref().0
     }
 
     fn tls_version(&self) -> Option<&'static str> {
@@ -240,11 +252,34 @@ pub(crate) struct MeteredIo<S> {
     stream: S,
     meter: Arc<Meter>,
     sendfile: Arc<SendfileQueue>,
+    /// Bytes read from the stream that the next reads return first: what hyper had read
+    /// but not parsed when the connection was parked (see `connection::park`).
+    unread: Bytes,
 }
 
 impl<S: Transport> MeteredIo<S> {
     pub(crate) fn new(stream: S, meter: Arc<Meter>, sendfile: Arc<SendfileQueue>) -> MeteredIo<S> {
-        MeteredIo { stream, meter, sendfile }
+        MeteredIo { stream, meter, sendfile, unread: Bytes::new() }
+    }
+
+    /// The stream being metered.
+    pub(crate) fn get_ref(&self) -> &S {
+        &self.stream
+    }
+
+    /// Puts `bytes` (already read from the stream) back in front of what the stream has.
+    /// They are copied: `bytes` may be a view of a much larger buffer (hyper's), which this
+    /// would otherwise keep alive.
+    pub(crate) fn unread(&mut self, bytes: &[u8]) {
+        debug_assert!(self.unread.is_empty());
+        if !bytes.is_empty() {
+            self.unread = Bytes::copy_from_slice(bytes);
+        }
+    }
+
+    /// Whether bytes put back with [`unread`](Self::unread) wait to be read.
+    pub(crate) fn has_unread(&self) -> bool {
+        !self.unread.is_empty()
     }
 
     #[inline]
@@ -261,7 +296,13 @@ impl<S: Transport> AsyncRead for MeteredIo<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        let result = Pin::new(&mut this.stream).poll_read(cx, buf);
+        let result = if this.unread.is_empty() {
+            Pin::new(&mut this.stream).poll_read(cx, buf)
+        } else {
+            let n = this.unread.len().min(buf.remaining());
+            buf.put_slice(&this.unread.split_to(n));
+            Poll::Ready(Ok(()))
+        };
         let n = buf.filled().len() - before;
         if n > 0 {
             let meter = &this.meter;

@@ -64,6 +64,14 @@ impl SendfileQueue {
         !self.lock().is_empty()
     }
 
+    /// Frees the queue's room while the connection is parked (nothing is queued then).
+    pub(crate) fn release(&self) {
+        let mut jobs = self.lock();
+        if jobs.is_empty() {
+            *jobs = VecDeque::new();
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, VecDeque<SendfileJob>> {
         self.jobs.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -95,17 +95,6 @@ pub struct Server {
     stopping: Vec<JoinHandle<()>>,
     connection_limit: Arc<Semaphore>,
     limit: usize,
-    /// Hands memory back after a burst of connections closed (`trim`), from the first
-    /// listener on.
-    trimmer: Option<JoinHandle<()>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(trimmer) = &self.trimmer {
-            trimmer.abort();
-        }
-    }
 }
 
 impl Server {
@@ -118,7 +107,6 @@ impl Server {
             stopping: Vec::new(),
             connection_limit: Arc::new(Semaphore::new(limit)),
             limit,
-            trimmer: None,
         }
     }
 
@@ -173,9 +161,6 @@ impl Server {
         let stop = CancellationToken::new();
         let shared = self.shared.clone();
         let limit = self.connection_limit.clone();
-        if self.trimmer.is_none() {
-            self.trimmer = Some(tokio::spawn(crate::trim::watch(shared.clone())));
-        }
         let task = tokio::spawn(accept_loop(tokio_listener, name.to_owned(), shared, limit, stop.clone()));
         if let Some(old) = self.accept_loops.insert(name.to_owned(), AcceptLoop { stop, task }) {
             self.stopping.push(old.stop());
@@ -336,8 +321,6 @@ async fn accept_loop(
                         drop(permit);
                     });
                 }
-                // For `trim`: a burst shorter than its tick is seen too.
-                shared.peak_open.fetch_max(shared.connections.len(), Ordering::Relaxed);
             }
             Err(err) if is_per_connection(&err) => {}
             Err(err) => {

@@ -18,7 +18,7 @@
 //! * a graceful stop makes responses say `Connection: close` and closes idle connections
 //!   once no request bytes wait; connections registered afterwards start draining too.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -40,8 +40,6 @@ pub(crate) struct Shared {
     draining: AtomicBool,
     orders: watch::Sender<Orders>,
     pub(crate) connections: TaskTracker,
-    /// The most connections open at once since `trim` last looked (raised at each accept).
-    pub(crate) peak_open: AtomicUsize,
     /// HTTP/2 connections and streams open now (gauges: a hard restart leaves them).
     pub(crate) h2_connections: AtomicU64,
     pub(crate) h2_streams: AtomicU64,
@@ -69,7 +67,6 @@ impl Shared {
             draining: AtomicBool::new(false),
             orders: watch::Sender::new(Orders::default()),
             connections: TaskTracker::new(),
-            peak_open: AtomicUsize::new(0),
             h2_connections: AtomicU64::new(0),
             h2_streams: AtomicU64::new(0),
             status_connections: AtomicU64::new(0),

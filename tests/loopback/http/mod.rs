@@ -14,6 +14,7 @@ mod files;
 mod large;
 mod limits;
 mod memory;
+mod parking;
 mod paths;
 mod ranges;
 pub(crate) mod redbot;

@@ -7,6 +7,7 @@
 mod expiry;
 mod flood;
 mod oversized;
+mod parking;
 mod serving;
 
 use std::path::{Path, PathBuf};

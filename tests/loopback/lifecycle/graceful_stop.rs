@@ -11,6 +11,17 @@ use crate::GRACED;
 
 #[test]
 fn graceful_stop_closes_idle_keep_alive_connections_after_the_grace_without_losing_a_request() {
+    graceful_stop_with_connections_idle_for(Duration::from_millis(600));
+}
+
+/// The same, with the connections idle long enough to be parked (hyper's state taken down)
+/// when the stop begins: the grace, the last request and the count hold the same.
+#[test]
+fn graceful_stop_closes_parked_keep_alive_connections_after_the_grace_without_losing_a_request() {
+    graceful_stop_with_connections_idle_for(Duration::from_millis(1800));
+}
+
+fn graceful_stop_with_connections_idle_for(idle: Duration) {
     let site = Site::new(GRACED);
     let (notes, mut server, _stderr) = start_notified(&site, &[]);
     let mut asks = server.connect();
@@ -18,7 +29,7 @@ fn graceful_stop_closes_idle_keep_alive_connections_after_the_grace_without_losi
     hello(&asks.get("/"));
     hello(&silent.get("/"));
     // Both idle longer than the drain grace before the stop begins.
-    std::thread::sleep(Duration::from_millis(600));
+    std::thread::sleep(idle);
 
     let sent = Instant::now();
     server.signal(libc::SIGWINCH);
