@@ -77,7 +77,7 @@ pub fn stderr_is_journal() -> bool {
 pub fn init(level: LogLevel) -> LogHandle {
     let (filter, reload) = reload::Layer::new(level_filter(level));
     let journald = if stderr_is_journal() {
-        tracing_journald::layer().ok().map(|layer| {
+        nonblocking_journald_layer().map(|layer| {
             layer.with_field_prefix(None).with_syslog_identifier("graced".into()).with_priority_mappings(
                 tracing_journald::PriorityMappings {
                     info: tracing_journald::Priority::Informational,
@@ -99,6 +99,44 @@ pub fn init(level: LogLevel) -> LogHandle {
     });
     let installed = tracing_subscriber::registry().with(filter).with(journald).with(fmt).try_init().is_ok();
     LogHandle { reload: installed.then_some(reload), journal }
+}
+
+/// tracing-journald's layer, its socket made non-blocking.
+///
+/// The layer sends every record with a blocking `sendto(2)` on its own datagram socket. When
+/// journald stops reading (frozen, or busy), the socket's queue fills (`max_dgram_qlen`) and
+/// the next record blocks the thread that logs it: a worker writing the access log, and so
+/// serving, and the watchdog's pings with it (measured under systemd 252: a journald stopped
+/// with SIGSTOP for 4 s stalled every request for 4 s, and the watchdog killed graced). The
+/// crate offers no way to set the socket up, so the descriptor it opened is found as the one
+/// datagram socket that appeared across its constructor, and set `O_NONBLOCK`: a record that
+/// does not fit is dropped (the layer ignores send errors), and serving never waits for journald.
+fn nonblocking_journald_layer() -> Option<tracing_journald::Layer> {
+    let before = open_fds();
+    let layer = tracing_journald::layer().ok()?;
+    for (fd, _) in open_fds().difference(&before) {
+        // SAFETY: a descriptor open now (listed in /proc/self/fd after the constructor), used
+        // only for the calls below while `layer`, which owns it, is alive.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(*fd) };
+        let datagram = rustix::net::sockopt::socket_type(fd) == Ok(rustix::net::SocketType::DGRAM)
+            && rustix::net::sockopt::socket_domain(fd) == Ok(rustix::net::AddressFamily::UNIX);
+        if datagram && let Ok(flags) = rustix::fs::fcntl_getfl(fd) {
+            let _ = rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK);
+        }
+    }
+    Some(layer)
+}
+
+/// The process's open descriptors with what each names (`socket:[INODE]`, a path): a number
+/// alone could be the listing's own directory before and the new socket after. Logging is set
+/// up before any other thread opens one.
+fn open_fds() -> std::collections::BTreeSet<(std::os::fd::RawFd, std::path::PathBuf)> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return Default::default() };
+    dir.filter_map(|e| {
+        let e = e.ok()?;
+        Some((e.file_name().to_str()?.parse().ok()?, std::fs::read_link(e.path()).ok()?))
+    })
+    .collect()
 }
 
 /// An error and its causes on one line, `outer: cause: root`, each said once. A cause whose

@@ -40,6 +40,8 @@ pub(super) struct Tally {
     pub(super) closed_between: u64,
     /// HTTPS: how many responses came over a connection served each certificate serial.
     pub(super) serials: BTreeMap<String, u64>,
+    /// The longest a request took (kept by clients that time theirs, see [`Tally::record_timed`]).
+    pub(super) slowest: Duration,
 }
 
 impl Tally {
@@ -53,6 +55,12 @@ impl Tally {
             Ok(r) => self.fail("wrong-response", format!("{} {:?}", r.status, r.text())),
             Err(f) => self.fail(f.kind(), f.to_string()),
         }
+    }
+
+    /// As [`Tally::record`], for a request started at `started`: keeps the slowest time.
+    pub(super) fn record_timed(&mut self, started: Instant, result: Result<http::Response, http::Failure>) {
+        self.slowest = self.slowest.max(started.elapsed());
+        self.record(result);
     }
 
     /// An HTTPS result: as [`Tally::record`], counting the serial each response came with.
@@ -131,6 +139,28 @@ pub(super) fn storm_with(
     round: &dyn Fn(&Container, usize),
     clients: Vec<LoadClient>,
 ) -> (Vec<Tally>, Vec<Duration>, Duration) {
+    let pid = |c: &Container| c.prop(unit, "MainPID");
+    let mut times = Vec::new();
+    let mut pids = vec![pid(c)];
+    let mut total = Duration::ZERO;
+    let tallies = during(c, clients, || {
+        let t = Instant::now();
+        for i in 0..rounds {
+            let t = Instant::now();
+            round(c, i);
+            times.push(t.elapsed());
+            pids.push(pid(c));
+        }
+        total = t.elapsed();
+    });
+    pids.dedup();
+    assert_eq!(pids.len(), rounds + 1, "every round started a new process: {pids:?}");
+    (tallies, times, total)
+}
+
+/// Runs `body` while every one of `clients` runs in the container's network namespace
+/// (from 300 ms before to 300 ms after it); returns each client's tally, in the order given.
+pub(super) fn during(c: &Container, clients: Vec<LoadClient>, body: impl FnOnce()) -> Vec<Tally> {
     let stop = StopFlag::new();
     let threads: Vec<_> = clients
         .into_iter()
@@ -140,23 +170,10 @@ pub(super) fn storm_with(
         })
         .collect();
     std::thread::sleep(Duration::from_millis(300));
-    let pid = |c: &Container| c.prop(unit, "MainPID");
-    let mut times = Vec::new();
-    let mut pids = vec![pid(c)];
-    let t = Instant::now();
-    for i in 0..rounds {
-        let t = Instant::now();
-        round(c, i);
-        times.push(t.elapsed());
-        pids.push(pid(c));
-    }
-    let total = t.elapsed();
+    body();
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::SeqCst);
-    let tallies = threads.into_iter().map(|t| t.join().unwrap()).collect();
-    pids.dedup();
-    assert_eq!(pids.len(), rounds + 1, "every round started a new process: {pids:?}");
-    (tallies, times, total)
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
 }
 
 /// One line of figures for a storm.

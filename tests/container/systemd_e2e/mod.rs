@@ -30,10 +30,14 @@
 //! Scenario j (`https.rs`) makes the container's mounts shared first, as on a booted
 //! machine: systemd's `LoadCredential=` needs shared propagation (see `https::share_mounts`).
 //!
+//! Scenario o (`faults.rs`) injects faults while clients run: SIGKILL during a reload and
+//! during a drain, SIGSTOP under the watchdog, journald stopped and frozen.
+//!
 //! The scenarios live in one file per topic; the helpers they share are here and in `load.rs`.
 
 mod acme;
 mod activation_reload;
+mod faults;
 mod fd_store;
 mod generator_hardening;
 mod http2;
@@ -63,6 +67,7 @@ use acme::n_acme_certificates_from_pebble;
 use activation_reload::{
     a_socket_activation_starts_the_service_on_the_first_request, b_reload_tells_the_truth,
 };
+use faults::o_faults_under_systemd_refuse_no_connection;
 use fd_store::i_the_fd_store_keeps_the_listeners;
 use generator_hardening::{
     g_the_generator_turns_instance_configs_into_units, h_the_hardened_unit_serves_files,
@@ -339,5 +344,6 @@ on_both_systemds!(
     l_binary_upgrade_under_load,
     m_logrotate_under_load_loses_no_line,
     n_acme_certificates_from_pebble,
+    o_faults_under_systemd_refuse_no_connection,
     harness_watchdog_tears_down_a_hung_test,
 );

@@ -4,7 +4,10 @@ use super::*;
 
 /// Starts a slow download of `path` (in flight at the server for seconds), waits for its
 /// response head, and returns the thread's handle.
-fn start_slow_download(c: &Container, path: &str) -> (std::thread::JoinHandle<http::SlowDownload>, Instant) {
+pub(super) fn start_slow_download(
+    c: &Container,
+    path: &str,
+) -> (std::thread::JoinHandle<http::SlowDownload>, Instant) {
     let (tx, rx) = mpsc::channel();
     let path = path.to_owned();
     let handle =
