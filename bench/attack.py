@@ -840,12 +840,16 @@ def render(store):
             nwhat = ("`nginx -s reload` (old workers gone)" if name == "reloads"
                      else "USR2, WINCH + QUIT of the old master")
             (gc, gm), (nc, nm) = loop_cells(g, what), loop_cells(n, nwhat)
+            if name == "reloads":
+                gc += f"; generation {g['generation']} at the end" if g and g.get("generation") else ""
+                nc += f"; {n['reloads_logged']} \"reconfiguring\" in its log" if n and n.get("reloads_logged") else ""
             lost_cell = f"{lost(g)} / {lost(n)}"
-        run = runs.setdefault(e["run"], len(runs) + 1)
-        lines.append(f"| {row_label(name, e)} | {e['date']} [{run}] | {gc} | {nc} | {lost_cell} | {gm} | {nm} |")
+        ids = sorted({r["run"] for r in e["servers"].values()})
+        when = ", ".join(f"{store['runs'][i]['date']} [{runs.setdefault(i, len(runs) + 1)}]" for i in ids)
+        lines.append(f"| {row_label(name, e)} | {when} | {gc} | {nc} | {lost_cell} | {gm} | {nm} |")
     lines.append("")
     for rid, k in runs.items():
-        e = next(x for x in attacks.values() if x["run"] == rid)
+        e = store["runs"][rid]
         lines.append(f"[{k}] `bench/attack {e['args']}` at {e['date']}, {e['cpus']} CPUs, load "
                      f"{' '.join(e['load_start'])} at the start; {e['versions']}.  ")
     lines[-1] = lines[-1].rstrip()
@@ -873,7 +877,7 @@ def load_store():
         with open(STORE) as f:
             return json.load(f)
     except (OSError, ValueError):
-        return {"attacks": {}}
+        return {"runs": {}, "attacks": {}}
 
 
 # ------------------------------------------------------------------ main
@@ -979,9 +983,16 @@ def main():
     if args.no_update:
         print(json.dumps(results, indent=1, default=str))
         return
+    # The latest result of each attack and server; a partial run replaces only what it ran.
     store = load_store()
+    store["runs"][run["run"]] = run
     for a in attacks:
-        store["attacks"][a] = {**run, "params": params[a], "servers": results[a]}
+        entry = store["attacks"].setdefault(a, {"servers": {}})
+        entry["params"] = params[a]
+        for name, r in results[a].items():
+            entry["servers"][name] = {**r, "run": run["run"], "params": params[a]}
+    used = {r["run"] for e in store["attacks"].values() for r in e["servers"].values()}
+    store["runs"] = {k: v for k, v in store["runs"].items() if k in used}
     with open(STORE, "w") as f:
         json.dump(store, f, indent=1, default=str)
     table = render(store)
