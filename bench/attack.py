@@ -14,10 +14,10 @@ Results: the latest run of each attack is kept in bench/results/attack.json (a p
 `--attacks idle-tls`, replaces only that attack's entry), and the table between the
 attack-results markers of RELIABILITY.md is rendered from that file, each row with its run's date.
 
-For each attack and each server a control client requests /1k.txt on a new connection every
-200 ms throughout (every 10 ms for reloads and upgrades; requests lost = failed or slower than
-5 s), and the server's memory (RSS of all its processes) and descriptors are taken before, at
-the peak and after.
+Each attack runs against a server started for it. For each attack and each server a control
+client requests /1k.txt on a new connection every 200 ms throughout (every 10 ms for reloads and
+upgrades; requests lost = failed or slower than 5 s), and the server's memory (RSS of all its
+processes) and descriptors are taken before, at the peak and after.
 
 Servers are started as children of this script on 127.0.0.1 (bench.py's Graced, Nginx and
 NginxDaemon classes, certificates and state directory); during the upgrades the script is a
@@ -949,34 +949,34 @@ def main():
 
     try:
         for name in servers:
-            plain = [a for a in attacks if a in SLOW_ATTACKS or a == "idle"]
-            if plain:
-                def body(server):
-                    for a in plain:
-                        results[a][name] = (slow_attack(server, a, args.conns, args.secs) if a in SLOW_ATTACKS
-                                            else idle_attack(server, "idle", args.idle, args.settle))
-                with_server(name, "attack", False, body)
-            tls = [a for a in attacks if a in TLS_ATTACKS]
-            if tls:
-                def body(server):
-                    for a in tls:
-                        results[a][name] = (tls_flood(server, args.flood_secs, args.flood_threads,
-                                                      args.flood_stalled) if a == "tls-flood"
-                                            else idle_attack(server, a, args.idle_tls, args.settle))
-                with_server(name, "attack-tls", True, body)
-            if "reloads" in attacks:
-                def body(server):
-                    loop = graced_reloads if name == "graced" else nginx_reloads
-                    results["reloads"][name] = loop(server, args.reloads, args.loop_secs)
-                with_server(name, "reloads", False, body)
-            if "upgrades" in attacks:
-                become_subreaper()
-                if name == "graced":
-                    with_server(name, "upgrades", False,
-                                lambda server: results["upgrades"].__setitem__(
-                                    name, graced_upgrades(server, args.upgrades, args.loop_secs)))
-                else:
-                    results["upgrades"][name] = nginx_upgrades(args.upgrades, args.loop_secs, bench.PORTS[name])
+            # Each attack against a server started for it: memory one attack made the server
+            # keep (nginx keeps what it freed) would otherwise serve the next one's connections.
+            for a in attacks:
+                tag = a.replace(" ", "-")
+                if a in SLOW_ATTACKS:
+                    def body(server, a=a):
+                        results[a][name] = slow_attack(server, a, args.conns, args.secs)
+                elif a in IDLE_ATTACKS:
+                    def body(server, a=a):
+                        results[a][name] = idle_attack(server, a, args.idle if a == "idle" else args.idle_tls,
+                                                       args.settle)
+                elif a == "tls-flood":
+                    def body(server):
+                        results["tls-flood"][name] = tls_flood(server, args.flood_secs, args.flood_threads,
+                                                               args.flood_stalled)
+                elif a == "reloads":
+                    def body(server):
+                        loop = graced_reloads if name == "graced" else nginx_reloads
+                        results["reloads"][name] = loop(server, args.reloads, args.loop_secs)
+                else:  # upgrades
+                    become_subreaper()
+                    if name == "nginx":
+                        results["upgrades"][name] = nginx_upgrades(args.upgrades, args.loop_secs, bench.PORTS[name])
+                        continue
+
+                    def body(server):
+                        results["upgrades"][name] = graced_upgrades(server, args.upgrades, args.loop_secs)
+                with_server(name, tag, a in TLS_ATTACKS, body)
     finally:
         kill_adopted()
         cleanup()
