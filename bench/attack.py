@@ -794,9 +794,13 @@ def loop_cells(r, what):
     text = (f"{r['done']} {what} in {r['secs']} s ({r['per_op_ms']} ms each), {r['failures']} failed"
             + (f" ({r['failure_samples'][0][:120]})" if r["failures"] else "") + f"; polling client slowest "
             f"{r['control_slowest_s']} s")
+    every = ""
+    if r.get("series"):
+        rss, fd = [x["rss_kib"] for x in r["series"]], [x["fds"] for x in r["series"]]
+        every = (f"; every 100: {mib(min(rss))}–{mib(max(rss))} MiB, fds {min(fd)}–{max(fd)}")
     return text, (f"{mib(r['before']['rss_kib'])} → {mib(r['after']['rss_kib'])} MiB (peak "
                   f"{mib(r['peak']['rss_kib'])}), fds {r['before']['fds']} → {r['after']['fds']} (peak "
-                  f"{r['peak']['fds']}), processes {r['before']['procs']} → {r['after']['procs']}")
+                  f"{r['peak']['fds']}), processes {r['before']['procs']} → {r['after']['procs']}{every}")
 
 
 def row_label(name, entry):
