@@ -797,7 +797,7 @@ def loop_cells(r, what):
     every = ""
     if r.get("series"):
         rss, fd = [x["rss_kib"] for x in r["series"]], [x["fds"] for x in r["series"]]
-        every = (f"; every 100: {mib(min(rss))}–{mib(max(rss))} MiB, fds {min(fd)}–{max(fd)}")
+        every = f"; every 100: RSS {min(rss):,}–{max(rss):,} KiB, fds {min(fd)}–{max(fd)}"
     return text, (f"{mib(r['before']['rss_kib'])} → {mib(r['after']['rss_kib'])} MiB (peak "
                   f"{mib(r['peak']['rss_kib'])}), fds {r['before']['fds']} → {r['after']['fds']} (peak "
                   f"{r['peak']['fds']}), processes {r['before']['procs']} → {r['after']['procs']}{every}")
