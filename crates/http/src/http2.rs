@@ -16,13 +16,11 @@
 //!   empty-frame caps).
 //! * Bodies are always read into memory a chunk at a time (no `sendfile` through frames);
 //!   the frames of a turn's responses leave in one write (`batch`).
-//! * A connection that graced ends in order (a graceful stop's GOAWAY, the idle limit's) is
-//!   closed with a lingering close (`linger`), so the client's last frames cause no reset.
-//!   Its second descriptor is taken only then, not for the connection's life.
+//! * A connection that ends in order (the client left, GOAWAY, an idle limit) is closed
+//!   with a lingering close (`linger`), so the client's last frames cause no reset.
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -109,20 +107,7 @@ pub(crate) async fn serve<S: Transport>(
         // `:path` and the other fields, as `max_request_line` + `max_header_bytes` bound an
         // HTTP/1.1 head (the handler checks each again and answers 414 / 431).
         .max_header_list_size((limits.max_request_line + limits.max_header_bytes) as u32);
-    // The lingering close's second descriptor is taken when graced begins the end (a
-    // graceful stop's or the idle limit's GOAWAY), not for the connection's whole life: two
-    // descriptors per connection would halve how many the descriptor limit admits. An end
-    // the client begins (its GOAWAY, or it leaves) is not lingered over: hyper drops the
-    // socket before this task hears of it.
-    let fd = stream.socket().as_raw_fd();
-    let mut linger: Option<Linger> = None;
-    let keep = |linger: &mut Option<Linger>| {
-        if linger.is_none() {
-            // SAFETY: called only before `conn`, which owns the socket, has ended.
-            let socket = unsafe { BorrowedFd::borrow_raw(fd) };
-            *linger = Linger::keep(socket);
-        }
-    };
+    let linger = Linger::keep(stream.socket());
     // Bodies never take the sendfile path here (`copy`): the queue stays empty.
     let io = MeteredIo::new(stream, meter.clone(), Arc::new(SendfileQueue::default()));
     let flush = Arc::new(FlushOrder::default());
@@ -167,7 +152,6 @@ pub(crate) async fn serve<S: Transport>(
                     restarts.fetch_add(1, Ordering::AcqRel);
                 }
                 Order::Drain => {
-                    keep(&mut linger);
                     conn.as_mut().graceful_shutdown();
                     going_away = true;
                 }
@@ -196,7 +180,6 @@ pub(crate) async fn serve<S: Transport>(
                     }
                     let idle = meter.idle_since().max(opened) + us(keepalive);
                     if !going_away && now >= idle {
-                        keep(&mut linger);
                         conn.as_mut().graceful_shutdown();
                         // GOAWAY goes out; the connection ends once the client has it.
                         flush.always();

@@ -6,7 +6,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use graced_testsupport::process::{Reaped, cpu_seconds, fd_count};
+use graced_testsupport::process::{Reaped, cpu_seconds};
 
 use super::{H2Site, MAX_STREAMS, field};
 
@@ -165,35 +165,4 @@ fn connections_with_a_part_of_the_preface_cost_no_cpu() {
     let got = h2.curl(&["--http2-prior-knowledge", "-o", "/dev/null", "-w", WRITE_OUT, &h2.h2c("/")]);
     assert_eq!(String::from_utf8_lossy(&got.stdout), "2 200 6 1\n", "{got:?}");
     drop(held);
-}
-
-/// An idle HTTP/2 connection holds one descriptor (the lingering close's second one is taken
-/// only when graced ends the connection), and a graceful stop still ends each with GOAWAY.
-#[test]
-fn an_idle_http2_connection_holds_one_descriptor() {
-    const N: usize = 100;
-    let h2 = H2Site::new("[limits]\nheader_timeout = \"30s\"\nkeepalive_timeout = \"30s\"\n");
-    let mut server = h2.site.start(&[]);
-    let before = fd_count(server.pid());
-    let mut held: Vec<std::net::TcpStream> = (0..N)
-        .map(|_| {
-            let mut tcp = std::net::TcpStream::connect(("127.0.0.1", h2.h2c_port)).unwrap();
-            // The preface and an empty SETTINGS frame: an HTTP/2 connection with no stream.
-            std::io::Write::write_all(&mut tcp, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
-                .unwrap();
-            tcp
-        })
-        .collect();
-    // Each has the server's SETTINGS back: it is being served as HTTP/2.
-    for tcp in &mut held {
-        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut head = [0u8; 9];
-        std::io::Read::read_exact(tcp, &mut head).unwrap();
-        assert_eq!(head[3], 0x04, "the server's first frame is SETTINGS");
-    }
-    let open = fd_count(server.pid()) - before;
-    println!("FIGURES: {N} idle HTTP/2 connections hold {open} descriptors");
-    assert!(open <= N + 2, "{N} idle HTTP/2 connections hold {open} descriptors");
-    server.signal(libc::SIGWINCH);
-    server.wait_exit(Duration::from_secs(10));
 }
