@@ -564,6 +564,32 @@ def log_loop(server, what, r):
         f"{r['before']['fds']} → {r['after']['fds']}, processes {r['before']['procs']} → {r['after']['procs']}")
 
 
+class StopLoop(Exception):
+    """Raised by a step of `bounded_loop` that makes going on pointless: recorded, then the loop ends."""
+
+
+def bounded_loop(n, max_secs, step, snap):
+    """Runs `step(i)` for i in 0..n while under `max_secs`; a step returns a failure's text or
+    None. A `snap()` every 100 steps. Returns the steps done, the seconds taken, the failures
+    and the snapshots."""
+    failures, series, done = [], [], 0
+    t0 = time.monotonic()
+    for i in range(n):
+        if time.monotonic() - t0 > max_secs:
+            break
+        done += 1
+        try:
+            failure = step(i)
+        except StopLoop as stop:
+            failures.append(str(stop))
+            break
+        if failure:
+            failures.append(failure)
+        if (i + 1) % 100 == 0:
+            series.append({"after": i + 1, **snap()})
+    return done, time.monotonic() - t0, failures, series
+
+
 def graced_reloads(server, n, max_secs):
     """n reloads, each `graced -k graceful --wait` (returns with the reload's outcome from the
     control socket), with a client polling every 10 ms."""
@@ -572,19 +598,13 @@ def graced_reloads(server, n, max_secs):
     control, peak = Control(server.port, interval=0.01), Peak(server)
     control.start()
     peak.start()
-    failures, series, done = [], [], 0
-    t0 = time.monotonic()
-    for i in range(n):
-        if time.monotonic() - t0 > max_secs:
-            break
+
+    def step(_i):
         out = subprocess.run([bench.GRACED, "-k", "graceful", "--wait", "-f", server.conf], capture_output=True,
                              text=True, timeout=60)
-        done += 1
-        if out.returncode != 0:
-            failures.append((out.stdout + out.stderr).strip())
-        if (i + 1) % 100 == 0:
-            series.append({"after": i + 1, **snapshot(server)})
-    took = time.monotonic() - t0
+        return (out.stdout + out.stderr).strip() if out.returncode != 0 else None
+
+    done, took, failures, series = bounded_loop(n, max_secs, step, lambda: snapshot(server))
     time.sleep(2)
     r = loop_result(before, snapshot(server), done, n, took, failures, control.finish(), series, peak.finish())
     r["generation"] = server.generation()
@@ -606,28 +626,21 @@ def nginx_reloads(server, n, max_secs):
     control, peak = Control(server.port, interval=0.01), Peak(server)
     control.start()
     peak.start()
-    failures, series, done = [], [], 0
-    t0 = time.monotonic()
-    for i in range(n):
-        if time.monotonic() - t0 > max_secs:
-            break
+
+    def step(i):
         old = nginx_workers(master)
         out = subprocess.run(server.command() + ["-s", "reload"], capture_output=True, text=True, timeout=30)
-        done += 1
         if out.returncode != 0:
-            failures.append((out.stdout + out.stderr).strip())
-            continue
+            return (out.stdout + out.stderr).strip()
         end = time.monotonic() + 20
         while time.monotonic() < end:
             now = nginx_workers(master)
             if now and not (now & old) and len(now) == len(old):
-                break
+                return None
             time.sleep(0.002)
-        else:
-            failures.append(f"reload {i + 1}: old workers still running after 20 s")
-        if (i + 1) % 100 == 0:
-            series.append({"after": i + 1, **snapshot(server)})
-    took = time.monotonic() - t0
+        return f"reload {i + 1}: old workers still running after 20 s"
+
+    done, took, failures, series = bounded_loop(n, max_secs, step, lambda: snapshot(server))
     time.sleep(2)
     r = loop_result(before, snapshot(server), done, n, took, failures, control.finish(), series, peak.finish())
     r["reloads_logged"] = server.reloads()
@@ -647,28 +660,23 @@ def graced_upgrades(server, n, max_secs):
     control, peak = Control(server.port, interval=0.01), Peak(pid=lambda: current[0])
     control.start()
     peak.start()
-    failures, series, done, drains = [], [], 0, []
-    t0 = time.monotonic()
-    for i in range(n):
-        if time.monotonic() - t0 > max_secs:
-            break
+    drains = []
+
+    def step(i):
         old = current[0]
         out = subprocess.run([bench.GRACED, "-k", "upgrade", "--wait", "-f", server.conf], capture_output=True,
                              text=True, timeout=90)
-        done += 1
         new = read_pid(pid_file)
         if out.returncode != 0 or new is None or new == old:
-            failures.append(f"upgrade {i + 1}: exit {out.returncode}: {(out.stdout + out.stderr).strip()}")
-            continue
+            return f"upgrade {i + 1}: exit {out.returncode}: {(out.stdout + out.stderr).strip()}"
         adopted.add(new)
         current[0] = new
         t = time.monotonic()
-        if not reap(old, 30):
-            failures.append(f"upgrade {i + 1}: the old process {old} still runs 30 s after the hand-over")
+        reaped = reap(old, 30)
         drains.append(time.monotonic() - t)
-        if (i + 1) % 100 == 0:
-            series.append({"after": i + 1, **snapshot_pid(current[0])})
-    took = time.monotonic() - t0
+        return None if reaped else f"upgrade {i + 1}: the old process {old} still runs 30 s after the hand-over"
+
+    done, took, failures, series = bounded_loop(n, max_secs, step, lambda: snapshot_pid(current[0]))
     time.sleep(2)
     r = loop_result(before, snapshot_pid(current[0]), done, n, took, failures, control.finish(), series,
                     peak.finish())
@@ -699,32 +707,25 @@ def nginx_upgrades(n, max_secs, port):
     control, peak = Control(port, interval=0.01), Peak(pid=lambda: current[0])
     control.start()
     peak.start()
-    failures, series, done = [], [], 0
-    t0 = time.monotonic()
+
+    def step(i):
+        old = current[0]
+        workers = len(nginx_workers(old))
+        os.kill(old, signal.SIGUSR2)
+        if not bench.wait_file_changes(pid_file, str(old), 20):
+            raise StopLoop(f"upgrade {i + 1}: no new master within 20 s")
+        new = read_pid(pid_file)
+        adopted.add(new)
+        end = time.monotonic() + 20
+        while time.monotonic() < end and len(nginx_workers(new)) < workers:
+            time.sleep(0.002)
+        os.kill(old, signal.SIGWINCH)
+        os.kill(old, signal.SIGQUIT)
+        current[0] = new
+        return None if reap(old, 30) else f"upgrade {i + 1}: the old master {old} still runs 30 s after QUIT"
+
     try:
-        for i in range(n):
-            if time.monotonic() - t0 > max_secs:
-                break
-            old = current[0]
-            workers = len(nginx_workers(old))
-            os.kill(old, signal.SIGUSR2)
-            done += 1
-            if not bench.wait_file_changes(pid_file, str(old), 20):
-                failures.append(f"upgrade {i + 1}: no new master within 20 s")
-                break
-            new = read_pid(pid_file)
-            adopted.add(new)
-            end = time.monotonic() + 20
-            while time.monotonic() < end and len(nginx_workers(new)) < workers:
-                time.sleep(0.002)
-            os.kill(old, signal.SIGWINCH)
-            os.kill(old, signal.SIGQUIT)
-            current[0] = new
-            if not reap(old, 30):
-                failures.append(f"upgrade {i + 1}: the old master {old} still runs 30 s after QUIT")
-            if (i + 1) % 100 == 0:
-                series.append({"after": i + 1, **snapshot_pid(new)})
-        took = time.monotonic() - t0
+        done, took, failures, series = bounded_loop(n, max_secs, step, lambda: snapshot_pid(current[0]))
         time.sleep(2)
         r = loop_result(before, snapshot_pid(current[0]), done, n, took, failures, control.finish(), series,
                         peak.finish())

@@ -6,28 +6,35 @@
 use std::time::{Duration, Instant};
 
 use graced_testsupport::http::Client;
-use graced_testsupport::process::rss_kib;
+use graced_testsupport::process::{Server, rss_kib};
 use graced_testsupport::site::Site;
 
 use crate::GRACED;
+
+/// A server (keep-alive 120 s) and `n` keep-alive connections to it, each after one request:
+/// the site (kept for its directory), the server, its RSS before the connections, and them.
+fn burst(n: usize) -> (Site, Server, u64, Vec<Client>) {
+    let site = Site::new(GRACED);
+    site.write_config("[limits]\nkeepalive_timeout = \"120s\"\n");
+    let server = site.start(&[]);
+    assert_eq!(server.get("/").status, 200);
+    let before = rss_kib(server.pid());
+    let held = (0..n)
+        .map(|i| {
+            let mut client = server.connect();
+            assert_eq!(client.get("/").status, 200, "connection {i}");
+            client
+        })
+        .collect();
+    (site, server, before, held)
+}
 
 /// 3,000 keep-alive connections, each after one request, held, then closed: within 15 s the
 /// server's RSS is back within twice what it was before the burst (issue 21's bound).
 #[test]
 fn memory_held_by_a_burst_of_idle_connections_is_handed_back_after_they_close() {
     const N: usize = 3000;
-    let site = Site::new(GRACED);
-    site.write_config("[limits]\nkeepalive_timeout = \"120s\"\n");
-    let server = site.start(&[]);
-    assert_eq!(server.get("/").status, 200);
-    let before = rss_kib(server.pid());
-    let mut held: Vec<Client> = Vec::with_capacity(N);
-    for i in 0..N {
-        let mut client = server.connect();
-        let response = client.get("/");
-        assert_eq!(response.status, 200, "connection {i}");
-        held.push(client);
-    }
+    let (_site, server, before, held) = burst(N);
     let peak = rss_kib(server.pid());
     drop(held);
     let closed = Instant::now();
@@ -55,17 +62,7 @@ fn memory_held_by_a_burst_of_idle_connections_is_handed_back_after_they_close() 
 fn idle_keep_alive_connections_are_parked_without_their_buffers() {
     const N: usize = 3000;
     const BOUND_KIB: f64 = 3.0;
-    let site = Site::new(GRACED);
-    site.write_config("[limits]\nkeepalive_timeout = \"120s\"\n");
-    let server = site.start(&[]);
-    assert_eq!(server.get("/").status, 200);
-    let before = rss_kib(server.pid());
-    let mut held: Vec<Client> = Vec::with_capacity(N);
-    for i in 0..N {
-        let mut client = server.connect();
-        assert_eq!(client.get("/").status, 200, "connection {i}");
-        held.push(client);
-    }
+    let (_site, server, before, mut held) = burst(N);
     let per_conn = |rss: u64| rss.saturating_sub(before) as f64 / N as f64;
     let peak = per_conn(rss_kib(server.pid()));
     let idle = Instant::now();
