@@ -88,6 +88,21 @@ impl CloseReason {
 }
 
 impl Limits {
+    /// How long an idle connection may stay: `keepalive_timeout`, or once a graceful stop
+    /// reached it (`drain_started`), the drain's grace.
+    fn idle_limit(&self, drain_started: Option<u64>) -> u64 {
+        match drain_started {
+            Some(_) => DRAIN_IDLE_GRACE.as_micros() as u64,
+            None => self.keepalive,
+        }
+    }
+
+    /// When an idle connection is closed: its idle limit after the later of the moment it
+    /// went idle and the moment the graceful stop reached it.
+    pub(crate) fn idle_deadline(&self, meter: &Meter, drain_started: Option<u64>) -> u64 {
+        meter.idle_since().max(drain_started.unwrap_or(0)) + self.idle_limit(drain_started)
+    }
+
     /// Checks every limit at `now`. `drain_started`: when the graceful stop reached this connection.
     /// A response counts as in flight until hyper has written it: its guard ends when hyper
     /// takes the last frame, but a file's last window (up to 1 MiB of placeholders) may
@@ -101,8 +116,7 @@ impl Limits {
         now: u64,
         drain_started: Option<u64>,
     ) -> Check {
-        let idle_limit =
-            if drain_started.is_some() { DRAIN_IDLE_GRACE.as_micros() as u64 } else { self.keepalive };
+        let idle_limit = self.idle_limit(drain_started);
         // Any limit that starts later than now expires no sooner than this: checking again
         // then never misses a state change (a response ending, a head starting).
         let horizon = now + idle_limit.min(self.header).min(self.send).min(PARK_AFTER.as_micros() as u64);
@@ -119,8 +133,7 @@ impl Limits {
             }
             deadline
         } else {
-            let since = meter.idle_since().max(drain_started.unwrap_or(0));
-            let deadline = since + idle_limit;
+            let deadline = self.idle_deadline(meter, drain_started);
             if now >= deadline {
                 if !meter.request_arriving(fd) {
                     return Check::Close(CloseReason::Idle);

@@ -5,7 +5,7 @@
 
 use tokio::io::AsyncWriteExt;
 
-use crate::limits::{CLOSE_NOTIFY_WAIT, DRAIN_IDLE_GRACE, Watch, instant_at};
+use crate::limits::{CLOSE_NOTIFY_WAIT, Watch, instant_at};
 use crate::linger;
 use crate::meter::{MeteredIo, Transport, now_us};
 use crate::shared::{Order, Subscription};
@@ -42,11 +42,7 @@ pub(crate) async fn park<S: Transport>(
                 Order::Restart | Order::None => {}
             }
         }
-        let idle_limit = match watch.drain_started {
-            Some(_) => DRAIN_IDLE_GRACE.as_micros() as u64,
-            None => watch.limits.keepalive,
-        };
-        let deadline = meter.idle_since().max(watch.drain_started.unwrap_or(0)) + idle_limit;
+        let deadline = watch.limits.idle_deadline(&meter, watch.drain_started);
         let mut waiter = orders.waiter();
         tokio::select! {
             biased;
