@@ -191,13 +191,16 @@ impl FileCache {
 pub(super) struct Known {
     pub(super) stamp: Stamp,
     pub(super) file: Option<Arc<File>>,
+    /// The watch epoch from which nothing the path depends on can have changed unseen
+    /// (`watch::watch`); `None` if it is not watched.
+    pub(super) watched: Option<u64>,
     at: Instant,
 }
 
 impl Known {
     /// The path named the version `stamp`; `file` is kept open if its content is not cached.
-    pub(super) fn new(stamp: Stamp, file: Option<Arc<File>>) -> Known {
-        Known { stamp, file, at: Instant::now() }
+    pub(super) fn new(stamp: Stamp, file: Option<Arc<File>>, watched: Option<u64>) -> Known {
+        Known { stamp, file, watched, at: Instant::now() }
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::io;
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use super::cache::{self, Known, Stamp};
 use super::demo;
 use super::mime::content_type;
 use super::resource::{Content, Lookup, Resource};
+use super::watch;
 use crate::path::SafePath;
 use crate::size::SizeClass;
 use rustix::fs::{AtFlags, StatxFlags};
@@ -76,10 +78,15 @@ fn lookup_dir(dir: &Path, root: &RootDir, site: &Site, path: &SafePath) -> Looku
                 None
             }
         };
+        let stamp = Stamp::of(&meta);
         let known = match &open {
-            Some(file) => Some(Known::new(Stamp::of(&meta), Some(file.clone()))),
+            Some(file) => Some(Known::new(
+                stamp,
+                Some(file.clone()),
+                watch::watch(root_fd.fd.as_fd(), &path.relative, &stamp),
+            )),
             None if matches!(resource.content, Content::Cached(_)) => {
-                Some(Known::new(Stamp::of(&meta), None))
+                Some(Known::new(stamp, None, watch::watch(root_fd.fd.as_fd(), &path.relative, &stamp)))
             }
             None => None,
         };
@@ -109,8 +116,10 @@ fn lookup_dir(dir: &Path, root: &RootDir, site: &Site, path: &SafePath) -> Looku
 fn lookup_known(root: &OpenedRoot, path: &SafePath) -> Option<Resource> {
     let relative = path.relative.as_os_str().as_encoded_bytes();
     let known = cache::known(root.id, relative)?;
-    let stat = rustix::fs::statx(&root.fd, &path.relative, AtFlags::empty(), StatxFlags::BASIC_STATS);
-    let same = stat.is_ok_and(|stat| known.stamp == Stamp::of_statx(&stat));
+    let same = known.watched.is_some_and(watch::unchanged_since) || {
+        let stat = rustix::fs::statx(&root.fd, &path.relative, AtFlags::empty(), StatxFlags::BASIC_STATS);
+        stat.is_ok_and(|stat| known.stamp == Stamp::of_statx(&stat))
+    };
     let entry = same.then(|| cache::peek(&known.stamp)).flatten();
     let found = entry.and_then(|entry| match (&entry.content, known.file) {
         (Some(bytes), _) => Some((Content::Cached(bytes.clone()), entry)),

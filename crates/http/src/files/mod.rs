@@ -48,6 +48,9 @@ mod resource;
 mod sidecar;
 #[cfg(test)]
 mod tests;
+mod watch;
+#[cfg(test)]
+mod watch_tests;
 
 pub(crate) use beneath::RootDir;
 pub(crate) use dir::open_dir;
