@@ -85,3 +85,52 @@ fn keep_alive_connection_serves_several_requests_including_head() {
         assert_eq!((head.status, must(&head, "content-length")), (200, "6"));
     }
 }
+
+#[test]
+fn every_change_is_served_by_the_very_next_request() {
+    // The path cache trusts an unchanged path without a statx once it is watched; each kind
+    // of change must still reach the next request on the same keep-alive connection, with
+    // no pause between (in-place rewrites keep the size and put the old mtime back).
+    let site = Site::new(GRACED);
+    let server = site.start(&[]);
+    let mut client = server.connect();
+    let set_mtime = |relative: &str, mtime: std::time::SystemTime| {
+        let file = std::fs::File::options().write(true).open(site.path(relative)).unwrap();
+        file.set_modified(mtime).unwrap();
+    };
+    let body = |n: usize, len: usize| format!("{n:06}").repeat(len / 6).into_bytes();
+    for (name, len) in [("small.txt", 600), ("medium.txt", 60_000)] {
+        let relative = format!("www/deep/er/{name}");
+        let path = format!("/deep/er/{name}");
+        for n in 0..40 {
+            let want = body(n, len);
+            match n % 4 {
+                0 | 1 => {
+                    let mtime = site.path(&relative).metadata().map(|m| m.modified().unwrap());
+                    site.put(&relative, &want);
+                    if let Ok(mtime) = mtime {
+                        set_mtime(&relative, mtime);
+                    }
+                }
+                2 => {
+                    site.put("www/deep/er/.tmp", &want);
+                    std::fs::rename(site.path("www/deep/er/.tmp"), site.path(&relative)).unwrap();
+                }
+                _ => {
+                    // A directory on the way swapped for another with the same names.
+                    site.put(&format!("www/next/er/{name}"), &want);
+                    std::fs::rename(site.path("www/deep"), site.path("www/gone")).unwrap();
+                    std::fs::rename(site.path("www/next"), site.path("www/deep")).unwrap();
+                    std::fs::remove_dir_all(site.path("www/gone")).unwrap();
+                }
+            }
+            for _ in 0..2 {
+                let r = client.get(&path);
+                assert_eq!(r.status, 200, "{path} after change {n}");
+                assert!(r.body == want, "{path} after change {n}: stale content served");
+            }
+        }
+        std::fs::remove_file(site.path(&relative)).unwrap();
+        assert_eq!(client.get(&path).status, 404, "{path} removed");
+    }
+}

@@ -101,8 +101,9 @@ fn lookup_dir(dir: &Path, root: &RootDir, site: &Site, path: &SafePath) -> Looku
     Lookup::Found(resource)
 }
 
-/// A file (not [`SizeClass::Large`]) this thread served under the same root and path, if a
-/// `statx` of the path finds exactly that file version again: then it is served from memory
+/// A file (not [`SizeClass::Large`]) this thread served under the same root and path, if
+/// its watches say nothing changed since (`watch::unchanged_since`), or else a `statx` of the
+/// path finds exactly that file version again: then it is served from memory
 /// ([`SizeClass::Small`]) or from the descriptor kept open, with
 /// its cached validators, without opening it again.
 ///
@@ -112,7 +113,9 @@ fn lookup_dir(dir: &Path, root: &RootDir, site: &Site, path: &SafePath) -> Looku
 /// the same size, mtime and ctime. Renaming or linking a file changes its ctime, so a
 /// file moved out of the root, or linked to from outside it, no longer matches and goes
 /// through `openat2` again; what can match is the very file that was served from inside
-/// the root, unchanged — its content is what this lookup would return anyway.
+/// the root, unchanged — its content is what this lookup would return anyway. A watched
+/// path was checked, with its watches in place, to run through no symlink to that very
+/// version; every change since to the file or a directory on the way has queued an event.
 fn lookup_known(root: &OpenedRoot, path: &SafePath) -> Option<Resource> {
     let relative = path.relative.as_os_str().as_encoded_bytes();
     let known = cache::known(root.id, relative)?;

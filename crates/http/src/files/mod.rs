@@ -14,7 +14,8 @@
 //! Every request checks its file on disk; nothing is trusted for a period of time. A
 //! file's *version* — device, inode, size, mtime and ctime (`cache::Stamp`) — keys two small
 //! per-thread caches, so that serving an unchanged file costs one `statx` and no
-//! formatting:
+//! formatting — or, where the path is watched (`watch`: the file and every directory up to
+//! the root, by inotify), one `ioctl(FIONREAD)` that finds no change queued:
 //! * the file cache: the formatted `ETag` and `Last-Modified` values of a version and, for
 //!   [`SizeClass::Small`](crate::size::SizeClass::Small) files, its content;
 //! * the path cache: which version a path below a root named when a lookup last opened it
@@ -27,9 +28,11 @@
 //! a change after a `stat` always gets a new ctime) and is opened and read again.
 //!
 //! One job per file, imports in one direction (this file only declares and re-exports):
-//! * `lookup` → `beneath`, `cache`, `demo`, `mime`, `resource`: the lookup itself;
+//! * `lookup` → `beneath`, `cache`, `demo`, `mime`, `resource`, `watch`: the lookup itself;
 //! * `beneath` → `cache` (`FileId`): the root's handle, `openat2` and its walking fallback;
 //! * `cache`: the two per-thread caches and the file version that keys them;
+//! * `watch` → `cache` (`FileId`, `Stamp`): the inotify watches that let a cached path skip
+//!   its `statx` (`watch_tests` tests them);
 //! * `demo` → `mime`, `resource`: the built-in demo site;
 //! * `dir` → `beneath`: a directory opened below the root, for a listing;
 //! * `mime`: `Content-Type` by extension;
