@@ -191,16 +191,26 @@ impl FileCache {
 pub(super) struct Known {
     pub(super) stamp: Stamp,
     pub(super) file: Option<Arc<File>>,
-    /// The watch epoch from which nothing the path depends on can have changed unseen
-    /// (`watch::watch`); `None` if it is not watched.
-    pub(super) watched: Option<u64>,
+    pub(super) watch: Watch,
     at: Instant,
+}
+
+/// Whether a [`Known`] path is watched (`watch::watch`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Watch {
+    /// Not yet: a path is watched when it is asked for again, so a path asked for once
+    /// (a crawl) never pays for placing watches.
+    Untried,
+    /// From this epoch on, nothing the path depends on can have changed unseen.
+    Since(u64),
+    /// It cannot be (a symlink on the way, not a local file system, no inotify).
+    Not,
 }
 
 impl Known {
     /// The path named the version `stamp`; `file` is kept open if its content is not cached.
-    pub(super) fn new(stamp: Stamp, file: Option<Arc<File>>, watched: Option<u64>) -> Known {
-        Known { stamp, file, watched, at: Instant::now() }
+    pub(super) fn new(stamp: Stamp, file: Option<Arc<File>>) -> Known {
+        Known { stamp, file, watch: Watch::Untried, at: Instant::now() }
     }
 }
 
@@ -213,6 +223,16 @@ pub(super) fn known(root: FileId, relative: &[u8]) -> Option<Known> {
 /// Remembers what the path `relative` below `root` names.
 pub(super) fn remember(root: FileId, relative: &[u8], known: Known) {
     PATH_CACHE.with(|cache| cache.borrow_mut().insert(root, relative, known));
+}
+
+/// Records whether the path `relative` below `root` is now watched.
+pub(super) fn set_watch(root: FileId, relative: &[u8], watch: Watch) {
+    PATH_CACHE.with(|cache| {
+        if let Some(known) = cache.borrow_mut().roots.get_mut(&root).and_then(|paths| paths.get_mut(relative))
+        {
+            known.watch = watch;
+        }
+    });
 }
 
 /// Forgets the path `relative` below `root` (and closes any descriptor it kept).

@@ -72,19 +72,7 @@ mod tests {
     use graced_config::Root;
 
     fn find(raw: &str) -> Lookup {
-        let demo = Site {
-            hosts: vec![],
-            root: Root::BuiltinDemo,
-            index: vec!["index.html".into()],
-            hidden_files: false,
-            is_default: true,
-            tls: None,
-            acme: None,
-            https_redirect: false,
-            hsts: None,
-            compression: Default::default(),
-            rules: graced_config::SiteRules::default(),
-        };
+        let demo = super::super::tests::test_site(Root::BuiltinDemo);
         lookup(&demo, &resolve(raw, false).unwrap())
     }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use graced_config::Site;
 
 use super::beneath::{OpenedRoot, RootDir, open_beneath};
-use super::cache::{self, Known, Stamp};
+use super::cache::{self, Known, Stamp, Watch};
 use super::demo;
 use super::mime::content_type;
 use super::resource::{Content, Lookup, Resource};
@@ -78,15 +78,10 @@ fn lookup_dir(dir: &Path, root: &RootDir, site: &Site, path: &SafePath) -> Looku
                 None
             }
         };
-        let stamp = Stamp::of(&meta);
         let known = match &open {
-            Some(file) => Some(Known::new(
-                stamp,
-                Some(file.clone()),
-                watch::watch(root_fd.fd.as_fd(), &path.relative, &stamp),
-            )),
+            Some(file) => Some(Known::new(Stamp::of(&meta), Some(file.clone()))),
             None if matches!(resource.content, Content::Cached(_)) => {
-                Some(Known::new(stamp, None, watch::watch(root_fd.fd.as_fd(), &path.relative, &stamp)))
+                Some(Known::new(Stamp::of(&meta), None))
             }
             None => None,
         };
@@ -119,9 +114,14 @@ fn lookup_dir(dir: &Path, root: &RootDir, site: &Site, path: &SafePath) -> Looku
 fn lookup_known(root: &OpenedRoot, path: &SafePath) -> Option<Resource> {
     let relative = path.relative.as_os_str().as_encoded_bytes();
     let known = cache::known(root.id, relative)?;
-    let same = known.watched.is_some_and(watch::unchanged_since) || {
+    let same = matches!(known.watch, Watch::Since(at) if watch::unchanged_since(at)) || {
         let stat = rustix::fs::statx(&root.fd, &path.relative, AtFlags::empty(), StatxFlags::BASIC_STATS);
-        stat.is_ok_and(|stat| known.stamp == Stamp::of_statx(&stat))
+        let same = stat.is_ok_and(|stat| known.stamp == Stamp::of_statx(&stat));
+        if same && known.watch == Watch::Untried {
+            let watched = watch::watch(root.fd.as_fd(), &path.relative, &known.stamp);
+            cache::set_watch(root.id, relative, watched.map_or(Watch::Not, Watch::Since));
+        }
+        same
     };
     let entry = same.then(|| cache::peek(&known.stamp)).flatten();
     let found = entry.and_then(|entry| match (&entry.content, known.file) {
@@ -189,19 +189,7 @@ mod tests {
     use std::time::Duration;
 
     fn site(root: &Path) -> Site {
-        Site {
-            hosts: vec![],
-            root: Root::Dir(root.to_owned()),
-            index: vec!["index.html".into()],
-            hidden_files: false,
-            is_default: true,
-            tls: None,
-            acme: None,
-            https_redirect: false,
-            hsts: None,
-            compression: Default::default(),
-            rules: graced_config::SiteRules::default(),
-        }
+        super::super::tests::test_site(Root::Dir(root.to_owned()))
     }
 
     fn find(site: &Site, raw: &str) -> Lookup {

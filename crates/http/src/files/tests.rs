@@ -20,11 +20,16 @@ use super::resource::{Content, Lookup};
 use crate::path::resolve;
 
 fn site(root: &Path, hidden_files: bool) -> Site {
+    Site { hidden_files, ..test_site(Root::Dir(root.to_owned())) }
+}
+
+/// A default site (index.html, no rules, hidden files refused) with `root`, for the tests here.
+pub(super) fn test_site(root: Root) -> Site {
     Site {
         hosts: vec![],
-        root: Root::Dir(root.to_owned()),
+        root,
         index: vec!["index.html".into()],
-        hidden_files,
+        hidden_files: false,
         is_default: true,
         tls: None,
         acme: None,

@@ -25,6 +25,12 @@
 //! closes it; the path cache's entries expire after a minute, which bounds that case.
 //! Anything not watched is checked with `statx`, as before.
 //!
+//! A path is watched the second time it is asked for (`cache::Watch`), so a crawl of
+//! paths asked for once pays nothing for watches. After any event, paths already known are
+//! checked with `statx` again until their entry expires and is made again; a tree where
+//! something changes all the time (a log written inside it) therefore costs the `statx`
+//! as before, plus the `FIONREAD`.
+//!
 //! Hand-written on rustix's inotify calls: the crates that wrap inotify (notify, inotify)
 //! deliver events to a callback thread or a stream, which cannot give the ordering above.
 

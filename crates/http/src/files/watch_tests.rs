@@ -16,19 +16,7 @@ use super::resource::{Content, Lookup};
 use crate::path::resolve;
 
 fn site(root: &Path) -> Site {
-    Site {
-        hosts: vec![],
-        root: Root::Dir(root.to_owned()),
-        index: vec!["index.html".into()],
-        hidden_files: false,
-        is_default: true,
-        tls: None,
-        acme: None,
-        https_redirect: false,
-        hsts: None,
-        compression: Default::default(),
-        rules: graced_config::SiteRules::default(),
-    }
+    super::tests::test_site(Root::Dir(root.to_owned()))
 }
 
 struct Served {
@@ -47,7 +35,8 @@ impl Served {
         lookup(&self.site, &self.root, &resolve(raw, false).unwrap())
     }
 
-    /// The bytes served for `raw` (looked up twice: the second from the path cache).
+    /// The bytes served for `raw`, looked up twice: the second from the path cache, which
+    /// watches a path the second time it is asked for.
     fn body(&self, raw: &str) -> Vec<u8> {
         let _ = self.find(raw);
         match self.find(raw) {
@@ -70,7 +59,8 @@ impl Served {
         let dir = self.root.path().unwrap();
         let id = self.root.get(dir).unwrap().id;
         let relative = resolve(raw, false).unwrap().relative;
-        cache::known(id, relative.as_os_str().as_encoded_bytes()).and_then(|known| known.watched).is_some()
+        let known = cache::known(id, relative.as_os_str().as_encoded_bytes());
+        matches!(known.map(|known| known.watch), Some(cache::Watch::Since(_)))
     }
 }
 
