@@ -90,6 +90,9 @@ fn lookup_dir(dir: &Path, root: &RootDir, site: &Site, path: &SafePath) -> Looku
         }
         if let Some(known) = known {
             let relative = path.relative.as_os_str().as_encoded_bytes();
+            // The process's one inotify descriptor is opened with its first cached path, not
+            // when a path is first watched: the descriptors in use stay level from then on.
+            watch::open();
             cache::remember(root_fd.id, relative, known);
         }
     }

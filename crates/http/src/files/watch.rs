@@ -113,6 +113,11 @@ pub(super) fn watch(root: BorrowedFd<'_>, relative: &Path, stamp: &Stamp) -> Opt
     }
 }
 
+/// Opens the process's inotify instance if it is not open yet.
+pub(super) fn open() {
+    watcher();
+}
+
 fn watcher() -> Option<&'static Watcher> {
     WATCHER
         .get_or_init(|| match inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK) {
