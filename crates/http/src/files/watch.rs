@@ -31,8 +31,9 @@
 //! something changes all the time (a log written inside it) therefore costs the `statx`
 //! as before, plus the `FIONREAD`.
 //!
-//! Hand-written on rustix's inotify calls: the crates that wrap inotify (notify, inotify)
-//! deliver events to a callback thread or a stream, which cannot give the ordering above.
+//! Written on rustix's inotify calls (rustix is already a dependency): `notify` delivers
+//! events on its own thread, after the fact, which cannot give the ordering above; the
+//! `inotify` crate would be a second wrapper of the same three system calls.
 
 use std::collections::HashSet;
 use std::io;
