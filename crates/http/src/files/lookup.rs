@@ -3,7 +3,6 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -121,7 +120,7 @@ fn lookup_known(root: &OpenedRoot, path: &SafePath) -> Option<Resource> {
         let stat = rustix::fs::statx(&root.fd, &path.relative, AtFlags::empty(), StatxFlags::BASIC_STATS);
         let same = stat.is_ok_and(|stat| known.stamp == Stamp::of_statx(&stat));
         if same && known.watch == Watch::Untried {
-            let watched = watch::watch(root.fd.as_fd(), &path.relative, &known.stamp);
+            let watched = watch::watch(root, &path.relative, &known.stamp);
             cache::set_watch(root.id, relative, watched.map_or(Watch::Not, Watch::Since));
         }
         same

@@ -31,7 +31,7 @@
 //! * `lookup` → `beneath`, `cache`, `demo`, `mime`, `resource`, `watch`: the lookup itself;
 //! * `beneath` → `cache` (`FileId`): the root's handle, `openat2` and its walking fallback;
 //! * `cache`: the two per-thread caches and the file version that keys them;
-//! * `watch` → `cache` (`FileId`, `Stamp`): the inotify watches that let a cached path skip
+//! * `watch` → `beneath` (`OpenedRoot`), `cache` (`FileId`, `Stamp`): the inotify watches that let a cached path skip
 //!   its `statx` (`watch_tests` tests them);
 //! * `demo` → `mime`, `resource`: the built-in demo site;
 //! * `dir` → `beneath`: a directory opened below the root, for a listing;

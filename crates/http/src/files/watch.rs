@@ -46,6 +46,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 use rustix::fs::{AtFlags, Mode, OFlags, StatxFlags};
 
+use super::beneath::OpenedRoot;
 use super::cache::{FileId, Stamp};
 
 /// Watches the instance holds at most; past it, every watch is removed and placing starts
@@ -92,7 +93,7 @@ pub(super) fn unchanged_since(at: u64) -> bool {
 
 /// Watches what `relative` below `root` depends on and checks it still names `stamp`: the
 /// epoch to keep with the entry, or `None` if it is not watched (then `statx` checks it).
-pub(super) fn watch(root: BorrowedFd<'_>, relative: &Path, stamp: &Stamp) -> Option<u64> {
+pub(super) fn watch(root: &OpenedRoot, relative: &Path, stamp: &Stamp) -> Option<u64> {
     if UNAVAILABLE.load(Ordering::Relaxed) {
         return None;
     }
@@ -168,7 +169,7 @@ impl Watcher {
     fn place(
         &self,
         placed: &mut HashSet<i32>,
-        root: BorrowedFd<'_>,
+        root: &OpenedRoot,
         relative: &Path,
         stamp: &Stamp,
     ) -> io::Result<bool> {
@@ -180,45 +181,48 @@ impl Watcher {
             }
         }
         let Some(file_name) = names.pop() else { return Ok(false) };
-        if !local(root)? {
+        if !local(root.fd.as_fd())? {
             return Ok(false);
         }
-        if let Err(err) = self.add(placed, &magic(root), WatchFlags::empty()) {
+        if let Err(err) = self.add(placed, &magic(root.fd.as_fd()), WatchFlags::empty()) {
             if err.kind() == io::ErrorKind::NotFound {
                 tracing::info!("no /proc/self/fd: every cached file is checked with statx");
                 UNAVAILABLE.store(true, Ordering::Relaxed);
             }
             return Err(err);
         }
-        let mut dirs: Vec<OwnedFd> = Vec::with_capacity(names.len());
+        // Each directory on the way, opened without following a symlink, with its identity.
+        let mut dirs: Vec<(OwnedFd, FileId)> = Vec::with_capacity(names.len());
         for name in &names {
-            let parent = dirs.last().map_or(root, |dir| dir.as_fd());
+            let parent = dirs.last().map_or(root.fd.as_fd(), |(dir, _)| dir.as_fd());
             let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
             let dir = rustix::fs::openat(parent, *name, flags, Mode::empty())?;
             if !local(dir.as_fd())? {
                 return Ok(false);
             }
             self.add(placed, &magic(dir.as_fd()), WatchFlags::empty())?;
-            dirs.push(dir);
+            let id = id_of(dir.as_fd())?;
+            dirs.push((dir, id));
         }
-        let parent = dirs.last().map_or(root, |dir| dir.as_fd());
+        let (parent, parent_id) =
+            dirs.last().map_or((root.fd.as_fd(), root.id), |(dir, id)| (dir.as_fd(), *id));
         self.add(placed, &magic(parent).join(file_name), WatchFlags::DONT_FOLLOW)?;
         // Every watch is in place: the path must go through exactly the directories watched
         // to exactly the version opened, on the same file system as its directory.
         let mut prefix = PathBuf::new();
-        for (name, dir) in names.iter().zip(&dirs) {
+        for (name, (_, id)) in names.iter().zip(&dirs) {
             prefix.push(name);
-            if id_at(root, &prefix)? != id_of(dir.as_fd())? {
+            if id_at(root.fd.as_fd(), &prefix)? != *id {
                 return Ok(false);
             }
         }
         let seen = Stamp::of_statx(&rustix::fs::statx(
-            root,
+            &root.fd,
             relative,
             AtFlags::SYMLINK_NOFOLLOW,
             StatxFlags::BASIC_STATS,
         )?);
-        Ok(seen == *stamp && seen.file.dev == id_of(parent)?.dev)
+        Ok(seen == *stamp && seen.file.dev == parent_id.dev)
     }
 }
 
