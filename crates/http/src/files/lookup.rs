@@ -239,16 +239,7 @@ mod tests {
 
     fn content(lookup: Lookup) -> Vec<u8> {
         match lookup {
-            Lookup::Found(Resource { content: Content::Cached(bytes), .. }) => bytes.to_vec(),
-            Lookup::Found(Resource { content: Content::File(file), .. }) => {
-                std::io::read_to_string(file).unwrap().into_bytes()
-            }
-            Lookup::Found(Resource { content: Content::Open(file), len, .. }) => {
-                use std::os::unix::fs::FileExt;
-                let mut buf = vec![0; len as usize];
-                file.read_exact_at(&mut buf, 0).unwrap();
-                buf
-            }
+            Lookup::Found(found) => super::super::tests::bytes_of(found.content, found.len),
             other => panic!("{other:?}"),
         }
     }

@@ -40,7 +40,8 @@ pub(super) fn test_site(root: Root) -> Site {
     }
 }
 
-fn bytes_of(content: Content, len: u64) -> Vec<u8> {
+/// The bytes of a found file's `content` (`len` of them when read from an open file).
+pub(super) fn bytes_of(content: Content, len: u64) -> Vec<u8> {
     match content {
         Content::Cached(bytes) => bytes.to_vec(),
         Content::Static(bytes) => bytes.to_vec(),

@@ -13,6 +13,7 @@ use super::beneath::RootDir;
 use super::cache;
 use super::lookup::lookup;
 use super::resource::{Content, Lookup};
+use super::tests::bytes_of;
 use crate::path::resolve;
 
 fn site(root: &Path) -> Site {
@@ -40,16 +41,11 @@ impl Served {
     fn body(&self, raw: &str) -> Vec<u8> {
         let _ = self.find(raw);
         match self.find(raw) {
-            Lookup::Found(found) => match found.content {
-                Content::Cached(bytes) => bytes.to_vec(),
-                Content::Open(file) => {
-                    use std::os::unix::fs::FileExt;
-                    let mut buf = vec![0; found.len as usize];
-                    file.read_exact_at(&mut buf, 0).unwrap();
-                    buf
-                }
-                Content::File(_) | Content::Static(_) => panic!("{raw} was not served from the path cache"),
-            },
+            Lookup::Found(found) => {
+                let cached = matches!(found.content, Content::Cached(_) | Content::Open(_));
+                assert!(cached, "{raw} was not served from the path cache");
+                bytes_of(found.content, found.len)
+            }
             other => panic!("{raw}: {other:?}"),
         }
     }
